@@ -1,0 +1,56 @@
+"""smtpmock: a real SMTP server for tests.
+
+Start one in a line, point the application at ``mock.host``/``mock.port``, wait for mail without
+sleeping, and assert on fully parsed messages::
+
+    from smtpmock import SMTPMock
+
+    with SMTPMock() as mock:
+        send_welcome_mail(host=mock.host, port=mock.port)
+        [message] = mock.wait_for(1, to="bob@example.com")
+        assert message.subject == "Welcome, Bob"
+"""
+
+from ._compat import MockSMTPServer
+from ._errors import (
+    ConfigurationError,
+    MailAssertionError,
+    MessageNotSent,
+    PortInUseError,
+    ServerError,
+    ServerStartError,
+    SMTPMockError,
+    UnexpectedMessage,
+    WaitTimeout,
+)
+from ._inspect import Mailbox
+from ._message import Address, Attachment, Headers, Message
+from ._query import Criteria
+from ._server import SMTPMock
+from .store import MemoryStore, Retention, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Address",
+    "Attachment",
+    "ConfigurationError",
+    "Criteria",
+    "Headers",
+    "MailAssertionError",
+    "Mailbox",
+    "MemoryStore",
+    "Message",
+    "MessageNotSent",
+    "MockSMTPServer",
+    "PortInUseError",
+    "Retention",
+    "SMTPMock",
+    "SMTPMockError",
+    "ServerError",
+    "ServerStartError",
+    "Store",
+    "UnexpectedMessage",
+    "WaitTimeout",
+    "__version__",
+]

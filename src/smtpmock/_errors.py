@@ -1,0 +1,81 @@
+"""The one exception tree of smtpmock.
+
+::
+
+    SMTPMockError                      every error smtpmock raises
+    ├── ServerStartError               the server could not start
+    │   └── PortInUseError             ... because its port is taken (also an OSError)
+    ├── ServerError                    an error inside the server thread, re-raised in the test
+    ├── ConfigurationError             an option that cannot work (also a ValueError)
+    └── MailAssertionError             a check the test asked for failed (also an AssertionError)
+        ├── WaitTimeout                wait_for() saw fewer matching messages than asked for
+        ├── MessageNotSent             assert_sent() found no matching message
+        └── UnexpectedMessage          assert_not_sent() found a matching message
+
+Failures a test asked for derive from :class:`AssertionError`, so pytest reports them as test
+failures rather than errors; everything else is an ordinary exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "MailAssertionError",
+    "MessageNotSent",
+    "PortInUseError",
+    "SMTPMockError",
+    "ServerError",
+    "ServerStartError",
+    "UnexpectedMessage",
+    "WaitTimeout",
+]
+
+
+class SMTPMockError(Exception):
+    """Root of every exception smtpmock raises."""
+
+
+class ServerStartError(SMTPMockError):
+    """The SMTP server could not start (bad address, bad TLS files, ...)."""
+
+
+class PortInUseError(ServerStartError, OSError):
+    """The requested port is already taken by another socket."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(
+            f"cannot listen on {host}:{port}: port {port} is already in use "
+            "(use port=0 to let the system pick a free port, then read .port)"
+        )
+
+    def __reduce__(self) -> tuple[type[PortInUseError], tuple[str, int]]:
+        return (type(self), (self.host, self.port))
+
+
+class ServerError(SMTPMockError):
+    """An exception raised inside the server thread, re-raised in the caller's thread.
+
+    The original exception is chained as ``__cause__``.
+    """
+
+
+class ConfigurationError(SMTPMockError, ValueError):
+    """An option or combination of options that cannot work."""
+
+
+class MailAssertionError(SMTPMockError, AssertionError):
+    """A mail check requested by the test failed."""
+
+
+class WaitTimeout(MailAssertionError):
+    """``wait_for()`` timed out before enough matching messages arrived."""
+
+
+class MessageNotSent(MailAssertionError):
+    """``assert_sent()`` found no matching message."""
+
+
+class UnexpectedMessage(MailAssertionError):
+    """``assert_not_sent()`` found a message it should not have."""

@@ -1,0 +1,344 @@
+"""``SMTPMock``: a real SMTP server in a background thread, with a mailbox to inspect.
+
+The server runs its own asyncio loop in one daemon thread. ``start()`` binds the listening
+sockets itself (so port 0 works and the bound port is known before any client connects) and
+returns once the server accepts connections; ``stop()`` closes the listeners and every client
+connection, then joins the thread. Nothing resolves the machine's own name on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+from ._config import ServerConfig
+from ._errors import PortInUseError, ServerError, ServerStartError
+from ._inspect import DEFAULT_TIMEOUT, Mailbox
+from ._message import Message
+from ._protocol import SMTPProtocol, StageHook
+from .store import MemoryStore, Store
+
+__all__ = ["SMTPMock"]
+
+# Exceptions the event loop reports that are about a client, not about smtpmock: a peer that
+# hung up, a TLS handshake the client aborted. They are not errors of the server.
+_CLIENT_FAULTS = (ConnectionError, TimeoutError, OSError, asyncio.CancelledError)
+_STOP_GRACE = 1.0
+
+
+class _ServerState:
+    """What every connection of one server shares."""
+
+    def __init__(self, config: ServerConfig, store: Store, loop: asyncio.AbstractEventLoop):
+        self.config = config
+        self.store = store
+        self.loop = loop
+        self.connections: set[SMTPProtocol] = set()
+        self.hooks: list[StageHook] = []
+        self.errors: list[BaseException] = []
+        self._errors_lock = threading.Lock()
+
+    def record_error(self, error: BaseException) -> None:
+        with self._errors_lock:
+            self.errors.append(error)
+
+    async def deliver(self, message: Message) -> None:
+        self.store.add(message)
+
+
+class SMTPMock(Mailbox):
+    """A real SMTP server on ``host:port`` (port 0: any free port) running in a thread.
+
+    ::
+
+        with SMTPMock() as mock:
+            send_mail_via(mock.host, mock.port)
+            [message] = mock.wait_for(1, to="bob@example.com")
+            assert message.subject == "Welcome"
+
+    Options (all keyword-only) are those of :class:`~smtpmock._config.ServerConfig`:
+    ``hostname``, ``max_message_size``, ``smtputf8``, ``idle_timeout``. ``store`` replaces the
+    in-memory store; ``default_timeout`` is the timeout of :meth:`wait_for` when none is given.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        store: Store | None = None,
+        default_timeout: float = DEFAULT_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        self.config = ServerConfig.from_options(options)
+        super().__init__(store or MemoryStore(), default_timeout=default_timeout)
+        self._requested = (host, port)
+        self._bound: tuple[str, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state: _ServerState | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._lifecycle = threading.Lock()
+        self._errors_reported = 0
+        self._hooks: list[StageHook] = []
+
+    # ------------------------------------------------------------------ address
+
+    @property
+    def host(self) -> str:
+        """The address the server listens on (as bound; the requested host before start)."""
+        return self._bound[0] if self._bound else self._requested[0]
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on; the real one when port 0 was asked for."""
+        if self._bound is None:
+            raise ServerStartError("the server is not running: call start() first")
+        return self._bound[1]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> SMTPMock:
+        """Start listening; return once the server accepts connections. Idempotent."""
+        with self._lifecycle:
+            if self._thread is not None:
+                return self
+            ready = threading.Event()
+            outcome: dict[str, Any] = {}
+            thread = threading.Thread(
+                target=self._run,
+                args=(ready, outcome),
+                name=f"smtpmock-{self._requested[0]}:{self._requested[1]}",
+                daemon=True,
+            )
+            thread.start()
+            ready.wait()
+            if "error" in outcome:
+                thread.join()
+                raise outcome["error"]
+            self._thread = thread
+            return self
+
+    def _run(self, ready: threading.Event, outcome: dict[str, Any]) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            state = _ServerState(self.config, self._store, loop)
+            state.hooks = self._hooks
+            loop.set_exception_handler(self._loop_exception)
+            self._loop, self._state = loop, state
+            sockets = _bind(*self._requested)
+            try:
+                factory = self._protocol_factory(state)
+                self._servers = [
+                    loop.run_until_complete(loop.create_server(factory, sock=s))
+                    for s in sockets
+                ]
+            except BaseException:
+                for s in sockets:
+                    s.close()
+                raise
+            name = sockets[0].getsockname()
+            self._bound = (str(name[0]), int(name[1]))
+        except BaseException as exc:
+            outcome["error"] = exc
+            self._loop = None
+            loop.close()
+            ready.set()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            self._close_loop(loop)
+
+    def _protocol_factory(self, state: _ServerState) -> Callable[[], SMTPProtocol]:
+        kwargs = self.config.smtp_kwargs()
+
+        def factory() -> SMTPProtocol:
+            return SMTPProtocol(state, **kwargs)
+
+        return factory
+
+    def stop(self) -> None:
+        """Stop the server: close every connection and join the thread. Idempotent.
+
+        Re-raises (as :class:`~smtpmock.ServerError`) the first error that happened inside the
+        server thread and was not yet reported by :meth:`check`.
+        """
+        with self._lifecycle:
+            thread, loop = self._thread, self._loop
+            if thread is not None and loop is not None:
+                with contextlib.suppress(RuntimeError):  # loop already closed
+                    loop.call_soon_threadsafe(self._begin_shutdown)
+                thread.join()
+            self._thread = None
+            self._loop = None
+            self._bound = None
+        self.check()
+
+    def _begin_shutdown(self) -> None:
+        for server in self._servers:
+            server.close()
+        state = self._state
+        if state is not None:
+            for protocol in list(state.connections):
+                if protocol.transport is not None:
+                    protocol.transport.close()
+        assert self._loop is not None
+        self._loop.stop()
+
+    def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        state = self._state
+        try:
+            # Let the transports closed above deliver connection_lost, then abort any
+            # connection that is still open (a TLS peer that does not answer close_notify).
+            if state is not None and state.connections:
+                loop.run_until_complete(_drain_connections(state, _STOP_GRACE))
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            for server in self._servers:
+                loop.run_until_complete(server.wait_closed())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            self._servers = []
+            loop.close()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, _CLIENT_FAULTS):
+            return
+        if error is None:
+            error = RuntimeError(context.get("message", "unknown error in the server loop"))
+        if self._state is not None:
+            self._state.record_error(error)
+
+    def check(self) -> None:
+        """Raise :class:`~smtpmock.ServerError` if the server thread hit an error since the
+        last check; the original exception is its ``__cause__``."""
+        state = self._state
+        if state is None:
+            return
+        errors = state.errors[self._errors_reported :]
+        if not errors:
+            return
+        self._errors_reported += len(errors)
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ServerError(
+            f"error in the smtpmock server thread: {type(first).__name__}: {first}{more}"
+        ) from first
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Every error raised in the server thread so far (reported or not)."""
+        return list(self._state.errors) if self._state is not None else []
+
+    def reset(self) -> None:
+        """Forget every received message."""
+        self._store.clear()
+
+    def add_hook(self, hook: StageHook) -> None:
+        """Register a stage hook (see :mod:`smtpmock._protocol`); before or after start."""
+        self._hooks.append(hook)
+
+    def run_in_loop(self, fn: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 5.0) -> Any:
+        """Run a coroutine function on the server's loop and return its result."""
+        if self._loop is None:
+            raise ServerStartError("the server is not running")
+        return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(timeout)
+
+    def __enter__(self) -> SMTPMock:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.stop()
+        else:
+            # Do not let a server error hide the exception that is already propagating.
+            with contextlib.suppress(ServerError):
+                self.stop()
+
+    def __repr__(self) -> str:
+        where = f"{self.host}:{self._bound[1]}" if self._bound else "not running"
+        return f"<SMTPMock {where} messages={len(self._store)}>"
+
+
+async def _drain_connections(state: _ServerState, grace: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while state.connections and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    for protocol in list(state.connections):
+        transport = protocol.transport
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()
+    await asyncio.sleep(0)
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """Create and bind the listening sockets for *host*, one per address family it resolves to.
+
+    With port 0 every socket gets the port the system chose for the first one, so a name that
+    resolves to both IPv4 and IPv6 (``localhost``) is one server on one port.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
+        )
+    except socket.gaierror as exc:
+        raise ServerStartError(f"cannot resolve host {host!r}: {exc}") from exc
+    seen: set[tuple[Any, ...]] = set()
+    sockets: list[socket.socket] = []
+    chosen_port = port
+    try:
+        for family, type_, proto, _, addr in infos:
+            key = (family, addr[0])
+            if key in seen:
+                continue
+            seen.add(key)
+            sock = socket.socket(family, type_, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            target = (addr[0], chosen_port, *addr[2:])
+            try:
+                sock.bind(target)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUseError(host, chosen_port) from exc
+                raise ServerStartError(f"cannot listen on {host}:{chosen_port}: {exc}") from exc
+            chosen_port = sock.getsockname()[1]
+            sock.listen(1024)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from .._errors import ConfigurationError
+from .._message import Message
+
+Listener = Callable[["StoreEvent"], None]
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    """A change to a store: messages added, messages deleted, or everything cleared."""
+
+    kind: Literal["added", "deleted", "cleared"]
+    messages: tuple[Message, ...] = ()
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Limits enforced when a message arrives (never exceeded), oldest messages evicted first.
+
+    ``None`` means no limit on that axis.
+    """
+
+    max_messages: int | None = None
+    max_bytes: int | None = None
+    max_age: float | None = None  # seconds
+
+    def __post_init__(self) -> None:
+        for name in ("max_messages", "max_bytes", "max_age"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"retention {name} must be positive, not {value!r}")
+
+    @property
+    def unbounded(self) -> bool:
+        return self.max_messages is None and self.max_bytes is None and self.max_age is None
+
+
+class Store(ABC):
+    """The interface of every message store.
+
+    All methods are thread-safe. Every change notifies :attr:`changed` (a condition variable
+    whose lock guards the store) and the listeners registered with :meth:`subscribe`. Listeners
+    run in the thread that made the change, after the store's lock is released; they must be
+    quick and must not raise (an exception from a listener is swallowed and reported through
+    ``on_listener_error``).
+    """
+
+    def __init__(self, retention: Retention | None = None) -> None:
+        self.retention = retention or Retention()
+        self.changed = threading.Condition(threading.RLock())
+        self._listeners: list[Listener] = []
+        self._last_seq = 0
+        self.generation = 0
+        """Incremented whenever messages are removed, so that waits know to count again."""
+        self.on_listener_error: Callable[[BaseException], None] | None = None
+
+    # --- the interface ------------------------------------------------------------------
+
+    @abstractmethod
+    def _insert(self, message: Message) -> list[Message]:
+        """Store *message* (its seq already set); return the messages evicted to make room."""
+
+    @abstractmethod
+    def messages(self) -> list[Message]:
+        """Every stored message, in arrival order."""
+
+    @abstractmethod
+    def since(self, seq: int) -> list[Message]:
+        """Stored messages with ``seq`` greater than *seq*, in arrival order."""
+
+    @abstractmethod
+    def get(self, id: str) -> Message | None:
+        """The message with this id, or ``None``."""
+
+    @abstractmethod
+    def _remove(self, ids: Iterable[str]) -> list[str]:
+        """Remove these ids; return the ids that were there."""
+
+    @abstractmethod
+    def _remove_all(self) -> int:
+        """Remove everything; return how many were removed."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to do for most stores
+        """Release resources (files, connections)."""
+
+    # --- shared behaviour -----------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest message ever added (0 if none)."""
+        return self._last_seq
+
+    def add(self, message: Message) -> Message:
+        """Store *message*, assign its ``seq``, enforce retention, and wake waiters."""
+        with self.changed:
+            self._last_seq += 1
+            message.seq = self._last_seq
+            evicted = self._insert(message)
+            if evicted:
+                self.generation += 1
+            self.changed.notify_all()
+        if evicted:
+            self._emit(StoreEvent("deleted", tuple(evicted), tuple(m.id for m in evicted)))
+        self._emit(StoreEvent("added", (message,)))
+        return message
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete the messages with these ids; return how many existed."""
+        with self.changed:
+            removed = self._remove(list(ids))
+            if removed:
+                self.generation += 1
+            self.changed.notify_all()
+        if removed:
+            self._emit(StoreEvent("deleted", ids=tuple(removed)))
+        return len(removed)
+
+    def clear(self) -> int:
+        """Delete every message; return how many there were."""
+        with self.changed:
+            count = self._remove_all()
+            self.generation += 1
+            self.changed.notify_all()
+        self._emit(StoreEvent("cleared"))
+        return count
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call *listener* on every change; returns a function that unsubscribes it."""
+        with self.changed:
+            self._listeners = [*self._listeners, listener]
+
+        def unsubscribe() -> None:
+            with self.changed:
+                self._listeners = [x for x in self._listeners if x is not listener]
+
+        return unsubscribe
+
+    def _emit(self, event: StoreEvent) -> None:
+        for listener in self._listeners:  # a snapshot: subscribe() replaces the list
+            try:
+                listener(event)
+            except Exception as exc:
+                if self.on_listener_error is not None:
+                    self.on_listener_error(exc)
+
+    def _expired_before(self) -> float | None:
+        if self.retention.max_age is None:
+            return None
+        return time.time() - self.retention.max_age
