@@ -77,7 +77,9 @@ class SMTPMock(Mailbox):
         **options: Any,
     ) -> None:
         self.config = ServerConfig.from_options(options)
-        super().__init__(store or MemoryStore(), default_timeout=default_timeout)
+        super().__init__(
+            store if store is not None else MemoryStore(), default_timeout=default_timeout
+        )
         self._requested = (host, port)
         self._bound: tuple[str, int] | None = None
         self._thread: threading.Thread | None = None

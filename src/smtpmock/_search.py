@@ -1,0 +1,304 @@
+"""The search-string language (Mailpit's syntax), compiled to a predicate *and* to SQL.
+
+One query string such as ``to:bob@example.com subject:"your order" -has:attachment invoice``
+means the same thing everywhere: :func:`parse` turns it into a :class:`Search`, which gives a
+:class:`~smtpmock.Criteria` (a predicate over :class:`~smtpmock.Message`, used in-process and by
+the memory store) and a SQL ``WHERE`` clause over the columns of :func:`index_fields` (used by the
+SQLite store). Both evaluate the same derived fields, computed from a message once by
+:func:`index_fields`, so the two can only disagree if SQLite's ``LIKE`` and Python's ``in`` did.
+
+Syntax: space-separated terms are ANDed; ``"quoted phrases"``; a leading ``-`` or ``!`` negates a
+term. Filters (all case-insensitive substring matches unless said otherwise):
+
+==================  ===================================================================
+``from:``           ``From:`` header (name and address) and the envelope sender
+``to:``             ``To:`` header and the envelope recipients
+``cc:`` ``bcc:``    ``Cc:`` header; blind copies (envelope recipients in no header)
+``reply-to:``       ``Reply-To:`` header
+``addressed:``      any recipient: ``to:``, ``cc:`` and ``bcc:`` together
+``subject:``        the decoded subject
+``message-id:``     the ``Message-ID`` header
+``has:attachment``  at least one attachment; ``has:inline``: at least one inline part
+``larger:`` / ``smaller:``  size in bytes, with units ``B KB MB GB`` (1000) or ``KiB MiB GiB``
+``after:`` / ``before:``    arrival time, ``YYYY-MM-DD`` or an ISO 8601 timestamp (UTC if naive)
+anything else       free text over addresses, subject, bodies and attachment names
+==================  ===================================================================
+
+``is:read``, ``is:unread``, ``tag:`` and ``is:tagged`` are refused with a :class:`SearchError`:
+smtpmock has no read state (reading never changes a message) and no tags.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._errors import ConfigurationError
+from ._message import Message
+from ._query import Criteria
+
+__all__ = ["IndexFields", "Search", "SearchError", "index_fields", "parse"]
+
+
+class SearchError(ConfigurationError):
+    """A search string that cannot be understood (an HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class IndexFields:
+    """What search needs from a message, computed once (lower-cased text fields)."""
+
+    from_text: str
+    to_text: str
+    cc_text: str
+    bcc_text: str
+    reply_to_text: str
+    subject: str
+    message_id: str
+    text: str
+    attachments: int
+    inline: int
+    size: int
+    received_at: float
+
+    @property
+    def addressed(self) -> str:
+        return "\n".join((self.to_text, self.cc_text, self.bcc_text))
+
+    @property
+    def free_text(self) -> str:
+        return "\n".join(
+            (self.from_text, self.addressed, self.reply_to_text, self.subject, self.text)
+        )
+
+
+_TAGS = re.compile(r"<[^>]*>")
+
+
+def index_fields(message: Message) -> IndexFields:
+    """Derive the searchable fields of *message* (parses it once; never raises)."""
+
+    def addrs(items: list[tuple[str, str]] | list[str]) -> str:
+        out = []
+        for item in items:
+            out.append(" ".join(item) if isinstance(item, tuple) else item)
+        return "\n".join(out).lower()
+
+    from_items: list[str] = [message.mail_from]
+    if message.from_ is not None:
+        from_items.append(f"{message.from_.name} {message.from_.address}")
+    to_items = [f"{a.name} {a.address}" for a in message.to] + list(message.rcpt_tos)
+    attachments = message.attachments
+    names = [a.filename for a in attachments if a.filename]
+    bodies = [message.text or ""]
+    if message.html:
+        bodies.append(html.unescape(_TAGS.sub(" ", message.html)))
+    return IndexFields(
+        from_text=addrs(from_items),
+        to_text=addrs(to_items),
+        cc_text=addrs([f"{a.name} {a.address}" for a in message.cc]),
+        bcc_text=addrs(message.bcc),
+        reply_to_text=addrs([f"{a.name} {a.address}" for a in message.reply_to]),
+        subject=message.subject.lower(),
+        message_id=(message.message_id or "").lower(),
+        text="\n".join([*bodies, *names]).lower(),
+        attachments=sum(1 for a in attachments if not a.is_inline),
+        inline=sum(1 for a in attachments if a.is_inline),
+        size=message.size,
+        received_at=message.received_at.timestamp(),
+    )
+
+
+# ----------------------------------------------------------------------------- parsing
+
+_TOKEN = re.compile(r'\s*([-!]?)(?:([a-zA-Z-]+):)?(?:"((?:[^"\\]|\\.)*)"|(\S+))')
+_TEXT_FIELDS = {
+    "from": "from_text",
+    "to": "to_text",
+    "cc": "cc_text",
+    "bcc": "bcc_text",
+    "reply-to": "reply_to_text",
+    "subject": "subject",
+    "message-id": "message_id",
+}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
+
+
+@dataclass(frozen=True)
+class Term:
+    """One parsed term: ``field`` (``""`` for free text), its value and whether it is negated."""
+
+    field: str
+    value: str
+    negated: bool
+
+    def __str__(self) -> str:
+        sign = "-" if self.negated else ""
+        value = f'"{self.value}"' if (" " in self.value or not self.value) else self.value
+        return f"{sign}{self.field}:{value}" if self.field else f"{sign}{value}"
+
+
+def _size(value: str) -> int:
+    match = _SIZE.match(value.strip())
+    if not match:
+        raise SearchError(f"not a size: {value!r} (use e.g. 1500, 250KB, 1.5MB, 2MiB)")
+    number, unit = match.groups()
+    unit = (unit or "").lower()
+    factor = 1024 ** "kmg".index(unit[0]) * 1024 if "i" in unit else _UNITS[unit[:1]]
+    return int(float(number) * factor)
+
+
+def _date(value: str) -> float:
+    try:
+        when = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SearchError(f"not a date: {value!r} (use YYYY-MM-DD or ISO 8601)") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return when.timestamp()
+
+
+def _like(value: str) -> str:
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+_FieldTest = Callable[[IndexFields], bool]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    test: _FieldTest
+    sql: str
+    params: tuple[object, ...]
+
+
+def _compile(term: Term) -> _Compiled:
+    field, value = term.field.lower(), term.value
+    if field in _TEXT_FIELDS:
+        column = _TEXT_FIELDS[field]
+        needle = value.lower()
+        return _Compiled(
+            lambda f: needle in getattr(f, column),
+            f"{column} LIKE ? ESCAPE '\\'",
+            (_like(value),),
+        )
+    if field == "addressed":
+        needle = value.lower()
+        return _Compiled(
+            lambda f: needle in f.addressed,
+            "(to_text LIKE ? ESCAPE '\\' OR cc_text LIKE ? ESCAPE '\\' "
+            "OR bcc_text LIKE ? ESCAPE '\\')",
+            (_like(value),) * 3,
+        )
+    if field == "has":
+        kind = value.lower()
+        if kind in ("attachment", "attachments"):
+            return _Compiled(lambda f: f.attachments > 0, "attachments > 0", ())
+        if kind == "inline":
+            return _Compiled(lambda f: f.inline > 0, "inline > 0", ())
+        raise SearchError(f"unknown has:{value} (known: has:attachment, has:inline)")
+    if field in ("larger", "smaller"):
+        limit = _size(value)
+        if field == "larger":
+            return _Compiled(lambda f: f.size > limit, "size > ?", (limit,))
+        return _Compiled(lambda f: f.size < limit, "size < ?", (limit,))
+    if field in ("after", "before"):
+        when = _date(value)
+        if field == "after":
+            return _Compiled(lambda f: f.received_at >= when, "received_at >= ?", (when,))
+        return _Compiled(lambda f: f.received_at < when, "received_at < ?", (when,))
+    if field in ("is", "tag"):
+        raise SearchError(
+            f"{term} is not supported: smtpmock has no read state (reading never changes a "
+            "message) and no tags"
+        )
+    if field:
+        known = ", ".join(
+            [*_TEXT_FIELDS, "addressed", "has", "larger", "smaller", "after", "before"]
+        )
+        raise SearchError(f"unknown search filter {field}: (known: {known})")
+    needle = value.lower()
+    return _Compiled(
+        lambda f: needle in f.free_text,
+        "seq IN (SELECT rowid FROM search_fts WHERE body LIKE ? ESCAPE '\\')",
+        (_like(value),),
+    )
+
+
+@dataclass(frozen=True)
+class Search:
+    """A parsed search string: the conjunction of its terms."""
+
+    query: str
+    terms: tuple[Term, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    def _compiled(self) -> list[tuple[Term, _Compiled]]:
+        return [(t, _compile(t)) for t in self.terms]
+
+    def test_fields(self, fields: IndexFields) -> bool:
+        """Whether already-derived fields match every term."""
+        return all(c.test(fields) != t.negated for t, c in self._compiled())
+
+    def matches(self, message: Message) -> bool:
+        return self.test_fields(index_fields(message))
+
+    def criteria(self) -> Criteria:
+        """This search as a :class:`~smtpmock.Criteria` (one predicate per term)."""
+        predicates = []
+        for term, compiled in self._compiled():
+
+            def predicate(m: Message, _c: _Compiled = compiled, _neg: bool = term.negated) -> bool:
+                return _c.test(index_fields(m)) != _neg
+
+            predicate.__name__ = str(term)
+            predicates.append(predicate)
+        return Criteria(*predicates)
+
+    def sql(self) -> tuple[str, list[object]]:
+        """A SQL condition over the SQLite store's ``messages`` table, and its parameters."""
+        if not self.terms:
+            return "1", []
+        clauses: list[str] = []
+        params: list[object] = []
+        for term, compiled in self._compiled():
+            sql = compiled.sql
+            params.extend(compiled.params)
+            clauses.append(f"NOT ({sql})" if term.negated else f"({sql})")
+        return " AND ".join(clauses), params
+
+
+def parse(query: str | None) -> Search:
+    """Parse a search string; raise :class:`SearchError` when it cannot be understood.
+
+    An empty or blank string is the empty search, which matches every message.
+    """
+    text = (query or "").strip()
+    if len(text) > 4096:
+        raise SearchError("search string longer than 4096 characters")
+    terms: list[Term] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise SearchError(f"cannot parse the search string at {text[pos:]!r}")
+        pos = match.end()
+        sign, field, quoted, bare = match.groups()
+        value = quoted.replace('\\"', '"').replace("\\\\", "\\") if quoted is not None else bare
+        if bare is not None and bare.startswith('"'):
+            raise SearchError(f"unterminated quote; cannot parse {bare!r}")
+        if field and bare is not None and bare.startswith(":"):
+            raise SearchError(f"cannot parse the search term {match.group(0).strip()!r}")
+        terms.append(Term((field or "").lower(), value, bool(sign)))
+        if len(terms) > 64:
+            raise SearchError("more than 64 search terms")
+    for term in terms:
+        _compile(term)  # validate now: a bad filter is an error before any search runs
+    return Search(text, tuple(terms))

@@ -1,0 +1,124 @@
+"""SQLiteStore: durable, exact bytes, retention on arrival, listing without bodies."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import pytest
+
+from smtpmock import Message, Retention, SMTPMock
+from smtpmock._search import parse
+from smtpmock.store import SQLiteStore, StoreEvent
+from tests.mail import send
+
+RAW = b"From: A <a@x.com>\r\nTo: bob@y.com\r\nSubject: Hi\r\n\r\nbody\xff bytes \r\n.dot\r\n"
+
+
+def _msg(subject: str = "Hi", *, size: int = 0, age: float = 0.0) -> Message:
+    raw = f"From: a@x.com\r\nTo: bob@y.com\r\nSubject: {subject}\r\n\r\n".encode() + b"x" * size
+    when = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(seconds=age)
+    return Message(raw, mail_from="a@x.com", rcpt_tos=["bob@y.com"], received_at=when)
+
+
+def test_reopen_keeps_ids_order_bytes_and_envelope(tmp_path: Path) -> None:
+    path = tmp_path / "mail.db"
+    store = SQLiteStore(path)
+    first = store.add(
+        Message(
+            RAW,
+            mail_from="a@x.com",
+            rcpt_tos=["bob@y.com", "c@z.com"],
+            helo="client.example",
+            mail_options=["BODY=8BITMIME"],
+        )
+    )
+    second = store.add(_msg("two"))
+    store.close()
+
+    again = SQLiteStore(path)
+    try:
+        got = again.messages()
+        assert [m.id for m in got] == [first.id, second.id]
+        assert [m.seq for m in got] == [1, 2]
+        assert got[0].raw == RAW
+        assert got[0].rcpt_tos == ("bob@y.com", "c@z.com")
+        assert got[0].helo == "client.example"
+        assert got[0].mail_options == ("BODY=8BITMIME",)
+        assert got[0].received_at == first.received_at
+        assert got[1].subject == "two"
+        assert again.last_seq == 2
+        assert again.add(_msg("three")).seq == 3  # numbering continues after a restart
+    finally:
+        again.close()
+
+
+def test_retention_by_count_evicts_oldest_first_and_notifies() -> None:
+    store = SQLiteStore(retention=Retention(max_messages=2))
+    events: list[StoreEvent] = []
+    store.subscribe(events.append)
+    ids = [store.add(_msg(str(i))).id for i in range(4)]
+    assert [m.id for m in store.messages()] == ids[2:]
+    assert len(store) == 2
+    deleted = [i for e in events if e.kind == "deleted" for i in e.ids]
+    assert deleted == ids[:2]
+
+
+def test_retention_by_bytes_is_never_exceeded() -> None:
+    store = SQLiteStore(retention=Retention(max_bytes=500))
+    for i in range(10):
+        store.add(_msg(str(i), size=150))
+        assert store.total_bytes <= 500
+    assert [m.subject for m in store.messages()] == ["8", "9"]  # 3 x 195 B would be 585
+
+
+def test_retention_by_age_on_arrival() -> None:
+    store = SQLiteStore(retention=Retention(max_age=60))
+    store.add(_msg("old", age=3600))
+    store.add(_msg("new"))
+    assert [m.subject for m in store.messages()] == ["new"]
+
+
+def test_delete_and_clear() -> None:
+    store = SQLiteStore()
+    a, b, c = (store.add(_msg(s)) for s in "abc")
+    assert store.delete([b.id, "missing"]) == 1
+    assert [m.id for m in store.messages()] == [a.id, c.id]
+    assert store.get(b.id) is None
+    assert store.summaries(parse("subject:b"))[0] == 0  # the search index forgot it too
+    assert store.clear() == 2
+    assert store.messages() == []
+    assert store.total_bytes == 0
+
+
+def test_summaries_newest_first_paginated_without_bodies() -> None:
+    store = SQLiteStore()
+    for i in range(5):
+        store.add(_msg(f"s{i}", size=10))
+    total, page = store.summaries(start=1, limit=2)
+    assert total == 5
+    assert [s["Subject"] for s in page] == ["s3", "s2"]
+    assert all("Raw" not in s and "Text" not in s and "HTML" not in s for s in page)
+    assert page[0]["Size"] == 10 + len(b"From: a@x.com\r\nTo: bob@y.com\r\nSubject: s3\r\n\r\n")
+
+
+def test_smtp_round_trip_commits_before_250(tmp_path: Path) -> None:
+    path = tmp_path / "mail.db"
+    with SMTPMock(store=SQLiteStore(path)) as mock:
+        send(mock.host, mock.port, subject="durable")
+        # sendmail returned, so the server answered 250: another connection must see it.
+        other = SQLiteStore(path)
+        try:
+            assert [m.subject for m in other.messages()] == ["durable"]
+        finally:
+            other.close()
+        [message] = mock.wait_for(1, subject="durable")
+        assert message.rcpt_tos == ("bob@example.com",)
+    mock.store.close()
+
+
+@pytest.mark.parametrize("bad", [b"", b"no headers at all", b"Subject: =?x-unknown?q?a?=\r\n\r\n"])
+def test_malformed_messages_are_stored(bad: bytes) -> None:
+    store = SQLiteStore()
+    store.add(Message(bad))
+    assert store.messages()[0].raw == bad
