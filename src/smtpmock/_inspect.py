@@ -179,9 +179,7 @@ class Mailbox:
                 outbox.wait_for(1)
             assert outbox[0].subject == "Welcome"
         """
-        box = Mailbox(
-            self._store, floor=self._store.last_seq, default_timeout=self.default_timeout
-        )
+        box = Mailbox(self._store, floor=self._store.last_seq, default_timeout=self.default_timeout)
         try:
             yield box
         finally:
@@ -193,9 +191,7 @@ def describe_messages(messages: list[Message], crit: Criteria | None = None) -> 
     if not messages:
         return "no messages were received"
     if crit is not None and crit:
-        scored = sorted(
-            ((crit.mismatches(m), m) for m in messages), key=lambda pair: len(pair[0])
-        )
+        scored = sorted(((crit.mismatches(m), m) for m in messages), key=lambda pair: len(pair[0]))
     else:
         scored = [([], m) for m in messages]
     noun = "message was" if len(messages) == 1 else "messages were"

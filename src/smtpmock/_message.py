@@ -37,6 +37,7 @@ _ADDRESS_HEADERS = ("to", "cc", "bcc", "reply-to", "from", "sender")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _URL = re.compile(r"""\b(?:https?|ftp)://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
 _URL_TRAILING = ".,;:!?)]}'\""
+_NEEDS_QUOTES = re.compile(r'[()<>@,;:\\".\[\]]')
 
 
 class Address(NamedTuple):
@@ -46,10 +47,13 @@ class Address(NamedTuple):
     address: str
 
     def __str__(self) -> str:
-        if self.name:
+        """``Name <address>``, the name quoted only where RFC 5322 needs it; or the address."""
+        if not self.name:
+            return self.address
+        if _NEEDS_QUOTES.search(self.name):
             quoted = self.name.replace("\\", "\\\\").replace('"', '\\"')
             return f'"{quoted}" <{self.address}>'
-        return self.address
+        return f"{self.name} <{self.address}>"
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,11 @@ def _to_text(value: str) -> tuple[str, bool]:
         return raw.decode("latin-1"), True
 
 
+def _unix_newlines(text: str) -> str:
+    """Bodies are text: SMTP's CRLF line ends read as ``\n`` (``raw`` keeps the bytes)."""
+    return text.replace("\r\n", "\n")
+
+
 def _decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words; leave the text as it is if that fails."""
     if "=?" not in value:
@@ -151,6 +160,8 @@ def _decode_words(value: str) -> str:
 
 
 class _Links(html.parser.HTMLParser):
+    """Collects ``href`` targets and the URLs written in the text, both with entities decoded."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.links: list[str] = []
@@ -160,6 +171,13 @@ class _Links(html.parser.HTMLParser):
             for key, val in attrs:
                 if key == "href" and val and val.strip():
                     self.links.append(val.strip())
+
+    def handle_data(self, data: str) -> None:
+        self.links.extend(_bare_urls(data))
+
+
+def _bare_urls(text: str) -> list[str]:
+    return [m.group(0).rstrip(_URL_TRAILING) for m in _URL.finditer(text)]
 
 
 class Message:
@@ -193,7 +211,8 @@ class Message:
         """A unique, opaque identifier."""
         self.seq: int = 0
         """Arrival order within its store (set when stored, increasing from 1)."""
-        self.mail_from: str = mail_from
+        # aiosmtpd reports the null reverse-path as "<>"; the documented value is "".
+        self.mail_from: str = "" if mail_from == "<>" else mail_from
         """The envelope sender (``MAIL FROM``); ``""`` for the null reverse-path ``<>``."""
         self.rcpt_tos: tuple[str, ...] = tuple(rcpt_tos)
         """The envelope recipients (``RCPT TO``), in order."""
@@ -351,7 +370,7 @@ class Message:
             _, _, body = self.raw.partition(b"\r\n\r\n")
             if not body and b"\n\n" in self.raw:
                 body = self.raw.partition(b"\n\n")[2]
-            return body.decode("utf-8", "replace")
+            return _unix_newlines(body.decode("utf-8", "replace"))
         try:
             content = part.get_content()  # type: ignore[attr-defined]
         except (LookupError, UnicodeError) as exc:
@@ -360,13 +379,17 @@ class Message:
                 "read as UTF-8 with replacement characters"
             )
             payload = part.get_payload(decode=True)
-            return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+            if not isinstance(payload, bytes):
+                return ""
+            return _unix_newlines(payload.decode("utf-8", "replace"))
         except Exception as exc:
             self._extra_defects.append(f"unreadable part: {type(exc).__name__}: {exc}")
             return ""
         if isinstance(content, bytes):
-            return content.decode("utf-8", "replace")
-        return content if isinstance(content, str) else str(content)
+            content = content.decode("utf-8", "replace")
+        elif not isinstance(content, str):
+            content = str(content)
+        return _unix_newlines(content)
 
     @cached_property
     def _bodies(self) -> tuple[_StdMessage | None, _StdMessage | None]:
@@ -389,13 +412,13 @@ class Message:
 
     @cached_property
     def text(self) -> str | None:
-        """The ``text/plain`` body, decoded, or ``None`` if the message has none."""
+        """The ``text/plain`` body, decoded, with ``\n`` line ends; ``None`` if there is none."""
         part = self._bodies[0]
         return None if part is None else self._content(part)
 
     @cached_property
     def html(self) -> str | None:
-        """The ``text/html`` body, decoded, or ``None`` if the message has none."""
+        """The ``text/html`` body, decoded, with ``\n`` line ends; ``None`` if there is none."""
         part = self._bodies[1]
         return None if part is None else self._content(part)
 
@@ -431,9 +454,11 @@ class Message:
             payload = None
         if not isinstance(payload, bytes):
             raw_payload = part.get_payload()
-            payload = raw_payload.encode("utf-8", "surrogateescape") if isinstance(
-                raw_payload, str
-            ) else b""
+            payload = (
+                raw_payload.encode("utf-8", "surrogateescape")
+                if isinstance(raw_payload, str)
+                else b""
+            )
         cid = part.get("content-id")
         content_id = str(cid).strip().strip("<>").strip() if cid else None
         try:
@@ -468,9 +493,8 @@ class Message:
             except Exception:  # HTMLParser is lenient, but never let a body break this
                 pass
             found.extend(parser.links)
-            found.extend(m.group(0).rstrip(_URL_TRAILING) for m in _URL.finditer(self.html))
         if self.text:
-            found.extend(m.group(0).rstrip(_URL_TRAILING) for m in _URL.finditer(self.text))
+            found.extend(_bare_urls(self.text))
         return list(dict.fromkeys(found))
 
     @property

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ._errors import ConfigurationError
-from ._message import Message
+from ._message import Address, Message
 
 __all__ = ["Criteria", "Matcher", "Predicate"]
 
@@ -132,9 +132,7 @@ class Criteria:
         for name, want in (headers or {}).items():
             if not isinstance(want, bool):
                 _check_matcher(f"headers[{name!r}]", want)
-            terms.append(
-                Term(f"headers[{name!r}]={_describe(want)}", _header_test(name, want))
-            )
+            terms.append(Term(f"headers[{name!r}]={_describe(want)}", _header_test(name, want)))
         if has_attachment is not None:
             terms.append(
                 Term(
@@ -203,26 +201,32 @@ def _safe(term: Term, message: Message) -> bool:
         return False
 
 
+def _forms(address: Address) -> list[str]:
+    """The spellings a test may use for a header mailbox: bare, as formatted, name unquoted."""
+    forms = [address.address, str(address)]
+    if address.name:
+        forms.append(f"{address.name} <{address.address}>")
+    return forms
+
+
 def _recipient(message: Message, matcher: Matcher) -> bool:
     candidates = list(message.rcpt_tos)
-    candidates.extend(a.address for a in (*message.to, *message.cc))
-    candidates.extend(str(a) for a in (*message.to, *message.cc))
+    for address in (*message.to, *message.cc):
+        candidates.extend(_forms(address))
     return any(_match_exact(matcher, c, fold=True) for c in candidates)
 
 
 def _sender(message: Message, matcher: Matcher) -> bool:
     candidates = [message.mail_from]
     if message.from_ is not None:
-        candidates += [message.from_.address, str(message.from_)]
+        candidates += _forms(message.from_)
     return any(_match_exact(matcher, c, fold=True) for c in candidates)
 
 
 def _from_header(message: Message, matcher: Matcher) -> bool:
     if message.from_ is None:
         return False
-    return any(
-        _match_exact(matcher, c, fold=True) for c in (message.from_.address, str(message.from_))
-    )
+    return any(_match_exact(matcher, c, fold=True) for c in _forms(message.from_))
 
 
 def _header_test(name: str, want: Matcher | bool) -> Predicate:
