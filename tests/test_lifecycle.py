@@ -194,6 +194,22 @@ def test_error_in_server_thread_is_raised_by_stop() -> None:
     mock.stop()  # already reported: a second stop is quiet
 
 
+def test_errors_after_a_restart_are_reported_too() -> None:
+    mock = SMTPMock(store=BrokenStore()).start()
+    with pytest.raises(smtplib.SMTPDataError):
+        send(mock.host, mock.port)
+    with pytest.raises(ServerError):
+        mock.stop()
+    mock.start()
+    try:
+        with pytest.raises(smtplib.SMTPDataError):
+            send(mock.host, mock.port)
+        with pytest.raises(ServerError, match="disk on fire"):
+            mock.check()
+    finally:
+        mock.stop()
+
+
 def test_context_manager_does_not_hide_the_tests_own_error() -> None:
     with pytest.raises(KeyError), SMTPMock(store=BrokenStore()) as mock:  # noqa: PT012
         with pytest.raises(smtplib.SMTPDataError):

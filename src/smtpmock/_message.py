@@ -237,6 +237,7 @@ class Message:
         self.session_id: str | None = session_id
         """The SMTP session that delivered this message (see transcripts)."""
         self._extra_defects: list[str] = []
+        self._address_cache: dict[str, list[Address]] = {}
 
     # ----------------------------------------------------------------- parsing
 
@@ -283,21 +284,26 @@ class Message:
         return self.headers.get("subject", "")
 
     def _addresses(self, *names: str) -> list[Address]:
-        values: list[str] = []
+        out: list[Address] = []
         for name in names:
-            values.extend(self.headers.get_all(name))
-        if not values:
-            return []
-        try:
-            pairs = getaddresses(values)
-        except Exception as exc:  # stdlib bugs on hostile input must not escape
-            self._extra_defects.append(f"unparsable address header: {type(exc).__name__}")
-            return []
-        out = []
-        for name, addr in pairs:
-            if not name and not addr:
-                continue
-            out.append(Address(_decode_words(name), addr))
+            out.extend(self._header_addresses(name))
+        return out
+
+    def _header_addresses(self, name: str) -> list[Address]:
+        """The mailboxes of every *name* header, parsed once (``bcc`` reuses ``to``/``cc``)."""
+        cached = self._address_cache.get(name)
+        if cached is not None:
+            return cached
+        values = self.headers.get_all(name)
+        out: list[Address] = []
+        if values:
+            try:
+                pairs = getaddresses(values)
+            except Exception as exc:  # stdlib bugs on hostile input must not escape
+                self._extra_defects.append(f"unparsable {name} header: {type(exc).__name__}")
+                pairs = []
+            out = [Address(_decode_words(n), a) for n, a in pairs if n or a]
+        self._address_cache[name] = out
         return out
 
     @cached_property

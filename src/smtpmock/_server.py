@@ -146,6 +146,7 @@ class SMTPMock(Mailbox):
             state.hooks = self._hooks
             loop.set_exception_handler(self._loop_exception)
             self._loop, self._state = loop, state
+            self._errors_reported = 0  # a new run, a new error list (stop() reported the old)
             sockets = _bind(*self._requested)
             try:
                 factory = self._protocol_factory(state)
