@@ -9,6 +9,7 @@ import smtpmock
 PUBLIC = {
     "Address",
     "Attachment",
+    "AuthAttempt",
     "ConfigurationError",
     "Criteria",
     "FaultContext",
@@ -29,6 +30,8 @@ PUBLIC = {
     "ServerError",
     "ServerStartError",
     "Store",
+    "Transcript",
+    "TranscriptEntry",
     "UnexpectedMessage",
     "WaitTimeout",
     "__version__",

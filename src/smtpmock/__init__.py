@@ -11,6 +11,7 @@ sleeping, and assert on fully parsed messages::
         assert message.subject == "Welcome, Bob"
 """
 
+from ._auth import AuthAttempt
 from ._compat import MockSMTPServer
 from ._errors import (
     ConfigurationError,
@@ -27,6 +28,7 @@ from ._inspect import Mailbox
 from ._message import Address, Attachment, Headers, Message
 from ._query import Criteria
 from ._server import SMTPMock
+from ._transcript import Transcript, TranscriptEntry
 from .store import MemoryStore, Retention, Store
 
 __version__ = "0.1.0"
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Address",
     "Attachment",
+    "AuthAttempt",
     "ConfigurationError",
     "Criteria",
     "Headers",
@@ -50,6 +53,8 @@ __all__ = [
     "ServerError",
     "ServerStartError",
     "Store",
+    "Transcript",
+    "TranscriptEntry",
     "UnexpectedMessage",
     "WaitTimeout",
     "__version__",

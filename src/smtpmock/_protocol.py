@@ -10,37 +10,161 @@ injection, transcripts, limits) plug in without editing aiosmtpd's state machine
 upper case (``"EHLO"``, ``"MAIL"``, ``"RCPT"``, ``"DATA"``, ...), and ``"DATA_END"`` (the message
 is complete, before it is stored; the hook's argument is the :class:`Message`, and a hook that
 refuses it sets ``protocol.data_end_reply`` to the reply to send instead of pushing it).
+
+What is smtpmock's own rather than aiosmtpd's, and why:
+
+* The command loop (:meth:`SMTPProtocol._serve`): command lines are limited by
+  ``max_command_length`` (500 5.5.2), a bare CR or NUL in a command is refused (so nothing a
+  client puts in HELO or MAIL FROM can carry a second line anywhere), and every line goes to the
+  session transcript.
+* ``MAIL``/``RCPT``: aiosmtpd 1.4.6 refuses the null sender ``MAIL FROM:<>`` (bounces must be
+  accepted) and every RCPT parameter (555); here BODY, SMTPUTF8, SIZE, RET, ENVID, AUTH (MAIL)
+  and NOTIFY, ORCPT (RCPT) are accepted and recorded on the message, and ``max_recipients`` is
+  enforced (452 4.5.3).
+* ``DATA``: only ``CRLF.CRLF`` ends the data (``LF.LF``, ``CR.CRLF`` and ``LF.CRLF`` are content:
+  the SMTP smuggling defence); the size limit (552 5.3.4) and line limit (500 5.5.2) are
+  answered as soon as they are passed, the rest is read and discarded up to
+  :data:`DRAIN_LIMIT` bytes, then the connection is closed, so memory stays bounded.
+* ``EHLO`` advertises PIPELINING, ENHANCEDSTATUSCODES and DSN as well, and every reply carries an
+  RFC 3463 enhanced status code (except the greeting, HELO/EHLO replies and 3xx, per RFC 2034).
+* The idle timeout answers 421 4.4.2 before closing; ``max_connections`` answers 421 4.7.0.
+* AUTH: CRAM-MD5 is added to aiosmtpd's PLAIN and LOGIN; every attempt is logged without its
+  secret; AUTH is offered over implicit TLS too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import datetime as _dt
+import re
+import secrets
+import ssl
 import uuid
+from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    TLSSetupException,
+    syntax,
+)
 
+from ._auth import Accounts, AuthAttempt, AuthLog
 from ._message import Message
+from ._transcript import MASK, Transcript, TranscriptLog
 
 if TYPE_CHECKING:
     from ._server import _ServerState
 
-__all__ = ["SMTPProtocol", "StageHook"]
+__all__ = ["DRAIN_LIMIT", "SMTPProtocol", "SessionSupport", "StageHook"]
 
 StageHook = Callable[["SMTPProtocol", str, Any], Awaitable[bool]]
+
+DRAIN_LIMIT = 1 << 20
+"""Bytes of a refused DATA read and discarded before the connection is closed."""
+_AUTH_LINE_LIMIT = 12_288  # RFC 4954 section 4: AUTH lines may be this long
+# RFC 3207 section 4: what a client may send before STARTTLS when TLS is required.
+_ALLOWED_BEFORE_TLS = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS"})
+_ENHANCED = re.compile(r"\d\.\d{1,3}\.\d{1,3}(?: |$)")
+_DEFAULT_ENHANCED = {
+    "221": "2.0.0",
+    "235": "2.7.0",
+    "250": "2.0.0",
+    "252": "2.5.0",
+    "421": "4.3.0",
+    "450": "4.2.0",
+    "451": "4.3.0",
+    "452": "4.3.1",
+    "454": "4.7.0",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "535": "5.7.8",
+    "538": "5.7.11",
+    "550": "5.0.0",
+    "552": "5.3.4",
+    "553": "5.1.3",
+    "554": "5.0.0",
+    "555": "5.5.4",
+}
+_MAIL_PARAMS = frozenset({"BODY", "SMTPUTF8", "SIZE", "RET", "ENVID", "AUTH"})
+_RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
+_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+
+
+def with_enhanced_code(reply: str) -> str:
+    """Insert the RFC 3463 status code a reply line lacks (``250 OK`` -> ``250 2.0.0 OK``)."""
+    code, sep, text = reply[:3], reply[3:4], reply[4:]
+    enhanced = _DEFAULT_ENHANCED.get(code)
+    if enhanced is None or sep not in (" ", "-", "") or _ENHANCED.match(text):
+        return reply
+    return f"{code}{sep or ' '}{enhanced} {text}".rstrip()
+
+
+@dataclass
+class SessionSupport:
+    """What every connection of one server shares besides the store: TLS, accounts, logs."""
+
+    tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False
+    accounts: Accounts | None = None
+    transcripts: TranscriptLog = field(default_factory=TranscriptLog)
+    auth_log: AuthLog = field(default_factory=AuthLog)
+
+
+class _Envelope(Envelope):
+    def __init__(self) -> None:
+        super().__init__()
+        self.params_by_rcpt: dict[str, list[str]] = {}
+
+
+class _ConnectionClosed(Exception):
+    pass
 
 
 class SMTPProtocol(SMTP):
     """One SMTP connection."""
 
-    def __init__(self, state: _ServerState, **kwargs: Any) -> None:
+    # aiosmtpd sizes its StreamReader with this; smtpmock enforces the real line limits itself
+    # (max_command_length, max_line_length), so the reader may buffer a little more.
+    line_length_limit = 65_536
+
+    def __init__(
+        self, state: _ServerState, *, support: SessionSupport | None = None, **kwargs: Any
+    ) -> None:
         self.state = state
+        self.support = support or SessionSupport()
         self.session_id = uuid.uuid4().hex
         self.data_end_reply: str | None = None
-        handler = _Handler(self)
-        super().__init__(handler, loop=state.loop, **kwargs)
+        self.transcript: Transcript | None = None
+        self.authenticated_user: str | None = None
+        self._refused = False
+        self._starting_tls = False
+        config = state.config
+        accounts = self.support.accounts
+        excluded = ["PLAIN", "LOGIN", "CRAM-MD5"]
+        if accounts is not None:
+            excluded = [] if accounts.knows_passwords else ["CRAM-MD5"]
+        tls_context = self.support.tls_context if not self.support.implicit_tls else None
+        super().__init__(
+            _Handler(self),
+            loop=state.loop,
+            tls_context=tls_context,
+            auth_require_tls=not config.auth_allow_plaintext,
+            auth_exclude_mechanism=excluded,
+            authenticator=self._check_login,
+            **kwargs,
+        )
         if state.hooks:
             # aiosmtpd dispatches commands through this dict, built once per connection: wrap
             # each entry so the stage hooks see the command before aiosmtpd acts on it.
@@ -65,21 +189,619 @@ class SMTPProtocol(SMTP):
                 return True
         return False
 
+    # -- helpers ----------------------------------------------------------------------------
+
+    @property
+    def in_tls(self) -> bool:
+        """Whether the connection is encrypted (after STARTTLS, or implicit TLS)."""
+        return self.session is not None and self.session.ssl is not None
+
+    def _record(self, kind: Any, text: str) -> None:
+        if self.transcript is not None:
+            self.transcript.add(kind, text)
+
+    async def push(self, status: str | bytes) -> None:
+        """Send one reply line (an enhanced status code is added if it lacks one)."""
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if self._starting_tls and text.startswith("220"):
+            text = "220 2.0.0 Ready to start TLS"
+            # RFC 3207 section 4.2 / CVE-2024-34083: nothing the client sent in plain text
+            # after STARTTLS may be read as a command once TLS is up.
+            self._reader._buffer.clear()  # type: ignore[attr-defined]
+        else:
+            text = with_enhanced_code(text)
+        await self._send(text)
+
+    async def _send(self, text: str) -> None:
+        self._record("server", text)
+        await super().push(text)
+
+    def _write_now(self, text: str) -> None:
+        """Write a reply from a synchronous callback (timeouts, refusals)."""
+        writer = getattr(self, "_writer", None)
+        if writer is None or self.transport is None or self.transport.is_closing():
+            return
+        self._record("server", text)
+        writer.write(text.encode("utf-8") + b"\r\n")
+
+    def _create_envelope(self) -> _Envelope:
+        return _Envelope()
+
     # -- connection lifecycle ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None:  # the first call, not the one after STARTTLS
+        first = self.transport is None  # not the call that follows STARTTLS
+        if first:
+            limit = self.state.config.max_connections
+            if limit is not None:
+                active = sum(1 for c in self.state.connections if not c._refused)
+                self._refused = active >= limit
             self.state.connections.add(self)
+            peer = transport.get_extra_info("peername")
+            self.transcript = self.support.transcripts.open(self.session_id, _peer(peer))
+            self._record("event", f"connected from {_format_peer(peer)}")
         super().connection_made(transport)
+        if first and self.support.implicit_tls:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                assert self.session is not None
+                self.session.ssl = {
+                    "ssl_object": ssl_object,
+                    "cipher": transport.get_extra_info("cipher"),
+                    "peercert": transport.get_extra_info("peercert"),
+                }
+                self._auth_require_tls = False  # already encrypted
+                self._tls_started()
+        elif not first:
+            self._tls_started()
+
+    def _tls_started(self) -> None:
+        version = _tls_version(self.session.ssl if self.session else None)
+        if self.transcript is not None:
+            self.transcript.tls_version = version or "TLS"
+        self._record("event", f"TLS started ({version or 'unknown version'})")
 
     def connection_lost(self, error: Exception | None) -> None:
         self.state.connections.discard(self)
+        if self.transcript is not None and self.transcript.ended_at is None:
+            self._record("event", "disconnected")
+            self.transcript.ended_at = _dt.datetime.now(_dt.timezone.utc)
         super().connection_lost(error)
 
+    def _timeout_cb(self) -> None:
+        self._record("event", "idle timeout")
+        self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded, closing")
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
     async def _handle_client(self) -> None:
+        if self._refused:
+            await self.push(f"421 4.7.0 {self.hostname} Too many connections, try again later")
+            assert self.transport is not None
+            self.transport.close()
+            return
         if self.state.hooks and await self.run_hooks("connect"):
             return
-        await super()._handle_client()
+        await self._serve()
+
+    # -- the command loop -------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+        while self.transport is not None:
+            try:
+                line = await self._read_command()
+                if line is not None:
+                    await self._dispatch(line)
+            except _ConnectionClosed:
+                return
+            except asyncio.CancelledError:
+                self._writer.close()
+                raise
+            except ConnectionResetError:
+                self._writer.close()
+                raise
+            except TLSSetupException:
+                # The client gave up on the handshake: a client problem, not a server error.
+                self._record("event", "TLS handshake failed")
+                if self._original_transport is not None:
+                    self._original_transport.close()
+                if self.transport is not None:
+                    self.transport.close()
+                self.connection_lost(None)
+                return
+            except Exception as error:
+                try:
+                    status = await self.handle_exception(error)
+                except Exception as inner:  # pragma: no cover - defensive
+                    status = f"451 4.3.0 error: {type(inner).__name__}"
+                await self.push(status)
+
+    async def _read_command(self) -> bytes | None:
+        """The next command line without its line end, or ``None`` if it was refused."""
+        try:
+            line: bytes = await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            raise _ConnectionClosed from exc
+        except asyncio.LimitOverrunError as exc:
+            await self._discard_line(exc.consumed)
+            self._record("client", "[command line too long, discarded]")
+            await self.push("500 5.5.2 Error: command line too long")
+            return None
+        limit = self.state.config.max_command_length
+        if line[:5].upper() == b"AUTH ":
+            limit = max(limit, _AUTH_LINE_LIMIT)
+        if len(line) > limit:
+            self._record("client", f"[command line of {len(line)} octets, discarded]")
+            await self.push("500 5.5.2 Error: command line too long")
+            return None
+        return line.rstrip(b"\r\n")
+
+    async def _discard_line(self, pending: int) -> None:
+        """Read and drop the rest of an over-long line, a buffer at a time."""
+        while True:
+            await self._reader.read(pending)
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as exc:
+                pending = exc.consumed
+            except asyncio.IncompleteReadError as exc:
+                raise _ConnectionClosed from exc
+
+    async def _dispatch(self, line: bytes) -> None:
+        verb_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            verb = verb_bytes.decode("ascii").upper()
+        except UnicodeDecodeError:
+            verb = ""
+        masked = verb == "AUTH" and len(arg_bytes.split()) > 1
+        shown = line.decode("utf-8", "backslashreplace")
+        if masked:
+            shown = f"AUTH {arg_bytes.split()[0].decode('ascii', 'replace')} {MASK}"
+        self._record("client", shown)
+        if not line or not verb or not verb.isalpha():
+            await self.push("500 5.5.2 Error: bad syntax")
+            return
+        if b"\r" in line or b"\x00" in line:
+            # A bare CR or NUL could smuggle a second line into anything that echoes the
+            # argument (HELO names in Received headers, addresses in logs): refuse it.
+            await self.push("501 5.5.2 Error: bare CR or NUL in command")
+            return
+        arg: str | None = None
+        if arg_bytes.strip():
+            arg = arg_bytes.strip().decode(
+                "utf-8" if self.enable_SMTPUTF8 else "ascii", "surrogateescape"
+            )
+            if not self.enable_SMTPUTF8 and not arg_bytes.isascii():
+                await self.push("500 5.6.7 Error: non-ASCII command without SMTPUTF8")
+                return
+        if (
+            self.state.config.tls == "starttls-required"
+            and not self.in_tls
+            and verb not in _ALLOWED_BEFORE_TLS
+        ):
+            await self.push("530 5.7.0 Must issue a STARTTLS command first")
+            return
+        method = self._smtp_methods.get(verb)
+        if method is None:
+            await self.push(f'500 5.5.1 Error: command "{verb}" not recognized')
+            return
+        self._reset_timeout()
+        await method(arg)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: HELO hostname")
+            return
+        self._set_rset_state()  # type: ignore[no-untyped-call]
+        assert self.session is not None
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await self._send(f"250 {self.hostname}")  # RFC 2034: no enhanced code on HELO/EHLO
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()  # type: ignore[no-untyped-call]
+        assert self.session is not None
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [self.hostname, "PIPELINING"]
+        lines.append(f"SIZE {self.data_size_limit}" if self.data_size_limit else "SIZE")
+        lines += ["8BITMIME", "ENHANCEDSTATUSCODES", "DSN"]
+        if self.enable_SMTPUTF8:
+            lines.append("SMTPUTF8")
+        if self.tls_context is not None and not self.in_tls:
+            lines.append("STARTTLS")
+        if self._auth_methods and (self.in_tls or not self._auth_require_tls):
+            lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
+        lines.append("HELP")
+        for line in lines[:-1]:
+            await self._send(f"250-{line}")
+        await self._send(f"250 {lines[-1]}")
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        if arg:
+            await self.push("501 5.5.4 Syntax: STARTTLS")
+            return
+        if self.tls_context is None:
+            await self.push("454 4.7.0 TLS not available")
+            return
+        if self.in_tls:
+            await self.push("503 5.5.1 Error: TLS already active")
+            return
+        self._starting_tls = True
+        try:
+            await super().smtp_STARTTLS(arg)
+        finally:
+            self._starting_tls = False
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        assert self.session is not None
+        if self.state.config.auth_required and not self.session.authenticated:
+            await self.push("530 5.7.0 Authentication required")
+            return True
+        return False
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
+            return
+        syntax_error = "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]"
+        assert self.session is not None
+        assert self.envelope is not None
+        rest = self._strip_command_keyword("FROM:", arg) if arg else None
+        if rest is None:
+            await self.push(syntax_error)
+            return
+        if self.envelope.mail_from is not None:
+            await self.push("503 5.5.1 Error: nested MAIL command")
+            return
+        address, params_text = self._parse_path(rest)
+        if address is None:
+            await self.push("553 5.1.3 Error: malformed address")
+            return
+        options = params_text.split()
+        if options and not self.session.extended_smtp:
+            await self.push(syntax_error)
+            return
+        params = _parse_params(options)
+        if params is None:
+            await self.push(syntax_error)
+            return
+        for name, value in params.items():
+            problem = self._check_mail_param(name, value)
+            if problem:
+                await self.push(problem)
+                return
+        smtputf8 = "SMTPUTF8" in params
+        if not address.isascii() and not smtputf8:
+            await self.push("553 5.6.7 Error: non-ASCII address needs the SMTPUTF8 parameter")
+            return
+        size = params.get("SIZE")
+        if size is not None and self.data_size_limit and int(size) > self.data_size_limit:
+            await self.push("552 5.3.4 Error: message size exceeds fixed maximum message size")
+            return
+        status = await self._call_handler_hook("MAIL", address, options)
+        if status is MISSING:
+            self.envelope.mail_from = address
+            self.envelope.mail_options.extend(options)
+            self.envelope.smtp_utf8 = smtputf8
+            status = "250 2.1.0 Sender OK"
+        await self.push(status)
+
+    def _check_mail_param(self, name: str, value: str | None) -> str | None:
+        if name not in _MAIL_PARAMS:
+            return f"555 5.5.4 Error: MAIL parameter {name} not recognized"
+        if name == "BODY" and (value or "").upper() not in ("7BIT", "8BITMIME"):
+            return "501 5.5.4 Error: BODY can only be 7BIT or 8BITMIME"
+        if name == "SMTPUTF8" and (value is not None or not self.enable_SMTPUTF8):
+            return "555 5.5.4 Error: SMTPUTF8 not available or given a value"
+        if name == "SIZE" and not (value or "").isdigit():
+            return "501 5.5.4 Error: SIZE needs a number"
+        if name == "RET" and (value or "").upper() not in ("FULL", "HDRS"):
+            return "501 5.5.4 Error: RET can only be FULL or HDRS"
+        if name in ("ENVID", "AUTH") and not value:
+            return f"501 5.5.4 Error: {name} needs a value"
+        return None
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("RCPT"):
+            return
+        assert self.session is not None
+        assert self.envelope is not None
+        if self.envelope.mail_from is None:
+            await self.push("503 5.5.1 Error: need MAIL command")
+            return
+        syntax_error = "501 5.5.4 Syntax: RCPT TO:<address> [parameters]"
+        rest = self._strip_command_keyword("TO:", arg) if arg else None
+        if rest is None:
+            await self.push(syntax_error)
+            return
+        address, params_text = self._parse_path(rest)
+        if address is None:
+            await self.push("553 5.1.3 Error: malformed address")
+            return
+        if not address:
+            await self.push(syntax_error)
+            return
+        options = params_text.split()
+        if options and not self.session.extended_smtp:
+            await self.push(syntax_error)
+            return
+        params = _parse_params(options)
+        if params is None:
+            await self.push(syntax_error)
+            return
+        for name, value in params.items():
+            problem = _check_rcpt_param(name, value)
+            if problem:
+                await self.push(problem)
+                return
+        if not address.isascii() and not self.envelope.smtp_utf8:
+            await self.push("553 5.6.7 Error: non-ASCII address needs MAIL ... SMTPUTF8")
+            return
+        limit = self.state.config.max_recipients
+        if limit is not None and len(self.envelope.rcpt_tos) >= limit:
+            await self.push("452 4.5.3 Error: too many recipients")
+            return
+        status = await self._call_handler_hook("RCPT", address, options)
+        if status is MISSING:
+            self.envelope.rcpt_tos.append(address)
+            self.envelope.rcpt_options.extend(options)
+            assert isinstance(self.envelope, _Envelope)
+            self.envelope.params_by_rcpt.setdefault(address, []).extend(options)
+            status = "250 2.1.5 Recipient OK"
+        await self.push(status)
+
+    def _parse_path(self, text: str) -> tuple[str | None, str]:
+        """``<address> params`` -> (address, params); ``""`` for the null path ``<>``."""
+        if text.startswith("<>"):
+            return "", text[2:].strip()
+        address, rest = self._getaddr(text)
+        if address is None:
+            return None, ""
+        return str(address), str(rest or "").strip()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if self.envelope.mail_from is None:
+            await self.push("503 5.5.1 Error: need MAIL command")
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, size = await self._read_data()
+        if content is None:
+            self._record("event", f"[message content refused: {size} octets read]")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        self._record("event", f"[message content: {len(content)} octets]")
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 2.0.0 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytes | None, int]:
+        """Read DATA up to ``CRLF.CRLF``; ``(content, size)`` or ``(None, size)`` if refused.
+
+        Only CRLF ends a line here: a lone LF or CR is content, so ``LF.LF``, ``CR.CRLF`` and
+        ``LF.CRLF`` cannot end the message (SMTP smuggling, CVE-2023-51764 and relatives).
+        """
+        size_limit = self.data_size_limit
+        line_limit = self.state.config.max_line_length
+        content = bytearray()
+        refused = False
+        drained = received = 0
+        line_length = 0  # octets of the current line so far
+        while True:
+            try:
+                chunk: bytes = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as exc:
+                chunk = await self._reader.read(exc.consumed)
+            except asyncio.IncompleteReadError as exc:
+                raise _ConnectionClosed from exc
+            ends_line = chunk.endswith(b"\r\n")
+            if line_length == 0:
+                if chunk == b".\r\n":
+                    break
+                if chunk.startswith(b"."):
+                    chunk = chunk[1:]  # RFC 5321 4.5.2: remove the transparency dot
+            line_length = 0 if ends_line else line_length + len(chunk)
+            if ends_line:
+                self._reset_timeout()  # a client that is sending is not idle
+            if refused:
+                drained += len(chunk)
+                if drained > DRAIN_LIMIT:
+                    self._record("event", "refused DATA kept coming: closing")
+                    assert self.transport is not None
+                    self.transport.close()
+                    raise _ConnectionClosed
+                continue
+            this_line = line_length if not ends_line else len(chunk)
+            if line_limit is not None and (
+                this_line > line_limit or (not ends_line and line_length > line_limit)
+            ):
+                refused = True
+                await self.push(
+                    f"500 5.5.2 Error: line too long in DATA (RFC 5321 4.5.3.1.6 allows"
+                    f" {line_limit} octets with CRLF)"
+                )
+            elif size_limit and len(content) + len(chunk) > size_limit:
+                refused = True
+                await self.push(
+                    f"552 5.3.4 Error: message too big (the limit is {size_limit} octets)"
+                )
+            if refused:
+                received = len(content) + len(chunk)
+                content = bytearray()  # drop what was kept: memory stays bounded
+                continue
+            content += chunk
+        if refused:
+            return None, received + drained
+        return bytes(content), len(content)
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        mechanism = (arg or "").split(" ", 1)[0].upper()
+        before = len(self.support.auth_log.all())
+        try:
+            await self._auth(arg)
+        finally:
+            if len(self.support.auth_log.all()) == before and mechanism:
+                self._log_attempt(mechanism, None, success=False)
+
+    async def _auth(self, arg: str | None) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        assert self.session is not None
+        if not self._auth_methods:
+            await self.push("502 5.5.1 Error: AUTH not available")
+            return
+        if not self.session.extended_smtp:
+            await self.push("503 5.5.1 Error: send EHLO before AUTH")
+            return
+        if self._auth_require_tls and not self.in_tls:
+            await self.push("538 5.7.11 Encryption required for requested authentication mechanism")
+            return
+        if self.session.authenticated:
+            await self.push("503 5.5.1 Error: already authenticated")
+            return
+        args = (arg or "").split()
+        if not args or len(args) > 2:
+            await self.push("501 5.5.4 Syntax: AUTH mechanism [initial-response]")
+            return
+        args[0] = args[0].upper()
+        method = self._auth_methods.get(args[0])
+        if method is None:
+            await self.push("504 5.5.4 Error: unrecognized authentication type")
+            return
+        result = await method.method(self, args)
+        if result is None or result is MISSING or result is False:
+            return  # answered already by the mechanism
+        if result.success:
+            self.session.authenticated = True
+            self.session.auth_data = result.auth_data
+            self.authenticated_user = _text(getattr(result.auth_data, "login", result.auth_data))
+            if self.transcript is not None:
+                self.transcript.auth_user = self.authenticated_user
+            await self.push(result.message or "235 2.7.0 Authentication successful")
+        elif not result.handled:
+            await self.push(result.message or "535 5.7.8 Authentication credentials invalid")
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> Any:
+        """Send a 334 challenge and read the answer; the answer is recorded masked."""
+        raw = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
+        try:
+            line = await self._reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            await self._discard_line(exc.consumed)
+            line = b""
+        except asyncio.IncompleteReadError as exc:
+            raise _ConnectionClosed from exc
+        self._record("client", MASK)
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Error: cannot decode base64")
+            return MISSING
+
+    async def auth_CRAM__MD5(self, _: Any, args: list[str]) -> AuthResult:
+        """RFC 2195: the client answers ``user hex(HMAC-MD5(password, challenge))``."""
+        if len(args) > 1:
+            await self.push("501 5.5.4 Error: CRAM-MD5 takes no initial response")
+            return AuthResult(success=False, handled=True)
+        challenge = f"<{secrets.randbelow(10**12)}.{uuid.uuid4().hex[:8]}@{self.hostname}>"
+        answer = await self.challenge_auth(challenge.encode("ascii"))
+        if answer is MISSING:
+            self._log_attempt("CRAM-MD5", None, success=False)
+            return AuthResult(success=False, handled=True)
+        user, _, digest = bytes(answer).decode("utf-8", "replace").rpartition(" ")
+        accounts = self.support.accounts
+        ok = (
+            bool(user)
+            and accounts is not None
+            and accounts.check_cram_md5(user, challenge.encode("ascii"), digest)
+        )
+        self._log_attempt("CRAM-MD5", user or None, success=ok)
+        return AuthResult(success=ok, handled=False, auth_data=user)
+
+    def _check_login(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        """aiosmtpd's authenticator for PLAIN and LOGIN."""
+        accounts = self.support.accounts
+        if not isinstance(data, LoginPassword) or accounts is None:
+            return AuthResult(success=False, handled=False)
+        user = data.login.decode("utf-8", "replace")
+        password = data.password.decode("utf-8", "replace")
+        try:
+            ok = accounts.check(mechanism, user, password)
+        except Exception as exc:
+            self.state.record_error(exc)
+            ok = False
+        self._log_attempt(mechanism, user, success=ok)
+        return AuthResult(success=ok, handled=False, auth_data=user)
+
+    def _log_attempt(self, mechanism: str, user: str | None, *, success: bool) -> None:
+        self.support.auth_log.add(
+            AuthAttempt(
+                time=_dt.datetime.now(_dt.timezone.utc),
+                mechanism=mechanism,
+                user=user,
+                success=success,
+                session_id=self.session_id,
+                peer=_peer(self.session.peer if self.session else None),
+            )
+        )
+
+
+def _parse_params(options: list[str]) -> dict[str, str | None] | None:
+    """``["SIZE=10", "SMTPUTF8"]`` -> ``{"SIZE": "10", "SMTPUTF8": None}``; ``None`` if bad."""
+    params: dict[str, str | None] = {}
+    for option in options:
+        name, eq, value = option.partition("=")
+        if not name.replace("-", "").isalnum() or (eq and not value) or not name.isascii():
+            return None
+        params[name.upper()] = value if eq else None
+    return params
+
+
+def _check_rcpt_param(name: str, value: str | None) -> str | None:
+    if name not in _RCPT_PARAMS:
+        return f"555 5.5.4 Error: RCPT parameter {name} not recognized"
+    if name == "NOTIFY":
+        words = set((value or "").upper().split(","))
+        if not (words == {"NEVER"} or (words and words <= _NOTIFY)):
+            return "501 5.5.4 Error: NOTIFY is NEVER or a list of SUCCESS, FAILURE, DELAY"
+    if name == "ORCPT" and ";" not in (value or ""):
+        return "501 5.5.4 Error: ORCPT needs addr-type;address"
+    return None
 
 
 class _Handler:
@@ -100,8 +822,9 @@ class _Handler:
             received_at=_dt.datetime.now(_dt.timezone.utc),
             tls=ssl_object is not None,
             tls_version=_tls_version(ssl_object),
-            auth_user=_auth_user(session),
+            auth_user=server.authenticated_user if session.authenticated else None,
             mail_options=envelope.mail_options,
+            rcpt_options=getattr(envelope, "params_by_rcpt", None),
             smtputf8=bool(getattr(envelope, "smtp_utf8", False)),
             session_id=server.session_id,
         )
@@ -110,6 +833,8 @@ class _Handler:
             # leaves its reply here rather than pushing it itself.
             return server.data_end_reply or "451 4.3.0 message refused"
         await state.deliver(message)
+        if server.transcript is not None:
+            server.transcript.message_ids.append(message.id)
         return f"250 2.0.0 OK: queued as {message.id}"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -117,10 +842,23 @@ class _Handler:
         return "451 4.3.0 smtpmock internal error (the test will see it on check()/stop())"
 
 
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
 def _peer(peer: Any) -> tuple[str, int] | None:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return (str(peer[0]), int(peer[1]))
     return None
+
+
+def _format_peer(peer: Any) -> str:
+    found = _peer(peer)
+    return f"{found[0]}:{found[1]}" if found else "unknown peer"
 
 
 def _tls_version(ssl_info: Any) -> str | None:
@@ -131,18 +869,3 @@ def _tls_version(ssl_info: Any) -> str | None:
         return None
     version = ssl_object.version()
     return str(version) if version else None
-
-
-def _auth_user(session: Any) -> str | None:
-    if not session.authenticated:
-        return None
-    login = session.login_data
-    if isinstance(login, bytes):
-        return login.decode("utf-8", "replace")
-    if login is not None:
-        return str(login)
-    data = session.auth_data
-    user = getattr(data, "login", None)
-    if isinstance(user, bytes):
-        return user.decode("utf-8", "replace")
-    return str(user) if user is not None else None

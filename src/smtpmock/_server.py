@@ -12,16 +12,20 @@ import asyncio
 import contextlib
 import errno
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
+from ._auth import Accounts, AuthAttempt, AuthLog
 from ._config import ServerConfig
-from ._errors import PortInUseError, ServerError, ServerStartError
+from ._errors import ConfigurationError, PortInUseError, ServerError, ServerStartError
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._message import Message
-from ._protocol import SMTPProtocol, StageHook
+from ._protocol import SessionSupport, SMTPProtocol, StageHook
+from ._tls import TLSMaterial, tls_material
+from ._transcript import Transcript, TranscriptLog
 from .store import MemoryStore, Store
 
 __all__ = ["SMTPMock"]
@@ -89,6 +93,10 @@ class SMTPMock(Mailbox):
         self._lifecycle = threading.Lock()
         self._errors_reported = 0
         self._hooks: list[StageHook] = []
+        self._transcripts = TranscriptLog()
+        self._auth_log = AuthLog()
+        self._tls: TLSMaterial | None = None
+        self._server_ssl: ssl.SSLContext | None = None
 
     # ------------------------------------------------------------------ address
 
@@ -151,7 +159,9 @@ class SMTPMock(Mailbox):
             try:
                 factory = self._protocol_factory(state)
                 self._servers = [
-                    loop.run_until_complete(loop.create_server(factory, sock=s))
+                    loop.run_until_complete(
+                        loop.create_server(factory, sock=s, ssl=self._server_ssl)
+                    )
                     for s in sockets
                 ]
             except BaseException:
@@ -174,9 +184,22 @@ class SMTPMock(Mailbox):
 
     def _protocol_factory(self, state: _ServerState) -> Callable[[], SMTPProtocol]:
         kwargs = self.config.smtp_kwargs()
+        config = self.config
+        tls_context = None
+        if config.tls is not None:
+            self._tls = tls_material(config, self._requested[0])
+            tls_context = self._tls.server_context()
+        self._server_ssl = tls_context if config.tls == "implicit" else None
+        support = SessionSupport(
+            tls_context=tls_context,
+            implicit_tls=config.tls == "implicit",
+            accounts=Accounts(config.auth) if config.auth is not None else None,
+            transcripts=self._transcripts,
+            auth_log=self._auth_log,
+        )
 
         def factory() -> SMTPProtocol:
-            return SMTPProtocol(state, **kwargs)
+            return SMTPProtocol(state, support=support, **kwargs)
 
         return factory
 
@@ -258,8 +281,49 @@ class SMTPMock(Mailbox):
         return list(self._state.errors) if self._state is not None else []
 
     def reset(self) -> None:
-        """Forget every received message."""
+        """Forget every received message, session transcript and AUTH attempt."""
         self._store.clear()
+        self._transcripts.clear()
+        self._auth_log.clear()
+
+    # ------------------------------------------------------------------ TLS, AUTH, transcripts
+
+    @property
+    def ca_cert_path(self) -> str | None:
+        """Path of the PEM CA certificate that verifies the server (for ``swaks --tls-ca-path``,
+        ``curl --cacert``); ``None`` without ``tls`` or before :meth:`start`."""
+        return self._tls.ca_path if self._tls is not None else None
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """An SSLContext that *verifies* this server's certificate (hostname included): pass it
+        to ``smtplib.SMTP.starttls(context=...)``, ``smtplib.SMTP_SSL(context=...)`` or
+        ``aiosmtplib``. Raises :class:`~smtpmock.ConfigurationError` without ``tls``."""
+        if self.config.tls is None:
+            raise ConfigurationError("client_ssl_context() needs a server started with tls=...")
+        if self._tls is None:
+            raise ServerStartError("the server is not running: call start() first")
+        return self._tls.client_context()
+
+    @property
+    def sessions(self) -> list[Transcript]:
+        """Transcripts of the newest 1,000 SMTP sessions, oldest first, including sessions that
+        delivered nothing (and open ones)."""
+        return self._transcripts.all()
+
+    def transcript_for(self, message: Message) -> Transcript | None:
+        """The transcript of the session that delivered *message* (``None`` if it aged out)."""
+        return self._transcripts.get(message.session_id)
+
+    @property
+    def auth_attempts(self) -> list[AuthAttempt]:
+        """Every AUTH attempt so far, oldest first (user, mechanism, success, time; never the
+        secret)."""
+        return self._auth_log.all()
+
+    @property
+    def auth_failures(self) -> list[AuthAttempt]:
+        """The AUTH attempts that failed."""
+        return [a for a in self._auth_log.all() if not a.success]
 
     def add_hook(self, hook: StageHook) -> None:
         """Register a stage hook (see :mod:`smtpmock._protocol`); before or after start."""

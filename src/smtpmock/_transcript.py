@@ -1,0 +1,136 @@
+"""Session transcripts: what a client said and what the server answered, in order.
+
+One :class:`Transcript` per SMTP connection. Secrets never enter it: the argument of ``AUTH`` and
+every line a client sends during an AUTH exchange are written as ``********``; message content is
+not kept either (the message is in the store), only a marker with its size. Transcripts are kept
+on the server in a bounded log (the newest 1,000 sessions by default) and serialise to plain
+dicts for the HTTP API.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Transcript", "TranscriptEntry", "TranscriptLog"]
+
+EntryKind = Literal["client", "server", "event"]
+MASK = "********"
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    """One line of a session: sent by the ``client``, by the ``server``, or an ``event``
+    (connection, TLS start, DATA content marker, timeout, disconnection)."""
+
+    time: _dt.datetime
+    kind: EntryKind
+    text: str
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"time": ISO 8601, "kind": ..., "text": ...}``."""
+        return {"time": self.time.isoformat(), "kind": self.kind, "text": self.text}
+
+    def __str__(self) -> str:
+        prefix = {"client": "C:", "server": "S:", "event": "--"}[self.kind]
+        return f"{prefix} {self.text}"
+
+
+@dataclass
+class Transcript:
+    """The conversation of one SMTP session (a connection), in order.
+
+    ``commands`` lists the client's command verbs (``["EHLO", "STARTTLS", "EHLO", "AUTH",
+    "MAIL", ...]``), which is what most assertions need: ``commands.index("STARTTLS") <
+    commands.index("AUTH")``.
+    """
+
+    session_id: str
+    peer: tuple[str, int] | None
+    started_at: _dt.datetime = field(default_factory=_now)
+    ended_at: _dt.datetime | None = None
+    """When the connection closed (``None`` while it is open)."""
+    tls_version: str | None = None
+    """The TLS version once TLS started (STARTTLS or implicit)."""
+    auth_user: str | None = None
+    """The user the client authenticated as, if it did."""
+    message_ids: list[str] = field(default_factory=list)
+    """Ids of the messages this session delivered, in order."""
+    entries: list[TranscriptEntry] = field(default_factory=list)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_version is not None
+
+    @property
+    def commands(self) -> list[str]:
+        """The command verbs the client sent, upper case, in order (AUTH continuations and DATA
+        content are not commands)."""
+        out = []
+        for entry in list(self.entries):
+            if entry.kind == "client" and entry.text != MASK:
+                out.append(entry.text.split(" ", 1)[0].upper())
+        return out
+
+    @property
+    def replies(self) -> list[str]:
+        """Every line the server sent, in order."""
+        return [e.text for e in list(self.entries) if e.kind == "server"]
+
+    def add(self, kind: EntryKind, text: str) -> None:
+        self.entries.append(TranscriptEntry(_now(), kind, text))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The transcript as plain JSON-ready data."""
+        return {
+            "session_id": self.session_id,
+            "peer": list(self.peer) if self.peer else None,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "tls": self.tls,
+            "tls_version": self.tls_version,
+            "auth_user": self.auth_user,
+            "message_ids": list(self.message_ids),
+            "entries": [e.to_dict() for e in list(self.entries)],
+        }
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in list(self.entries))
+
+
+class TranscriptLog:
+    """The newest *maxlen* transcripts, oldest first; thread-safe."""
+
+    def __init__(self, maxlen: int = 1000) -> None:
+        self.maxlen = maxlen
+        self._sessions: OrderedDict[str, Transcript] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self, session_id: str, peer: tuple[str, int] | None) -> Transcript:
+        transcript = Transcript(session_id, peer)
+        with self._lock:
+            self._sessions[session_id] = transcript
+            while len(self._sessions) > self.maxlen:
+                self._sessions.popitem(last=False)
+        return transcript
+
+    def get(self, session_id: str | None) -> Transcript | None:
+        if session_id is None:
+            return None
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    def all(self) -> list[Transcript]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sessions.clear()
