@@ -24,6 +24,7 @@ from ._errors import (
     UnexpectedMessage,
     WaitTimeout,
 )
+from ._faults import FaultContext, FaultEvent, FaultRule, FaultSet
 from ._inspect import Mailbox
 from ._message import Address, Attachment, Headers, Message
 from ._query import Criteria
@@ -39,6 +40,10 @@ __all__ = [
     "AuthAttempt",
     "ConfigurationError",
     "Criteria",
+    "FaultContext",
+    "FaultEvent",
+    "FaultRule",
+    "FaultSet",
     "Headers",
     "MailAssertionError",
     "Mailbox",

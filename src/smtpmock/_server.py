@@ -21,6 +21,7 @@ from typing import Any
 from ._auth import Accounts, AuthAttempt, AuthLog
 from ._config import ServerConfig
 from ._errors import ConfigurationError, PortInUseError, ServerError, ServerStartError
+from ._faults import FaultsArgument, FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._message import Message
 from ._protocol import SessionSupport, SMTPProtocol, StageHook
@@ -78,6 +79,7 @@ class SMTPMock(Mailbox):
         *,
         store: Store | None = None,
         default_timeout: float = DEFAULT_TIMEOUT,
+        faults: FaultsArgument = None,
         **options: Any,
     ) -> None:
         self.config = ServerConfig.from_options(options)
@@ -97,6 +99,10 @@ class SMTPMock(Mailbox):
         self._auth_log = AuthLog()
         self._tls: TLSMaterial | None = None
         self._server_ssl: ssl.SSLContext | None = None
+        self.faults: FaultSet = FaultSet.coerce(faults)
+        """The live fault-injection rules and their log (see :class:`~smtpmock.FaultSet`);
+        ``faults=`` takes a FaultSet, rules, their dict form or a Mailpit chaos string."""
+        self.add_hook(self.faults.hook)
 
     # ------------------------------------------------------------------ address
 
