@@ -636,6 +636,7 @@ def test_faults_argument_forms() -> None:
         (rule, [("MAIL",)]),
         ([rule.to_dict() | {"id": None}, FaultRule("DATA", code=554)], [("MAIL",), ("DATA",)]),
         (as_dict, [("RCPT",)]),
+        ({"stage": "EHLO", "code": 421}, [("EHLO",)]),
         ({"Sender": {"ErrorCode": 451, "Probability": 10}}, [("MAIL",)]),
         (None, []),
     ):
@@ -674,3 +675,27 @@ def test_duplicate_rule_id_is_refused() -> None:
     faults.add({"id": "r1", "stage": "MAIL", "code": 451})
     with pytest.raises(ConfigurationError, match="r1"):
         faults.add({"id": "r1", "stage": "RCPT", "code": 451})
+
+
+def test_throttle_and_delay_survive_starttls() -> None:
+    with SMTPMock(tls="starttls") as mock:
+        mock.faults.throttle(500_000)
+        mock.faults.slow(0.001, stage=["STARTTLS", "MAIL"])
+        with client(mock) as smtp:
+            smtp.starttls(context=mock.client_ssl_context())
+            smtp.sendmail("alice@example.com", ["bob@example.com"], raw("Secret"))
+        [message] = mock.wait_for(1)
+        assert message.subject == "Secret"
+        assert message.tls
+        assert [e.stage for e in mock.faults.log] == ["connect", "STARTTLS", "MAIL"]
+
+
+def test_a_predicate_may_change_the_rules(mock: SMTPMock) -> None:
+    def add_another(ctx: FaultContext) -> bool:
+        mock.faults.rule("RCPT", code=550, name="added by predicate")
+        return False
+
+    mock.faults.rule("MAIL", code=451, predicate=add_another, times=1)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(mock.host, mock.port)
+    assert [e.rule_name for e in mock.faults.log] == ["added by predicate"]

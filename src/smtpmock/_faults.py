@@ -623,7 +623,8 @@ class FaultSet:
     ) -> None:
         self.seed: int = random.SystemRandom().getrandbits(32) if seed is None else int(seed)
         self.clock = clock
-        self._lock = threading.Lock()
+        # Re-entrant: a predicate (run with the lock held) may add or remove rules.
+        self._lock = threading.RLock()
         self._rules: list[FaultRule] = []
         self._added = 0
         self._log: deque[FaultEvent] = deque(maxlen=log_limit)
@@ -822,6 +823,8 @@ class FaultSet:
         if isinstance(value, Mapping):
             if "rules" in value or "seed" in value:
                 return cls.from_dict(value)
+            if "stage" in value or "stages" in value:
+                return cls([value])
             faults = cls()
             faults.chaos(value)
             return faults
@@ -842,7 +845,7 @@ class FaultSet:
         fired: list[tuple[FaultRule, float, FaultEvent]] = []
         with self._lock:
             now = self.clock()
-            for rule in self._rules:
+            for rule in list(self._rules):  # a predicate may change the list
                 rate = rule._decide(ctx, now)
                 if rate is None:
                     continue
