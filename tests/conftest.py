@@ -10,10 +10,12 @@ through ``smtpmock.Client`` against ``smtpmock serve`` (moto's server mode, in s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from smtpmock import SMTPMock
+from smtpmock import Client, SMTPMock
+from tests.served import Served
 
 
 @pytest.fixture
@@ -22,10 +24,22 @@ def mock() -> Iterator[SMTPMock]:
         yield server
 
 
-@pytest.fixture(params=["inprocess"])
-def mailbox(request: pytest.FixtureRequest) -> Iterator[SMTPMock]:
+@pytest.fixture(scope="session")
+def served() -> Iterator[Served]:
+    """One ``smtpmock serve`` subprocess (free ports, temporary database) per test session."""
+    with Served() as process:
+        yield process
+
+
+@pytest.fixture(params=["inprocess", "client"])
+def mailbox(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """In-process ``SMTPMock``, or ``smtpmock.Client`` over a ``serve`` subprocess (emptied
+    before each test; ``.host``/``.port`` are the server's SMTP address)."""
     if request.param == "inprocess":
         with SMTPMock() as server:
             yield server
-    else:  # pragma: no cover - other modes are added with the standalone server
-        raise AssertionError(request.param)
+    else:
+        process: Served = request.getfixturevalue("served")
+        with Client(process.url) as client:
+            client.reset()
+            yield client

@@ -21,7 +21,8 @@ from smtpmock import (
 from tests.mail import send
 
 ATTACHED = (
-    "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.com>\r\nSubject: Invoice\r\n"
+    "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.com>\r\n"
+    "Cc: Erin <Erin@Example.COM>\r\nSubject: Invoice\r\n"
     "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
     "--B\r\nContent-Type: text/plain\r\n\r\nYour invoice is attached.\r\n"
     "--B\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
@@ -98,6 +99,8 @@ def test_messages_in_arrival_order(populated: SMTPMock) -> None:
         ({"to": "bob@example.com"}, ["Welcome, Bob", "Invoice"]),  # envelope, any case
         ({"to": "BOB@EXAMPLE.COM"}, ["Welcome, Bob", "Invoice"]),
         ({"to": "hidden@example.com"}, ["Invoice"]),  # envelope only (a Bcc)
+        ({"to": "erin@example.com"}, ["Invoice"]),  # header only (Cc), any case
+        ({"to": "Erin <erin@example.com>"}, ["Invoice"]),
         ({"to": "Bob <bob@example.com>"}, ["Invoice"]),  # header with display name
         ({"to": re.compile(r"^dave@")}, ["Reset your password"]),
         ({"to": "nobody@example.com"}, []),

@@ -12,6 +12,7 @@ sleeping, and assert on fully parsed messages::
 """
 
 from ._auth import AuthAttempt
+from ._client import Client
 from ._compat import MockSMTPServer
 from ._errors import (
     ConfigurationError,
@@ -30,7 +31,7 @@ from ._message import Address, Attachment, Headers, Message
 from ._query import Criteria
 from ._server import SMTPMock
 from ._transcript import Transcript, TranscriptEntry
-from .store import MemoryStore, Retention, Store
+from .store import MemoryStore, Retention, SQLiteStore, Store
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "Address",
     "Attachment",
     "AuthAttempt",
+    "Client",
     "ConfigurationError",
     "Criteria",
     "FaultContext",
@@ -55,6 +57,7 @@ __all__ = [
     "Retention",
     "SMTPMock",
     "SMTPMockError",
+    "SQLiteStore",
     "ServerError",
     "ServerStartError",
     "Store",
