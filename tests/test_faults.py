@@ -196,6 +196,9 @@ def test_disconnect_during_data(mock: SMTPMock) -> None:
     send(mock.host, mock.port, subject="Second try")  # times=1: used up
     assert mock.wait_for(1)[0].subject == "Second try"
     mock.check()
+    dropped = next(t for t in mock.sessions if t.session_id == event.session_id)
+    notes = [e.text for e in dropped.entries if e.kind == "event"]
+    assert f"fault rule {event.rule_id} (disconnect_during_data) drops the connection" in notes
 
 
 def test_drop_at_connect(mock: SMTPMock) -> None:

@@ -854,7 +854,8 @@ class FaultSet:
                 fired.append((rule, rate, event))
                 if rule.drop or rule.code is not None:
                     break  # this rule answers: later rules never see the command
-        for rule, rate, _ in fired:
+        for rule, rate, event in fired:
+            _note(protocol, rule, event)
             if rule.delay:
                 await asyncio.sleep(rule.delay)
             if rate:
@@ -938,6 +939,23 @@ def _event(rule: FaultRule, ctx: FaultContext, rate: float) -> FaultEvent:
         delay=rule.delay,
         throttle=rate or None,
     )
+
+
+def _note(protocol: SMTPProtocol, rule: FaultRule, event: FaultEvent) -> None:
+    """Mark the firing in the session transcript, so it reads why the server answered so."""
+    transcript = getattr(protocol, "transcript", None)
+    if transcript is None:
+        return
+    name = f" ({rule.name})" if rule.name else ""
+    what = {
+        "reply": "replies",
+        "drop": "drops the connection",
+        "delay": f"delays the reply by {rule.delay:g} s",
+        "throttle": f"throttles the link to {event.throttle or 0:g} B/s",
+    }[event.action]
+    if event.action == "reply" and rule.delay:
+        what = f"replies after {rule.delay:g} s"
+    transcript.add("event", f"fault rule {rule.id}{name} {what}")
 
 
 def _drop(protocol: SMTPProtocol) -> None:
