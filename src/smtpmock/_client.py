@@ -1,0 +1,286 @@
+"""``Client``: the inspection API of :class:`~smtpmock.SMTPMock`, over the HTTP API of
+``smtpmock serve``.
+
+``messages``, ``filter``, ``wait_for``, ``assert_sent``, ``assert_not_sent``, ``capture`` and
+``reset`` behave as they do in-process (they are :class:`~smtpmock.Mailbox`'s, over a store that
+reads through HTTP). Messages are rebuilt from their exact bytes and envelope, so every parsed
+accessor gives the same answer as in-process.
+
+``wait_for`` uses the server-side long-poll (``GET /api/v1/wait``): criteria that can be said in
+the search language narrow the server-side wait, and the exact criteria (regular expressions and
+Python predicates included) are then applied here; the wait goes on server-side until enough
+messages match exactly or the time is up. It never polls on a timer.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ._errors import ConfigurationError, ServerError, WaitTimeout
+from ._inspect import DEFAULT_TIMEOUT, Mailbox
+from ._message import Message
+from ._query import Criteria
+from .store import Store
+from .store._sqlite import message_from_envelope
+
+__all__ = ["Client"]
+
+_INSTALL_HINT = "smtpmock.Client needs httpx: pip install 'smtpmock[server]'"
+_BARE = frozenset('"\\<>')
+
+
+def _import_httpx() -> Any:
+    try:
+        import httpx
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError(_INSTALL_HINT) from exc
+    return httpx
+
+
+def _decode(entries: Iterable[dict[str, Any]]) -> list[Message]:
+    return [message_from_envelope(base64.b64decode(e["Raw"]), e["Envelope"]) for e in entries]
+
+
+class _RemoteStore(Store):
+    """A read-through view of the server's store (no local copy, no local notification)."""
+
+    def __init__(self, http: Any) -> None:
+        super().__init__()
+        self.http = http
+
+    def _get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        _raise_for(response)
+        return response.json()
+
+    def _insert(self, message: Message) -> list[Message]:
+        raise ConfigurationError("a Client cannot add messages: send them over SMTP")
+
+    def messages(self) -> list[Message]:
+        return self.since(0)
+
+    def since(self, seq: int) -> list[Message]:
+        return _decode(self._get("/api/v1/export", after=seq)["messages"])
+
+    def get(self, id: str) -> Message | None:
+        found = [m for m in self.messages() if m.id == id]
+        return found[0] if found else None
+
+    def _remove(self, ids: Iterable[str]) -> list[str]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        present = {m.id for m in self.messages()}
+        response = self.http.request("DELETE", "/api/v1/messages", json={"IDs": wanted})
+        _raise_for(response)
+        return [i for i in wanted if i in present]
+
+    def _remove_all(self) -> int:
+        response = self.http.request("DELETE", "/api/v1/messages", json={"All": True})
+        _raise_for(response)
+        return int(response.json()["deleted"])
+
+    def __len__(self) -> int:
+        return int(self._get("/api/v1/info")["Messages"])
+
+    @property
+    def last_seq(self) -> int:
+        return int(self._get("/api/v1/info")["LastSeq"])
+
+
+def _raise_for(response: Any) -> None:
+    if response.status_code >= 400:
+        raise ServerError(
+            f"{response.request.method} {response.request.url.path} answered "
+            f"{response.status_code}: {response.text[:500]}"
+        )
+
+
+def _term(field: str, value: Any) -> str | None:
+    """A search term that every message matching ``field=value`` also matches, or ``None``."""
+    if not isinstance(value, str) or not value or _BARE & set(value):
+        return None
+    return f'{field}:"{value}"' if field else f'"{value}"'
+
+
+def server_query(criteria: dict[str, Any]) -> str:
+    """The search string that narrows a server-side wait for keyword *criteria*.
+
+    Only terms that are implied by the exact criteria are sent (a superset of the matches);
+    the exact test is always made client-side afterwards.
+    """
+    terms: list[str | None] = []
+    if "to" in criteria and " " not in str(criteria["to"]):
+        terms.append(_term("addressed", criteria["to"]))
+    for name in ("sender", "from_"):
+        if name in criteria and " " not in str(criteria[name]):
+            terms.append(_term("from", criteria[name]))
+    if "subject" in criteria:
+        terms.append(_term("subject", criteria["subject"]))
+    if "text" in criteria:
+        terms.append(_term("", criteria["text"]))
+    if criteria.get("has_attachment") is True:
+        terms.append("has:attachment")
+    return " ".join(t for t in terms if t)
+
+
+class Client(Mailbox):
+    """The inspection API of a running ``smtpmock serve``, over HTTP.
+
+    ::
+
+        client = smtpmock.Client("http://127.0.0.1:8025")
+        app.send_welcome(smtp_host=client.host, smtp_port=client.port)
+        [message] = client.wait_for(1, to="bob@example.com")
+
+    *auth* is ``(user, password)`` for a server started with ``--http-auth``.
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8025",
+        *,
+        auth: tuple[str, str] | None = None,
+        default_timeout: float = DEFAULT_TIMEOUT,
+        http_timeout: float = 30.0,
+    ) -> None:
+        httpx = _import_httpx()
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, auth=auth, timeout=http_timeout)
+        super().__init__(_RemoteStore(self._http), default_timeout=default_timeout)
+        self._smtp: tuple[str, int] | None = None
+
+    @classmethod
+    def _view(cls, parent: Client, floor: int) -> Client:
+        view = cls.__new__(cls)
+        Mailbox.__init__(view, parent._store, floor=floor, default_timeout=parent.default_timeout)
+        view.url, view._http, view._smtp = parent.url, parent._http, parent._smtp
+        return view
+
+    # ------------------------------------------------------------------ the server
+
+    def _info(self) -> dict[str, Any]:
+        response = self._http.get("/api/v1/info")
+        _raise_for(response)
+        info: dict[str, Any] = response.json()
+        return info
+
+    @property
+    def host(self) -> str:
+        """The SMTP host of the server (where to send mail)."""
+        if self._smtp is None:
+            smtp = self._info()["SMTP"]
+            self._smtp = (str(smtp["Host"]), int(smtp["Port"]))
+        return self._smtp[0]
+
+    @property
+    def port(self) -> int:
+        """The SMTP port of the server."""
+        _ = self.host
+        assert self._smtp is not None
+        return self._smtp[1]
+
+    def reset(self) -> None:
+        """Delete every message on the server."""
+        self._store.clear()
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ faults
+
+    def fault_rules(self) -> list[dict[str, Any]]:
+        """The server's fault rules, as dicts (``FaultRule.to_dict``)."""
+        response = self._http.get("/api/v1/faults")
+        _raise_for(response)
+        rules: list[dict[str, Any]] = response.json()["rules"]
+        return rules
+
+    def add_fault(self, rule: dict[str, Any] | Any) -> dict[str, Any]:
+        """Add a fault rule (a ``FaultRule`` or its dict form); returns it as the server has it."""
+        data = rule.to_dict() if hasattr(rule, "to_dict") else rule
+        response = self._http.post("/api/v1/faults", json=data)
+        _raise_for(response)
+        added: dict[str, Any] = response.json()
+        return added
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule on the server."""
+        _raise_for(self._http.request("DELETE", "/api/v1/faults"))
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_for(
+        self,
+        count: int = 1,
+        timeout: float | None = None,
+        **criteria: Any,
+    ) -> list[Message]:
+        """Block until *count* messages matching *criteria* are on the server; return them all.
+
+        The same contract as :meth:`SMTPMock.wait_for <smtpmock.Mailbox.wait_for>`; the waiting
+        happens server-side (a long-poll), woken by each arrival.
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        limit = self.default_timeout if timeout is None else timeout
+        crit = Criteria.build(**criteria)
+        query = server_query(criteria)
+        deadline = time.monotonic() + limit
+        # The first request does not wait: like the in-process wait, the criteria (predicates
+        # included) see the messages already there before anything new arrives.
+        wanted = count
+        generation: int | None = None
+        first = True
+        while True:
+            remaining = 0.0 if first else max(0.0, deadline - time.monotonic())
+            params: dict[str, Any] = {
+                "query": query,
+                "count": wanted,
+                "timeout": f"{min(remaining, 300.0):.3f}",
+                "after": self._floor,
+                "raw": "true",
+            }
+            if self._ceiling is not None:
+                params["before"] = self._ceiling
+            if generation is not None:
+                params["generation"] = generation
+            response = self._http.get(
+                "/api/v1/wait", params=params, timeout=remaining + self._http.timeout.read
+            )
+            if response.status_code not in (200, 408):
+                _raise_for(response)
+            body = response.json()
+            generation = int(body["Generation"])
+            candidates = _decode(body["messages"])
+            matched = crit.filter(candidates)
+            if len(matched) >= count:
+                return matched
+            if not first and (response.status_code == 408 or remaining <= 0):
+                raise WaitTimeout(self._explain_timeout(count, limit, crit, matched))
+            # Not enough exact matches among the candidates: wait for one more candidate.
+            wanted = len(candidates) + 1
+            first = False
+
+    @contextmanager
+    def capture(self) -> Iterator[Mailbox]:
+        """Collect the messages that arrive on the server while the ``with`` block runs."""
+        box = Client._view(self, self._store.last_seq)
+        try:
+            yield box
+        finally:
+            box._ceiling = self._store.last_seq
+
+    def __repr__(self) -> str:
+        return f"<smtpmock.Client {self.url}>"

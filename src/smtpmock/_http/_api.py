@@ -1,0 +1,740 @@
+"""The JSON API under ``/api/v1`` (Mailpit's shapes where cheap), health, metrics and events.
+
+Reading never changes a message. Deleting needs an explicit body: ``{"IDs": [...]}`` or
+``{"All": true}``; an empty or malformed body is a 400 and deletes nothing. Parts are served by
+index only, with a sanitised download name, ``Content-Disposition: attachment``, ``nosniff`` and a
+content type from a short allow-list (anything else is ``application/octet-stream``). Nothing is
+ever fetched from a URL found in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from .._errors import ConfigurationError
+from .._message import Message
+from .._search import Search, SearchError, parse
+from ..store import SQLiteStore, Store, StoreEvent
+from ..store._sqlite import encode_export, envelope_dict, message_summary
+
+if TYPE_CHECKING:
+    from .._server import SMTPMock
+
+__all__ = ["ApiSettings", "create_app"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SAFE_TYPES = {
+    "text/plain",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "application/zip",
+    "application/json",
+    "text/csv",
+    "text/calendar",
+}
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+_MAX_WAIT = 300.0
+_KEEPALIVE = 15.0
+
+
+@dataclass
+class ApiSettings:
+    """Options of the HTTP side."""
+
+    credentials: dict[str, str] = field(default_factory=dict)
+    """``{user: secret}``; a secret is plain text or ``{SHA}base64(sha1)`` (htpasswd). Empty: no
+    authentication."""
+    max_body: int = 1_048_576
+    """Largest request body accepted, in bytes (413 beyond)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins, besides the server's own, allowed to open the event stream and to change state."""
+    ui: bool = True
+    """Serve the web UI at ``/``."""
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+class _BodyLimit:
+    """Refuse request bodies larger than *limit* (by ``Content-Length`` or as they stream)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _plain(send, 413, f"request body larger than {self.limit} bytes")
+                    return
+        seen = 0
+        refused = False
+
+        async def counted() -> MutableMapping[str, Any]:
+            # Past the limit: answer 413 now, tell the app the client went away, and drop
+            # whatever the app tries to send afterwards.
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit and not refused:
+                    refused = True
+                    await _plain(send, 413, f"request body larger than {self.limit} bytes")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: MutableMapping[str, Any]) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
+
+
+class _NoFaults(Exception):
+    pass
+
+
+async def _plain(
+    send: Send, status: int, text: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BasicAuth:
+    """HTTP basic authentication on every route but ``/livez`` and ``/readyz``."""
+
+    def __init__(self, app: ASGIApp, credentials: dict[str, str]) -> None:
+        self.app, self.credentials = app, credentials
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in ("/livez", "/readyz"):
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers", ())).get(b"authorization", b"")
+        if not self._check(header):
+            await _plain(
+                send,
+                401,
+                "authentication required",
+                ((b"www-authenticate", b'Basic realm="smtpmock"'),),
+            )
+            return
+        await self.app(scope, receive, send)
+
+    def _check(self, header: bytes) -> bool:
+        scheme, _, value = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        secret = self.credentials.get(user)
+        return bool(sep) and secret is not None and check_secret(secret, password)
+
+
+def check_secret(secret: str, password: str) -> bool:
+    """Whether *password* matches an htpasswd-style *secret* (``{SHA}...`` or plain)."""
+    if secret.startswith("{SHA}"):
+        digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+        return hmac.compare_digest(secret[5:], digest)
+    return hmac.compare_digest(secret.encode(), password.encode())
+
+
+def _same_origin(request: Request, allowed: tuple[str, ...]) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser cross-site request (curl, httpx, the test client)
+    if origin in allowed:
+        return True
+    host = request.headers.get("host", "")
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == host
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Metrics:
+    def __init__(self, store: Store) -> None:
+        self.received = 0
+        self.received_bytes = 0
+        self.deleted = 0
+        self.sessions = 0
+        self._lock = threading.Lock()
+        store.subscribe(self.on_event)
+
+    def on_event(self, event: StoreEvent) -> None:
+        with self._lock:
+            if event.kind == "added":
+                self.received += len(event.messages)
+                self.received_bytes += sum(m.size for m in event.messages)
+            elif event.kind == "deleted":
+                self.deleted += len(event.ids)
+
+
+def _bad(text: str, status: int = 400) -> PlainTextResponse:
+    return PlainTextResponse(
+        text, status_code=status, headers={"X-Content-Type-Options": "nosniff"}
+    )
+
+
+def _safe_filename(name: str | None, fallback: str) -> str:
+    if not name:
+        return fallback
+    base = re.split(r"[\\/]", name.replace("\x00", ""))[-1]
+    cleaned = _NAME_SAFE.sub("_", base).strip(" .")
+    return cleaned[:120] or fallback
+
+
+def _attachment_json(message: Message, index: int) -> dict[str, Any]:
+    part = message.part(index)
+    return {
+        "PartID": str(part.index),
+        "FileName": part.filename or "",
+        "ContentType": part.content_type,
+        "ContentID": part.content_id or "",
+        "Size": part.size,
+    }
+
+
+def _detail(message: Message, transcript: dict[str, Any] | None) -> dict[str, Any]:
+    summary = message_summary(message)
+    attachments = [a for a in message.attachments if not a.is_inline]
+    inline = [a for a in message.attachments if a.is_inline]
+    return {
+        **{k: v for k, v in summary.items() if k not in ("Snippet", "Attachments", "Inline")},
+        "ReturnPath": message.mail_from,
+        "Date": message.date.isoformat() if message.date else None,
+        "Text": message.text or "",
+        "HTML": message.html or "",
+        "Attachments": [_attachment_json(message, a.index) for a in attachments],
+        "Inline": [_attachment_json(message, a.index) for a in inline],
+        "Envelope": envelope_dict(message),
+        "Defects": message.defects,
+        "Transcript": transcript,
+    }
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
+    """The HTTP API over a running *mock* (its store, faults and SMTP address)."""
+    settings = settings or ApiSettings()
+    store = mock.store
+    metrics = _Metrics(store)
+    app = FastAPI(
+        title="smtpmock",
+        summary="A real SMTP server for tests: inspect, search, wait for and delete messages.",
+        version="1",
+    )
+
+    def find(id: str) -> Message | None:
+        if id == "latest":
+            if isinstance(store, SQLiteStore):
+                return store.latest()
+            messages = store.messages()
+            return messages[-1] if messages else None
+        return store.get(id)
+
+    def page(search: Search | None, start: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        if isinstance(store, SQLiteStore):
+            return store.summaries(search, start=start, limit=limit)
+        matched = [m for m in reversed(store.messages()) if search is None or search.matches(m)]
+        return len(matched), [message_summary(m) for m in matched[start : start + limit]]
+
+    def listing(search: Search | None, start: int, limit: int) -> dict[str, Any]:
+        count, summaries = page(search, start, limit)
+        return {
+            "total": len(store),
+            "unread": 0,
+            "messages_count": count,
+            "messages_unread": 0,
+            "start": start,
+            "tags": [],
+            "messages": summaries,
+        }
+
+    def matching(search: Search, after: int = 0, before: int | None = None) -> list[Message]:
+        if isinstance(store, SQLiteStore):
+            found = store.search(search, after=after)
+        else:
+            found = [m for m in store.since(after) if search.matches(m)]
+        return [m for m in found if before is None or m.seq <= before]
+
+    def transcript_of(message: Message) -> dict[str, Any] | None:
+        log = getattr(mock, "transcripts", None)
+        getter = getattr(log, "get", None)
+        if getter is None:
+            return None
+        found = getter(message.session_id)
+        to_dict = getattr(found, "to_dict", None)
+        return to_dict() if callable(to_dict) else None
+
+    # -- health and metadata ----------------------------------------------------------------
+
+    @app.get("/livez", response_class=PlainTextResponse, tags=["health"])
+    def livez() -> str:
+        """The HTTP server is up."""
+        return "ok"
+
+    @app.get("/readyz", response_class=PlainTextResponse, tags=["health"])
+    def readyz() -> Response:
+        """The SMTP server accepts mail."""
+        if mock.running:
+            return PlainTextResponse("ok")
+        return _bad("SMTP server not running", 503)
+
+    @app.get("/api/v1/info", tags=["messages"])
+    def info() -> dict[str, Any]:
+        """Server facts: the SMTP address, message count, size and change counters."""
+        return {
+            "Version": "smtpmock",
+            "SMTP": {"Host": mock.host, "Port": mock.port if mock.running else None},
+            "Messages": len(store),
+            "Size": getattr(store, "total_bytes", None),
+            "LastSeq": store.last_seq,
+            "Generation": store.generation,
+        }
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+    def prometheus() -> str:
+        """Prometheus text exposition."""
+        state = getattr(mock, "_state", None)
+        active = len(state.connections) if state is not None else 0
+        lines = [
+            (
+                "smtpmock_messages_received_total",
+                "counter",
+                "Messages accepted (250).",
+                metrics.received,
+            ),
+            (
+                "smtpmock_received_bytes_total",
+                "counter",
+                "Bytes of accepted messages.",
+                metrics.received_bytes,
+            ),
+            (
+                "smtpmock_messages_deleted_total",
+                "counter",
+                "Messages deleted or evicted.",
+                metrics.deleted,
+            ),
+            ("smtpmock_messages_stored", "gauge", "Messages in the store.", len(store)),
+            (
+                "smtpmock_stored_bytes",
+                "gauge",
+                "Bytes in the store.",
+                getattr(store, "total_bytes", 0),
+            ),
+            ("smtpmock_smtp_sessions_active", "gauge", "Open SMTP connections.", active),
+        ]
+        out = []
+        for name, kind, help_text, value in lines:
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        return "\n".join(out) + "\n"
+
+    # -- listing and search -----------------------------------------------------------------
+
+    @app.get("/api/v1/messages", tags=["messages"])
+    def list_messages(
+        start: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=5000)
+    ) -> dict[str, Any]:
+        """Summaries (no bodies), newest first, paginated."""
+        return listing(None, start, limit)
+
+    @app.get("/api/v1/search", tags=["messages"])
+    def search_messages(
+        query: str = "", start: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=5000)
+    ) -> Any:
+        """Summaries of the messages matching a search string, newest first."""
+        try:
+            search = parse(query)
+        except SearchError as exc:
+            return _bad(str(exc))
+        return listing(search, start, limit)
+
+    @app.get("/api/v1/export", tags=["messages"])
+    def export(query: str = "", after: int = Query(0, ge=0), before: int | None = None) -> Any:
+        """Envelope and raw bytes (base64) of matching messages, oldest first (for Client)."""
+        try:
+            search = parse(query)
+        except SearchError as exc:
+            return _bad(str(exc))
+        found = matching(search, after, before)
+        return {"messages": [encode_export(m) for m in found], "Generation": store.generation}
+
+    # -- one message ------------------------------------------------------------------------
+
+    @app.get("/api/v1/message/{id}", tags=["message"])
+    def message(id: str) -> Any:
+        """Parsed fields, envelope, defects and the SMTP transcript (``latest`` works)."""
+        found = find(id)
+        if found is None:
+            return _bad("message not found", 404)
+        return _detail(found, transcript_of(found))
+
+    @app.get("/api/v1/message/{id}/raw", tags=["message"])
+    def raw(id: str) -> Response:
+        """The exact bytes as received, as a ``.eml`` download."""
+        found = find(id)
+        if found is None:
+            return _bad("message not found", 404)
+        return Response(
+            found.raw,
+            media_type="message/rfc822",
+            headers={
+                "Content-Disposition": f'attachment; filename="{found.id}.eml"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    @app.get("/api/v1/message/{id}/headers", tags=["message"])
+    def headers(id: str) -> Any:
+        """Every header, ``{"Name": [values...]}``, decoded."""
+        found = find(id)
+        if found is None:
+            return _bad("message not found", 404)
+        return found.headers.as_dict()
+
+    @app.get("/api/v1/message/{id}/part/{index}", tags=["message"])
+    def part(id: str, index: int) -> Response:
+        """One MIME leaf part by index, always as a download with a safe type and name."""
+        found = find(id)
+        if found is None:
+            return _bad("message not found", 404)
+        try:
+            leaf = found.part(index)
+        except IndexError:
+            return _bad("no such part", 404)
+        kind = leaf.content_type if leaf.content_type in _SAFE_TYPES else "application/octet-stream"
+        name = _safe_filename(leaf.filename, f"part-{index}")
+        return Response(
+            leaf.content,
+            media_type=kind,
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
+            },
+        )
+
+    # -- deleting ---------------------------------------------------------------------------
+
+    @app.delete("/api/v1/messages", tags=["messages"])
+    async def delete_messages(request: Request) -> Response:
+        """Delete ``{"IDs": [...]}`` or everything with ``{"All": true}``; nothing otherwise."""
+        if not _same_origin(request, settings.allowed_origins):
+            return _bad("foreign Origin refused", 403)
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return _bad('body must be JSON: {"IDs": [...]} or {"All": true}')
+        if isinstance(body, dict) and body.get("All") is True and set(body) == {"All"}:
+            count = await asyncio.to_thread(store.clear)
+            return JSONResponse({"deleted": count})
+        ids = body.get("IDs") if isinstance(body, dict) else None
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(i, str) for i in ids)
+            or set(body) != {"IDs"}
+        ):
+            return _bad('body must be {"IDs": ["id", ...]} (non-empty) or {"All": true}')
+        count = await asyncio.to_thread(store.delete, ids)
+        return JSONResponse({"deleted": count})
+
+    @app.delete("/api/v1/message/{id}", tags=["message"])
+    def delete_message(id: str, request: Request) -> Response:
+        """Delete one message."""
+        if not _same_origin(request, settings.allowed_origins):
+            return _bad("foreign Origin refused", 403)
+        if store.delete([id]) == 0:
+            return _bad("message not found", 404)
+        return JSONResponse({"deleted": 1})
+
+    @app.delete("/api/v1/search", tags=["messages"])
+    def delete_search(request: Request, query: str = "") -> Response:
+        """Delete the messages matching a (non-empty) search string."""
+        if not _same_origin(request, settings.allowed_origins):
+            return _bad("foreign Origin refused", 403)
+        try:
+            search = parse(query)
+        except SearchError as exc:
+            return _bad(str(exc))
+        if not search:
+            return _bad('an empty query deletes nothing; use DELETE /api/v1/messages {"All": true}')
+        count = store.delete([m.id for m in matching(search)])
+        return JSONResponse({"deleted": count})
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    @app.get("/api/v1/wait", tags=["wait"])
+    async def wait(  # noqa: PLR0917 - query parameters are the endpoint's interface
+        query: str = "",
+        count: int = Query(1, ge=1, le=100_000),
+        timeout: float = Query(5.0, ge=0, le=_MAX_WAIT),
+        after: int = Query(0, ge=0),
+        before: int | None = Query(None, ge=0),
+        generation: int | None = None,
+        raw: bool = False,
+    ) -> Response:
+        """Long-poll until *count* messages after seq *after* match *query*.
+
+        Answers 200 ``{"Status": "matched"}`` as soon as they are there (woken by arrivals, no
+        polling), 200 ``{"Status": "changed"}`` if messages were deleted since *generation*, or
+        408 ``{"Status": "timeout"}`` with what did match. ``raw=true`` adds envelope and raw
+        bytes (base64) to each message.
+        """
+        try:
+            search = parse(query)
+        except SearchError as exc:
+            return _bad(str(exc))
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def listener(_event: StoreEvent) -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        unsubscribe = store.subscribe(listener)
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                wake.clear()
+                now_generation = store.generation
+                found = await asyncio.to_thread(matching, search, after, before)
+                changed = generation is not None and now_generation != generation
+                if len(found) >= count or changed:
+                    status, code = ("matched" if len(found) >= count else "changed"), 200
+                    break
+                remaining = deadline - loop.time()
+                if remaining <= 0 or before is not None:
+                    status, code = "timeout", 408
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), remaining)
+        finally:
+            unsubscribe()
+        body: dict[str, Any] = {
+            "Status": status,
+            "Count": len(found),
+            "Wanted": count,
+            "Generation": now_generation,
+            "messages": [
+                {**message_summary(m), **(encode_export(m) if raw else {})} for m in found
+            ],
+        }
+        if status == "timeout":
+            body["error"] = (
+                f"timed out after {timeout:g}s: {len(found)} of {count} message(s) matching "
+                f"{query or 'anything'!r}"
+            )
+        return JSONResponse(body, status_code=code)
+
+    # -- live events ------------------------------------------------------------------------
+
+    @app.get("/api/v1/events", tags=["events"])
+    async def events(request: Request) -> Response:
+        """Server-Sent Events: ``added`` (a summary), ``deleted`` (ids) and ``cleared``.
+
+        Refused (403) when the request carries a foreign ``Origin``.
+        """
+        if not _same_origin(request, settings.allowed_origins):
+            return _bad("foreign Origin refused", 403)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[StoreEvent] = asyncio.Queue(maxsize=10_000)
+
+        def listener(event: StoreEvent) -> None:
+            loop.call_soon_threadsafe(_offer, queue, event)
+
+        unsubscribe = store.subscribe(listener)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield ": connected\n\n"
+                while True:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), _KEEPALIVE)
+                    except asyncio.TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    if event.kind == "added":
+                        for m in event.messages:
+                            yield f"event: added\ndata: {json.dumps(message_summary(m))}\n\n"
+                    elif event.kind == "deleted":
+                        yield f"event: deleted\ndata: {json.dumps(list(event.ids))}\n\n"
+                    else:
+                        yield "event: cleared\ndata: null\n\n"
+            finally:
+                unsubscribe()
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
+
+    # -- fault rules ------------------------------------------------------------------------
+
+    def fault_set() -> Any:
+        faults = getattr(mock, "faults", None)
+        if faults is None:  # pragma: no cover - only with a core that has no fault engine
+            raise _NoFaults
+        return faults
+
+    @app.get("/api/v1/faults", tags=["faults"])
+    def list_faults() -> Any:
+        """Fault rules (with their counters) and the log of faults that fired."""
+        data: dict[str, Any] = fault_set().to_dict()
+        return data
+
+    @app.post("/api/v1/faults", tags=["faults"])
+    async def add_fault(request: Request) -> Response:
+        """Add one rule (``FaultRule.to_dict`` form, or a Mailpit chaos string as
+        ``{"chaos": "Recipient:550:100"}``); answers with what was added."""
+        if not _same_origin(request, settings.allowed_origins):
+            return _bad("foreign Origin refused", 403)
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return _bad("body must be a JSON fault rule")
+        try:
+            if isinstance(body, dict) and set(body) == {"chaos"}:
+                rules = fault_set().chaos(body["chaos"])
+                return JSONResponse({"rules": [r.to_dict() for r in rules]})
+            rule = fault_set().add(body)
+        except ConfigurationError as exc:
+            return _bad(str(exc))
+        return JSONResponse(rule.to_dict())
+
+    @app.delete("/api/v1/faults", tags=["faults"])
+    def clear_faults(request: Request) -> Response:
+        """Remove every fault rule."""
+        if not _same_origin(request, settings.allowed_origins):
+            return _bad("foreign Origin refused", 403)
+        fault_set().clear()
+        return JSONResponse({"rules": []})
+
+    # -- MailHog v2 (read-only compatibility) -------------------------------------------------
+
+    @app.get("/api/v2/messages", tags=["compatibility"])
+    def mailhog_messages(
+        start: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=5000)
+    ) -> dict[str, Any]:
+        """MailHog's list shape, newest first (summaries only: no body)."""
+        total, summaries = page(None, start, limit)
+        return {
+            "total": total,
+            "count": len(summaries),
+            "start": start,
+            "items": [_mailhog(s) for s in summaries],
+        }
+
+    @app.get("/api/v2/search", tags=["compatibility"])
+    def mailhog_search(
+        kind: str, query: str, start: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=5000)
+    ) -> Any:
+        """MailHog's search: ``kind`` is ``from``, ``to`` or ``containing``."""
+        field_name = {"from": "from", "to": "addressed", "containing": ""}.get(kind)
+        if field_name is None:
+            return _bad("kind must be from, to or containing")
+        escaped = query.replace("\\", "").replace('"', "")
+        text = f'{field_name}:"{escaped}"' if field_name else f'"{escaped}"'
+        total, summaries = page(parse(text), start, limit)
+        return {
+            "total": total,
+            "count": len(summaries),
+            "start": start,
+            "items": [_mailhog(s) for s in summaries],
+        }
+
+    if settings.ui:
+        from ._ui import mount_ui
+
+        mount_ui(app, find)
+
+    app.state.metrics = metrics
+    app.state.mock = mock
+
+    limited: ASGIApp = _BodyLimit(app, settings.max_body)
+    if settings.credentials:
+        limited = _BasicAuth(limited, settings.credentials)
+    app.state.asgi = limited
+    return app
+
+
+def _offer(queue: asyncio.Queue[StoreEvent], event: StoreEvent) -> None:
+    # A consumer that stopped reading must not make the store's listener block or fail.
+    if not queue.full():
+        queue.put_nowait(event)
+
+
+def _mailhog(summary: dict[str, Any]) -> dict[str, Any]:
+    def path(address: str) -> dict[str, Any]:
+        mailbox, _, domain = address.rpartition("@")
+        return {"Relays": None, "Mailbox": mailbox, "Domain": domain, "Params": ""}
+
+    return {
+        "ID": summary["ID"],
+        "From": path(summary["MailFrom"]),
+        "To": [path(r) for r in summary["Recipients"]],
+        "Content": {
+            "Headers": {"Subject": [summary["Subject"]]},
+            "Body": "",
+            "Size": summary["Size"],
+            "MIME": None,
+        },
+        "Created": summary["Created"],
+        "MIME": None,
+        "Raw": {"From": summary["MailFrom"], "To": summary["Recipients"], "Data": "", "Helo": ""},
+    }
+
+
+def wrap(app: FastAPI) -> ASGIApp:
+    """The ASGI app to serve: *app* behind the body-size limit and basic auth."""
+    wrapped: ASGIApp = app.state.asgi
+    return wrapped
