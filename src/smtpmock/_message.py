@@ -149,13 +149,19 @@ def _unix_newlines(text: str) -> str:
     return text.replace("\r\n", "\n")
 
 
-def _decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words; leave the text as it is if that fails."""
+def _decode_words(value: str, defects: list[str] | None = None, where: str = "") -> str:
+    """Decode RFC 2047 encoded words; leave the text as it is if that fails (and say so in
+    *defects*, naming *where* the value came from)."""
     if "=?" not in value:
         return value
     try:
         return str(make_header(decode_header(value)))
-    except (LookupError, ValueError, UnicodeError, AssertionError, TypeError):
+    except (LookupError, ValueError, UnicodeError, AssertionError, TypeError) as exc:
+        if defects is not None:
+            defects.append(
+                f"undecodable encoded word in {where or 'a header'} "
+                f"({type(exc).__name__}: {exc}); kept as sent"
+            )
         return value
 
 
@@ -273,7 +279,7 @@ class Message:
         for name, value in self.email.raw_items():
             text, bad = _to_text(_FOLD.sub("", str(value)))
             bad_8bit = bad_8bit or bad
-            items.append((name, _decode_words(text)))
+            items.append((name, _decode_words(text, self._extra_defects, f"the {name} header")))
         if bad_8bit:
             self._extra_defects.append("8-bit header bytes that are not UTF-8, read as Latin-1")
         return Headers(items)
