@@ -106,13 +106,15 @@ def test_port_in_use_names_the_port() -> None:
         first.wait_for(1)
 
 
-def test_port_in_use_leaves_no_thread_behind() -> None:
+def test_port_in_use_leaves_no_thread_or_descriptor_behind() -> None:
     with SMTPMock() as first:
-        before = set(threading.enumerate())
+        threads, fds = set(threading.enumerate()), _open_fds()
         second = SMTPMock(port=first.port)
-        with pytest.raises(PortInUseError):
-            second.start()
-        assert set(threading.enumerate()) == before
+        for _ in range(20):
+            with pytest.raises(PortInUseError):
+                second.start()
+        assert set(threading.enumerate()) == threads
+        assert _open_fds() == fds
         assert not second.running
 
 
