@@ -135,9 +135,11 @@ class _ConnectionClosed(Exception):
 class SMTPProtocol(SMTP):
     """One SMTP connection."""
 
-    # aiosmtpd sizes its StreamReader with this; smtpmock enforces the real line limits itself
-    # (max_command_length, max_line_length), so the reader may buffer a little more.
-    line_length_limit = 65_536
+    # aiosmtpd sizes its StreamReader with this. smtpmock enforces the real line limits itself
+    # (max_command_length, max_line_length); this only bounds how much of one line is buffered
+    # before it is looked at, so an over-long line is refused after at most 16 KiB. It must
+    # hold an AUTH line (12,288 octets, RFC 4954).
+    line_length_limit = 16_384
 
     def __init__(
         self, state: _ServerState, *, support: SessionSupport | None = None, **kwargs: Any
@@ -568,6 +570,9 @@ class SMTPProtocol(SMTP):
         address, rest = self._getaddr(text)
         if address is None:
             return None, ""
+        local, at, domain = str(address).rpartition("@")
+        if not (at and local and domain) and str(address).lower() != "postmaster":
+            return None, ""  # RFC 5321 4.1.2: a mailbox is local-part@domain
         return str(address), str(rest or "").strip()
 
     @syntax("DATA")

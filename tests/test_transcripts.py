@@ -1,0 +1,147 @@
+"""Session transcripts: commands and replies in order, secrets masked, content left out, TLS
+marked, reachable from messages and for sessions that delivered nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import smtplib
+
+import pytest
+
+from smtpmock import SMTPMock, Transcript
+from smtpmock._transcript import TranscriptLog
+
+from .rawsmtp import RawSMTP
+
+SECRET = "hunter2-pw"
+BODY = "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\n\r\nthe secret body text\r\n"
+
+
+def _wait_closed(mock: SMTPMock, count: int) -> list[Transcript]:
+    """Sessions are closed by the server thread; wait on the store-independent condition by
+    asking the server loop, which runs connection_lost before any later callback."""
+    mock.run_in_loop(_noop)
+    sessions = mock.sessions
+    assert len(sessions) == count
+    return sessions
+
+
+async def _noop() -> None:
+    return None
+
+
+def test_app_did_starttls_before_auth() -> None:
+    with SMTPMock(tls="starttls", auth={"app": SECRET}) as mock:
+        with smtplib.SMTP(mock.host, mock.port, timeout=10) as c:
+            c.starttls(context=mock.client_ssl_context())
+            c.login("app", SECRET)
+            c.sendmail("a@example.com", ["b@example.com"], BODY)
+        [message] = mock.wait_for(1)
+        transcript = mock.transcript_for(message)
+    assert transcript is not None
+    commands = transcript.commands
+    assert commands.index("STARTTLS") < commands.index("AUTH") < commands.index("MAIL")
+    assert transcript.tls
+    assert transcript.auth_user == "app"
+    assert transcript.message_ids == [message.id]
+    texts = [e.text for e in transcript.entries]
+    tls_mark = next(i for i, t in enumerate(texts) if t.startswith("TLS started"))
+    assert texts.index("220 2.0.0 Ready to start TLS") < tls_mark < texts.index("AUTH CRAM-MD5")
+
+
+def test_app_retried_three_times(mock: SMTPMock) -> None:
+    for _ in range(3):
+        with smtplib.SMTP(mock.host, mock.port, timeout=10) as c:
+            c.ehlo()
+            c.mail("a@example.com")
+            assert c.rcpt("not an address")[0] == 553
+            c.rset()
+    sessions = _wait_closed(mock, 3)
+    assert mock.messages == []
+    assert all(s.message_ids == [] for s in sessions)
+    assert [s.commands for s in sessions] == [["EHLO", "MAIL", "RCPT", "RSET", "QUIT"]] * 3
+    assert all(s.ended_at is not None for s in sessions)
+    assert all("553 5.1.3 Error: malformed address" in s.replies for s in sessions)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+def test_auth_secrets_are_masked(mechanism: str) -> None:
+    with SMTPMock(tls="starttls", auth={"app": SECRET}) as mock:
+        with smtplib.SMTP(mock.host, mock.port, timeout=10) as c:
+            c.starttls(context=mock.client_ssl_context())
+            c.ehlo()
+            c.user, c.password = "app", SECRET
+            method = {"PLAIN": c.auth_plain, "LOGIN": c.auth_login, "CRAM-MD5": c.auth_cram_md5}
+            c.auth(mechanism, method[mechanism], initial_response_ok=mechanism == "PLAIN")
+        [transcript] = _wait_closed(mock, 1)
+    dumped = json.dumps(transcript.to_dict()) + str(transcript)
+    for secret in (
+        SECRET,
+        base64.b64encode(SECRET.encode()).decode(),
+        base64.b64encode(f"\0app\0{SECRET}".encode()).decode(),
+        base64.b64encode(b"app").decode(),
+    ):
+        assert secret not in dumped
+    assert "********" in dumped
+    assert transcript.commands.count("AUTH") == 1
+
+
+def test_data_is_a_size_marker_not_content(mock: SMTPMock) -> None:
+    with smtplib.SMTP(mock.host, mock.port, timeout=10) as c:
+        c.sendmail("a@example.com", ["b@example.com"], BODY)
+    [message] = mock.wait_for(1)
+    [transcript] = _wait_closed(mock, 1)
+    text = str(transcript)
+    assert "the secret body text" not in text
+    assert f"[message content: {len(message.raw)} octets]" in text
+    assert transcript.replies[-2].startswith(f"250 2.0.0 OK: queued as {message.id}")
+
+
+def test_order_and_serialisation(mock: SMTPMock) -> None:
+    with RawSMTP(mock.host, mock.port) as raw:
+        raw.reply()
+        raw.command("HELO client")
+        raw.command("NOOP")
+    [transcript] = _wait_closed(mock, 1)
+    data = json.loads(json.dumps(transcript.to_dict()))
+    kinds_texts = [(e["kind"], e["text"]) for e in data["entries"]]
+    assert kinds_texts[0][0] == "event"
+    assert kinds_texts[1:6] == [
+        ("server", "220 localhost smtpmock ESMTP"),
+        ("client", "HELO client"),
+        ("server", "250 localhost"),
+        ("client", "NOOP"),
+        ("server", "250 2.0.0 OK"),
+    ]
+    assert kinds_texts[-1] == ("event", "disconnected")
+    times = [e.time for e in transcript.entries]
+    assert times == sorted(times)
+    assert data["session_id"] == transcript.session_id
+    assert data["tls"] is False
+
+
+def test_implicit_tls_is_marked() -> None:
+    with SMTPMock(tls="implicit") as mock:
+        ctx = mock.client_ssl_context()
+        with smtplib.SMTP_SSL(mock.host, mock.port, context=ctx, timeout=10) as c:
+            c.noop()
+        [transcript] = _wait_closed(mock, 1)
+    assert transcript.tls
+    assert transcript.entries[1].text.startswith("TLS started")
+
+
+def test_reset_forgets_sessions(mock: SMTPMock) -> None:
+    with smtplib.SMTP(mock.host, mock.port, timeout=10) as c:
+        c.noop()
+    _wait_closed(mock, 1)
+    mock.reset()
+    assert mock.sessions == []
+
+
+def test_log_is_bounded() -> None:
+    log = TranscriptLog(maxlen=3)
+    for n in range(5):
+        log.open(f"s{n}", None)
+    assert [t.session_id for t in log.all()] == ["s2", "s3", "s4"]
+    assert log.get("s0") is None
