@@ -17,6 +17,8 @@ import pytest
 from smtpmock import Client, SMTPMock
 from tests.served import Served
 
+pytest_plugins = ["pytester"]  # tests/test_plugin.py runs whole pytest sessions
+
 
 @pytest.fixture
 def mock() -> Iterator[SMTPMock]:

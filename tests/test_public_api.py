@@ -18,6 +18,8 @@ PUBLIC = {
     "FaultRule",
     "FaultSet",
     "Headers",
+    "LateMail",
+    "LateMailWarning",
     "MailAssertionError",
     "Mailbox",
     "MemoryStore",
@@ -28,7 +30,10 @@ PUBLIC = {
     "Retention",
     "SMTPMock",
     "SMTPMockError",
+    "SMTPMockMixin",
+    "SMTPMockTestCase",
     "SQLiteStore",
+    "ScopedMailbox",
     "ServerError",
     "ServerStartError",
     "Store",
@@ -39,7 +44,13 @@ PUBLIC = {
     "__version__",
 }
 
-ASSERTIONS = {"MailAssertionError", "WaitTimeout", "MessageNotSent", "UnexpectedMessage"}
+ASSERTIONS = {
+    "MailAssertionError",
+    "WaitTimeout",
+    "MessageNotSent",
+    "UnexpectedMessage",
+    "LateMail",
+}
 
 
 def test_all_is_pinned() -> None:

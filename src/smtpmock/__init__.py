@@ -31,6 +31,13 @@ from ._message import Address, Attachment, Headers, Message
 from ._query import Criteria
 from ._server import SMTPMock
 from ._transcript import Transcript, TranscriptEntry
+from ._unittest import (
+    LateMail,
+    LateMailWarning,
+    ScopedMailbox,
+    SMTPMockMixin,
+    SMTPMockTestCase,
+)
 from .store import MemoryStore, Retention, SQLiteStore, Store
 
 __version__ = "0.1.0"
@@ -47,6 +54,8 @@ __all__ = [
     "FaultRule",
     "FaultSet",
     "Headers",
+    "LateMail",
+    "LateMailWarning",
     "MailAssertionError",
     "Mailbox",
     "MemoryStore",
@@ -57,7 +66,10 @@ __all__ = [
     "Retention",
     "SMTPMock",
     "SMTPMockError",
+    "SMTPMockMixin",
+    "SMTPMockTestCase",
     "SQLiteStore",
+    "ScopedMailbox",
     "ServerError",
     "ServerStartError",
     "Store",

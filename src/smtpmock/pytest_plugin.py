@@ -1,4 +1,399 @@
 """pytest plugin for smtpmock (registered through the ``pytest11`` entry point).
 
-The fixtures are being written under issue 3; this module must exist for the entry point.
+Fixtures:
+
+``smtpmock``
+    A :class:`~smtpmock.ScopedMailbox`: the inspection API of ``SMTPMock`` over the mail of the
+    current test only. The server behind it starts once per session (per xdist worker).
+``smtpmock_server``
+    The session's :class:`~smtpmock.SMTPMock` itself.
+``smtpmock_factory``
+    ``smtpmock_factory(**options)`` starts a server of its own with ``SMTPMock`` options (passed
+    through unchanged); it is stopped when the test ends.
+
+The marker ``@pytest.mark.smtpmock(**options)`` gives one test its own server with those options
+behind the ``smtpmock`` fixture.
+
+The session server starts before conftest files (and Django settings) are imported, and its
+address is published in ``SMTPMOCK_HOST``/``SMTPMOCK_PORT``. Ask for a fixed address with
+``--smtpmock-host``/``--smtpmock-port``, those environment variables, or the ``smtpmock_host``/
+``smtpmock_port`` ini options (in that order of precedence); under xdist, worker ``gwN`` listens
+on the fixed port plus N. See ``docs/pytest.md``.
 """
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import pytest
+
+from ._errors import ConfigurationError, ServerStartError
+from ._inspect import DEFAULT_TIMEOUT
+from ._server import SMTPMock
+from ._unittest import (
+    ENV_HOST,
+    ENV_PORT,
+    ENV_PUBLISHED,
+    LATE_MAIL_POLICIES,
+    LateMail,
+    LateMailPolicy,
+    LateMailWarning,
+    ScopedMailbox,
+    SharedServer,
+    _Epoch,
+    env_address,
+    late_mail_report,
+    use_for_unittest,
+)
+
+__all__ = ["SMTPMockFactory"]
+
+SMTPMockFactory = Callable[..., SMTPMock]
+"""The type of the ``smtpmock_factory`` fixture: ``(**options) -> SMTPMock`` (started)."""
+
+
+class _Run:
+    """The plugin's state for one pytest run (one process: the main one or an xdist worker)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.host, self.port = _requested_address(config)
+        self.timeout = _ini_float(config, "smtpmock_timeout", DEFAULT_TIMEOUT)
+        late = str(config.getini("smtpmock_late_mail") or "warn")
+        if late not in LATE_MAIL_POLICIES:
+            raise pytest.UsageError(
+                f"smtpmock_late_mail must be one of {', '.join(LATE_MAIL_POLICIES)}, not {late!r}"
+            )
+        self.late_mail: LateMailPolicy = late
+        self.shared: SharedServer | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    def start(self) -> SharedServer:
+        if self.shared is None:
+            server = SMTPMock(self.host, self.port, default_timeout=self.timeout).start()
+            self.shared = SharedServer(server)
+            self._publish(server)
+            use_for_unittest(self.shared)
+        return self.shared
+
+    def _publish(self, server: SMTPMock) -> None:
+        values = {
+            ENV_HOST: server.host,
+            ENV_PORT: str(server.port),
+            ENV_PUBLISHED: f"{server.host}:{server.port}",
+        }
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def stop(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        shared, self.shared = self.shared, None
+        if shared is not None:
+            use_for_unittest(shared, active=False)
+            shared.server.stop()
+
+    def report_late_mail(self) -> None:
+        """Turn late mail (mail of a test that had already ended) into warnings on that test."""
+        if self.shared is None or self.late_mail == "ignore":
+            return
+        for name, summary in self.shared.take_late():
+            warning = LateMailWarning(
+                f"mail arrived after {name} had ended (kept out of later tests): {summary}"
+            )
+            record = warnings.WarningMessage(warning, LateMailWarning, __file__, 0)
+            self.config.hook.pytest_warning_recorded.call_historic(
+                kwargs={
+                    "warning_message": record,
+                    "when": "runtest",
+                    "nodeid": name,
+                    "location": None,
+                }
+            )
+
+
+_RUN = pytest.StashKey[_Run]()
+_EPOCH = pytest.StashKey[_Epoch]()
+_MAILBOXES = pytest.StashKey[list[ScopedMailbox]]()
+
+
+def _ini_float(config: pytest.Config, name: str, default: float) -> float:
+    raw = config.getini(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise pytest.UsageError(f"{name} must be positive, not {raw!r}")
+    return value
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    # Early in start-up only the known-args namespace is filled in; later, config.option is.
+    value = getattr(config.option, name, None)
+    if value is None:
+        value = getattr(config.known_args_namespace, name, None)
+    return value
+
+
+def _requested_address(config: pytest.Config) -> tuple[str, int]:
+    try:
+        env_host, env_port = env_address()
+    except ConfigurationError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    host = (
+        _option(config, "smtpmock_host")
+        or env_host
+        or str(config.getini("smtpmock_host") or "")
+        or "127.0.0.1"
+    )
+    port: int | None = _option(config, "smtpmock_port")
+    if port is None:
+        port = env_port
+    if port is None:
+        raw = str(config.getini("smtpmock_port") or "0")
+        try:
+            port = int(raw)
+        except ValueError:
+            raise pytest.UsageError(f"smtpmock_port must be a port number, not {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise pytest.UsageError(f"the smtpmock port must be 0-65535, not {port}")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    is_worker = _xdist_role(config) == "worker"
+    if port and is_worker and worker.startswith("gw") and worker[2:].isdigit():
+        port += int(worker[2:])  # each xdist worker needs a port of its own
+    return host, port
+
+
+def _xdist_role(config: pytest.Config) -> str | None:
+    """``"worker"``, ``"controller"`` or ``None`` (no xdist), decidable before configure.
+
+    A worker gets the controller's command line (with ``-n``) and ``PYTEST_XDIST_WORKER`` set;
+    it runs under execnet (``sys.argv == ["-c"]``). The last check keeps a pytest run started
+    from inside a worker (pytester), which inherits the variable, from passing for a worker.
+    """
+    namespace = config.known_args_namespace
+    distributed = bool(getattr(namespace, "numprocesses", None) or getattr(namespace, "tx", None))
+    if not distributed:
+        return None
+    if os.environ.get("PYTEST_XDIST_WORKER") and sys.argv[:1] == ["-c"]:
+        return "worker"
+    return "controller"
+
+
+# ---------------------------------------------------------------------- hooks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("smtpmock", "smtpmock: a real SMTP server for tests")
+    group.addoption(
+        "--smtpmock-host",
+        dest="smtpmock_host",
+        default=None,
+        help="host of the session SMTP server (default: $SMTPMOCK_HOST, ini, 127.0.0.1)",
+    )
+    group.addoption(
+        "--smtpmock-port",
+        dest="smtpmock_port",
+        type=int,
+        default=None,
+        help="fixed port of the session SMTP server; xdist worker gwN uses port+N "
+        "(default: $SMTPMOCK_PORT, ini, 0 = any free port)",
+    )
+    parser.addini("smtpmock_host", "host of the session SMTP server", default="")
+    parser.addini("smtpmock_port", "port of the session SMTP server (0: any free port)", default="")
+    parser.addini("smtpmock_timeout", "default wait_for timeout, seconds", default="")
+    parser.addini(
+        "smtpmock_late_mail",
+        "when a test ends while it is still sending mail: warn, fail or ignore",
+        default="warn",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, None, None]:
+    # The earliest point with options parsed: start the session server (and publish its address)
+    # before any conftest, or a Django settings module that pytest-django imports here, is read.
+    run = _Run(early_config)
+    early_config.stash[_RUN] = run
+    if _xdist_role(early_config) != "controller":  # the controller runs no tests: workers do
+        try:
+            run.start()
+        except ServerStartError as exc:
+            raise pytest.UsageError(f"smtpmock: {exc}") from exc
+    try:
+        return (yield)
+    except BaseException:
+        run.stop()
+        raise
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "smtpmock(**options): give this test's smtpmock fixture its own server with these "
+        "SMTPMock options",
+    )
+    if _RUN not in config.stash:  # registered late (pytester plugins=[...], -p after start-up)
+        config.stash[_RUN] = _Run(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(_RUN, None)
+    if run is not None:
+        run.stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    run = item.config.stash.get(_RUN, None)
+    if run is None or run.shared is None:
+        return
+    run.report_late_mail()
+    item.stash[_EPOCH] = run.shared.begin(item.nodeid, run.late_mail)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    still_open: list[str] = []
+    try:
+        yield
+    finally:
+        epoch = item.stash.get(_EPOCH, None)
+        run = item.config.stash.get(_RUN, None)
+        if epoch is not None and run is not None and run.shared is not None:
+            still_open = run.shared.end(epoch)
+    # Only tests that use the fixture asked for smtpmock's rules.
+    if still_open and run is not None and "smtpmock" in getattr(item, "fixturenames", ()):
+        _late(run.late_mail, late_mail_report(item.nodeid, still_open))
+
+
+def _late(policy: LateMailPolicy, report: str) -> None:
+    if policy == "fail":
+        raise LateMail(report)
+    if policy == "warn":
+        warnings.warn(report, LateMailWarning, stacklevel=1)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        section = _mail_section(item)
+        if section:
+            report.sections.append((f"Captured mail {report.when}", section))
+    return report
+
+
+def _mail_section(item: pytest.Item) -> str:
+    """What the servers of this test received, for the report of a failed test."""
+    boxes = list(item.stash.get(_MAILBOXES, None) or ())
+    run = item.config.stash.get(_RUN, None)
+    epoch = item.stash.get(_EPOCH, None)
+    if run is not None and run.shared is not None and epoch is not None:
+        session_box = run.shared.mailbox(epoch)
+        # Shown when the test asked for the fixture, or mail reached the session server anyway
+        # (an application configured from SMTPMOCK_HOST/PORT, without the fixture).
+        if "smtpmock" in getattr(item, "fixturenames", ()) or session_box.messages:
+            boxes.insert(0, session_box)
+    return "\n".join(f"smtpmock on {box.host}:{box.port}: {box.describe()}" for box in boxes)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(_RUN, None)
+    if run is not None:
+        run.report_late_mail()
+
+
+# ---------------------------------------------------------------------- fixtures
+
+
+def _run(config: pytest.Config) -> _Run:
+    run = config.stash.get(_RUN, None)
+    if run is None:  # pragma: no cover - pytest_configure always sets it
+        run = config.stash[_RUN] = _Run(config)
+    return run
+
+
+@pytest.fixture(scope="session")
+def smtpmock_server(pytestconfig: pytest.Config) -> SMTPMock:
+    """The session's SMTP server (one per xdist worker), started before collection."""
+    return _run(pytestconfig).start().server
+
+
+@pytest.fixture
+def smtpmock(request: pytest.FixtureRequest) -> Iterator[ScopedMailbox]:
+    """A clean mailbox for this test on the session's SMTP server (``.host``, ``.port``).
+
+    With ``@pytest.mark.smtpmock(**options)`` the test gets a server of its own instead.
+    """
+    item = request.node
+    run = _run(request.config)
+    marker = item.get_closest_marker("smtpmock")
+    if marker is not None:
+        if marker.args:
+            raise ConfigurationError("@pytest.mark.smtpmock takes keyword options only")
+        options = {"host": run.host, **marker.kwargs}
+        options.setdefault("default_timeout", run.timeout)
+        with SMTPMock(**options) as server:
+            shared = SharedServer(server)
+            epoch = shared.begin(item.nodeid, run.late_mail)
+            box = shared.mailbox(epoch, default_timeout=server.default_timeout)
+            item.stash.setdefault(_MAILBOXES, []).append(box)
+            yield box
+            still_open = shared.end(epoch)
+            if still_open:
+                _late(run.late_mail, late_mail_report(item.nodeid, still_open))
+        return
+    if run.shared is None:
+        run.start()  # the fixture was reached without the start-up hook (late registration)
+    assert run.shared is not None
+    epoch = item.stash.get(_EPOCH, None)
+    if epoch is None:
+        epoch = item.stash[_EPOCH] = run.shared.begin(item.nodeid, run.late_mail)
+    yield run.shared.mailbox(epoch, default_timeout=run.timeout)
+    run.shared.server.check()
+
+
+@pytest.fixture
+def smtpmock_factory(request: pytest.FixtureRequest) -> Iterator[SMTPMockFactory]:
+    """``smtpmock_factory(**options)``: a started ``SMTPMock`` of this test's own.
+
+    Options are ``SMTPMock``'s, passed through unchanged (TLS, AUTH, limits, faults ...). Every
+    server made is stopped when the test ends; its mail shows in the report of a failed test.
+    """
+    run = _run(request.config)
+    servers: list[SMTPMock] = []
+
+    def make(**options: Any) -> SMTPMock:
+        options.setdefault("default_timeout", run.timeout)
+        server = SMTPMock(**options).start()
+        servers.append(server)
+        box = ScopedMailbox(server, default_timeout=server.default_timeout)
+        request.node.stash.setdefault(_MAILBOXES, []).append(box)
+        return server
+
+    try:
+        yield make
+    finally:
+        errors: list[BaseException] = []
+        for server in servers:
+            try:
+                server.stop()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
