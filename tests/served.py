@@ -95,6 +95,10 @@ class Served:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the process if it still runs, and release its files."""
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
         self._stderr.close()

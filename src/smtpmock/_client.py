@@ -53,7 +53,9 @@ class _RemoteStore(Store):
         self.http = http
 
     def _get(self, path: str, **params: Any) -> Any:
-        response = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        response = _call(
+            self.http, "GET", path, params={k: v for k, v in params.items() if v is not None}
+        )
         _raise_for(response)
         return response.json()
 
@@ -75,12 +77,12 @@ class _RemoteStore(Store):
         if not wanted:
             return []
         present = {m.id for m in self.messages()}
-        response = self.http.request("DELETE", "/api/v1/messages", json={"IDs": wanted})
+        response = _call(self.http, "DELETE", "/api/v1/messages", json={"IDs": wanted})
         _raise_for(response)
         return [i for i in wanted if i in present]
 
     def _remove_all(self) -> int:
-        response = self.http.request("DELETE", "/api/v1/messages", json={"All": True})
+        response = _call(self.http, "DELETE", "/api/v1/messages", json={"All": True})
         _raise_for(response)
         return int(response.json()["deleted"])
 
@@ -90,6 +92,17 @@ class _RemoteStore(Store):
     @property
     def last_seq(self) -> int:
         return int(self._get("/api/v1/info")["LastSeq"])
+
+
+def _call(http: Any, method: str, path: str, **kwargs: Any) -> Any:
+    """One request; a server that cannot be reached is a :class:`~smtpmock.ServerError`."""
+    httpx = _import_httpx()
+    try:
+        return http.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise ServerError(
+            f"cannot reach the smtpmock server at {http.base_url}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _raise_for(response: Any) -> None:
@@ -164,7 +177,7 @@ class Client(Mailbox):
     # ------------------------------------------------------------------ the server
 
     def _info(self) -> dict[str, Any]:
-        response = self._http.get("/api/v1/info")
+        response = _call(self._http, "GET", "/api/v1/info")
         _raise_for(response)
         info: dict[str, Any] = response.json()
         return info
@@ -202,7 +215,7 @@ class Client(Mailbox):
 
     def fault_rules(self) -> list[dict[str, Any]]:
         """The server's fault rules, as dicts (``FaultRule.to_dict``)."""
-        response = self._http.get("/api/v1/faults")
+        response = _call(self._http, "GET", "/api/v1/faults")
         _raise_for(response)
         rules: list[dict[str, Any]] = response.json()["rules"]
         return rules
@@ -210,14 +223,14 @@ class Client(Mailbox):
     def add_fault(self, rule: dict[str, Any] | Any) -> dict[str, Any]:
         """Add a fault rule (a ``FaultRule`` or its dict form); returns it as the server has it."""
         data = rule.to_dict() if hasattr(rule, "to_dict") else rule
-        response = self._http.post("/api/v1/faults", json=data)
+        response = _call(self._http, "POST", "/api/v1/faults", json=data)
         _raise_for(response)
         added: dict[str, Any] = response.json()
         return added
 
     def clear_faults(self) -> None:
         """Remove every fault rule on the server."""
-        _raise_for(self._http.request("DELETE", "/api/v1/faults"))
+        _raise_for(_call(self._http, "DELETE", "/api/v1/faults"))
 
     # ------------------------------------------------------------------ waiting
 
@@ -256,8 +269,12 @@ class Client(Mailbox):
                 params["before"] = self._ceiling
             if generation is not None:
                 params["generation"] = generation
-            response = self._http.get(
-                "/api/v1/wait", params=params, timeout=remaining + self._http.timeout.read
+            response = _call(
+                self._http,
+                "GET",
+                "/api/v1/wait",
+                params=params,
+                timeout=remaining + self._http.timeout.read,
             )
             if response.status_code not in (200, 408):
                 _raise_for(response)
