@@ -468,10 +468,13 @@ def test_shared_server_attributes_mail_by_transaction_start() -> None:
             client.rcpt("bob@example.com")
             assert shared.end(a)  # the transaction is still open
             b = shared.begin("b")
-            client.data(b"Subject: slow\r\n\r\nx\r\n")
-        send(server.host, server.port, subject="b's own")
-        box_b = shared.mailbox(b)
-        assert [m.subject for m in box_b.wait_for(1)] == ["b's own"]
+            box_b = shared.mailbox(b)
+            with box_b.capture() as captured:
+                client.data(b"Subject: slow\r\n\r\nx\r\n")  # a's, arriving during b
+                send(server.host, server.port, subject="b's own")
+                assert [m.subject for m in captured.wait_for(1)] == ["b's own"]
+        assert [m.subject for m in captured] == ["b's own"]
+        assert [m.subject for m in box_b.messages] == ["b's own"]
         assert [m.subject for m in server.messages] == ["slow", "b's own"]
         assert shared.take_late() == [("a", server.messages[0].summary())]
         assert shared.end(b) == []

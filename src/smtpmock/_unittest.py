@@ -28,7 +28,8 @@ import threading
 import unittest
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 from ._errors import ConfigurationError, MailAssertionError, SMTPMockError
@@ -209,6 +210,23 @@ class ScopedMailbox(Mailbox):
             return messages
         # Mail whose transaction began in an earlier test is that test's late mail.
         return [m for m in messages if shared.owner(m) in (epoch, None)]
+
+    @contextmanager
+    def capture(self) -> Iterator[ScopedMailbox]:
+        """Collect this test's messages that arrive while the ``with`` block runs (see
+        :meth:`Mailbox.capture <smtpmock.Mailbox.capture>`); late mail of other tests stays out.
+        """
+        box = ScopedMailbox(
+            self.server,
+            epoch=self._epoch,
+            shared=self._shared,
+            default_timeout=self.default_timeout,
+        )
+        box._floor = self._store.last_seq
+        try:
+            yield box
+        finally:
+            box._ceiling = self._store.last_seq
 
     @property
     def host(self) -> str:

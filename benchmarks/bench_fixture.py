@@ -1,0 +1,145 @@
+"""Per-test cost of smtpmock's pytest fixture against smtpdfix's ``smtpd`` and
+pytest-localserver's ``smtpserver``.
+
+For each variant it writes a project of N tests (default 1,000) that each send one message with
+``smtplib`` and wait for it (smtpmock: ``wait_for(1)``; the peers store the message before they
+answer 250, so a length check is the wait), runs ``pytest`` on it in a subprocess, and reports
+the run time over an empty-test baseline, divided by N. Two smtpmock variants separate the cost
+of the fixture from the cost of the SMTP round trip itself:
+
+* ``send only``: every test sends to the session server (``smtpmock_server``) with no per-test
+  fixture: the SMTP round trip plus pytest's own per-test work;
+* ``smtpmock``: the ``smtpmock`` fixture (a clean per-test mailbox) and ``wait_for``.
+
+The peers are benchmark-only dependencies, installed (with this checkout of smtpmock, editable)
+in their own virtualenv, ``benchmarks/.work/venv``, created on first run. Runs are interleaved
+and each variant's best of ``--repeat`` runs is kept, to damp the noise of a shared machine.
+
+    python benchmarks/bench_fixture.py [--tests 1000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+VENV = HERE / ".work" / "venv"
+PEERS = ("smtpdfix", "pytest-localserver")
+
+COMMON = """
+import smtplib
+
+import pytest
+
+N = {n}
+TEXT = "From: a@example.com\\r\\nTo: b@example.com\\r\\nSubject: bench\\r\\n\\r\\nhello\\r\\n"
+
+
+def send(host, port):
+    # local_hostname: skip smtplib's getfqdn() lookup, the same for every variant.
+    with smtplib.SMTP(host, port, local_hostname="localhost", timeout=10) as client:
+        client.sendmail("a@example.com", ["b@example.com"], TEXT)
+"""
+
+VARIANTS: dict[str, str] = {
+    "baseline (empty test)": """
+@pytest.mark.parametrize("n", range(N))
+def test_empty(n):
+    pass
+""",
+    "send only (session server)": """
+@pytest.mark.parametrize("n", range(N))
+def test_send(smtpmock_server, n):
+    send(smtpmock_server.host, smtpmock_server.port)
+""",
+    "smtpmock (smtpmock fixture)": """
+@pytest.mark.parametrize("n", range(N))
+def test_send(smtpmock, n):
+    send(smtpmock.host, smtpmock.port)
+    [message] = smtpmock.wait_for(1)
+    assert message.subject == "bench"
+""",
+    "smtpdfix (smtpd fixture)": """
+@pytest.mark.parametrize("n", range(N))
+def test_send(smtpd, n):
+    send(smtpd.hostname, smtpd.port)
+    assert len(smtpd.messages) == 1
+""",
+    "pytest-localserver (smtpserver)": """
+@pytest.mark.parametrize("n", range(N))
+def test_send(smtpserver, n):
+    send(*smtpserver.addr)
+    assert len(smtpserver.outbox) == 1
+""",
+}
+
+
+def venv_python() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {VENV} with smtpmock (editable), {', '.join(PEERS)} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-e", str(REPO), "pytest", *PEERS],
+            check=True,
+        )
+    return python
+
+
+def run_once(python: Path, project: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(project)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{project.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tests", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    python = venv_python()
+    n = args.tests
+    best: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_fixture_") as tmp:
+        projects = {}
+        for i, (name, body) in enumerate(VARIANTS.items()):
+            project = Path(tmp) / f"variant{i}"
+            project.mkdir()
+            (project / "pytest.ini").write_text("[pytest]\n")
+            (project / "test_bench.py").write_text(COMMON.format(n=n) + body)
+            projects[name] = project
+        for _ in range(args.repeat):  # interleaved, so that load spikes hit every variant
+            for name, project in projects.items():
+                elapsed = run_once(python, project)
+                best[name] = min(best.get(name, elapsed), elapsed)
+    baseline = best["baseline (empty test)"]
+    ours = best["smtpmock (smtpmock fixture)"] - baseline
+    send_only = best["send only (session server)"] - baseline
+    print(f"{n} tests per run, best of {args.repeat} runs; Python {sys.version.split()[0]}")
+    print(f"{'variant':34} {'run (s)':>8} {'over baseline (ms/test)':>24} {'vs smtpmock':>12}")
+    for name, elapsed in best.items():
+        over = (elapsed - baseline) / n * 1000
+        peer = not name.startswith(("baseline", "send only"))
+        ratio = f"{(elapsed - baseline) / ours:.1f}x" if peer else ""
+        print(f"{name:34} {elapsed:8.2f} {over:24.3f} {ratio:>12}")
+    fixture_only = (ours - send_only) / n * 1000
+    print(f"smtpmock fixture alone (smtpmock minus send only): {fixture_only:.3f} ms/test")
+
+
+if __name__ == "__main__":
+    main()
