@@ -1,0 +1,182 @@
+"""The web UI: static files served at ``/``, and the sandboxed document of a message's HTML body.
+
+The UI is three static files (``ui/index.html``, ``ui/app.js``, ``ui/app.css``: plain
+JavaScript, no build step) that talk to the public HTTP API under ``/api/v1`` like any other
+client. This module serves them under a strict Content-Security-Policy (scripts and styles from
+this origin only, no inline script, images from this origin or ``data:``) and adds the one route
+the UI needs that a JSON API cannot give: ``GET /api/v1/message/{id}/html``, the HTML body as a
+document of its own, meant for an ``<iframe sandbox>``:
+
+* its own CSP: no script at all, and a ``sandbox`` directive so that even opened on its own in a
+  tab it runs nothing and has an opaque origin (it cannot read the API or the UI);
+* nothing remote by default: images, fonts, styles and media only from ``data:``, so a tracking
+  pixel does not fire when a message is merely opened; ``?remote=1`` (the UI's "Load remote
+  images" button) relaxes images, fonts and styles to ``http:``/``https:``. The server itself never
+  fetches anything: the browser does, and only when the user asked;
+* ``cid:`` references to the message's own inline parts are replaced by ``data:`` URLs, so inline
+  images show without any request.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from .._message import Message
+
+__all__ = ["PREVIEW_CSP", "PREVIEW_CSP_REMOTE", "UI_CSP", "mount_ui"]
+
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+"""The UI's own policy: nothing inline, nothing from another origin."""
+
+_SANDBOX = "sandbox allow-popups allow-popups-to-escape-sandbox"
+PREVIEW_CSP = (
+    "default-src 'none'; img-src data:; font-src data:; media-src data:; "
+    "style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'; "
+    f"frame-ancestors 'self'; {_SANDBOX}"
+)
+"""The HTML body's policy: no script, no request leaves the page (``data:`` only)."""
+
+PREVIEW_CSP_REMOTE = (
+    "default-src 'none'; img-src data: http: https:; font-src data: http: https:; "
+    "media-src data: http: https:; style-src 'unsafe-inline' http: https:; "
+    f"form-action 'none'; base-uri 'none'; frame-ancestors 'self'; {_SANDBOX}"
+)
+"""The same, with remote images, fonts and style sheets allowed (still no script)."""
+
+_COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-cache",
+}
+
+_PACKAGE = __name__.rpartition(".")[0]
+_STATIC = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+
+# Inline parts larger than this stay as cid: references (shown broken) rather than making the
+# preview document huge; the part is still listed and downloadable.
+_INLINE_DATA_LIMIT = 5_000_000
+_CID = re.compile(r"""cid:([^"'\s)>]+)""", re.IGNORECASE)
+# Removing everything from "<link" (or "<iframe"...) to the next ">" always destroys the element:
+# whatever is left of its attributes is text. Over-removal (a ">" in a quoted value) loses text.
+_LINK = re.compile(r"<link\b[^>]*>?", re.IGNORECASE)
+_FRAMES = re.compile(
+    r"<(?:i?frame|frameset|object|embed|applet|portal|fencedframe)\b[^>]*>?", re.IGNORECASE
+)
+_HEAD = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
+_HTML = re.compile(r"<html\b[^>]*>", re.IGNORECASE)
+_DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
+# Links in the preview open in a new tab (outside the sandbox) rather than inside the frame.
+_BASE = '<base target="_blank">'
+
+
+def _asset(name: str) -> bytes:
+    return resources.files(_PACKAGE).joinpath("ui").joinpath(name).read_bytes()
+
+
+def preview_document(message: Message, *, remote: bool = False) -> str:
+    """The HTML body made ready for the sandboxed preview (inline images as ``data:``).
+
+    Elements that the CSP blocks but that still make Chromium open a connection to their host (a
+    tracking signal, even though no request is sent) are taken out: frames, objects and embeds
+    always (the CSP never allows them), and ``<link>`` unless *remote* (``rel=preconnect`` is
+    not governed by the CSP at all).
+    """
+    html = _FRAMES.sub("", message.html or "")
+    if not remote:
+        html = _LINK.sub("", html)
+    inline: dict[str, str] = {}
+    budget = _INLINE_DATA_LIMIT
+    for part in message.attachments:
+        if part.content_id and part.content_type.startswith("image/") and part.size <= budget:
+            budget -= part.size
+            data = base64.b64encode(part.content).decode("ascii")
+            inline[part.content_id.lower()] = f"data:{part.content_type};base64,{data}"
+
+    def replace(match: re.Match[str]) -> str:
+        return inline.get(match.group(1).strip("<>").lower(), match.group(0))
+
+    if inline:
+        html = _CID.sub(replace, html)
+    for pattern in (_HEAD, _HTML, _DOCTYPE):
+        found = pattern.search(html)
+        if found:
+            return html[: found.end()] + _BASE + html[found.end() :]
+    return _BASE + html
+
+
+def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None:
+    """Serve the web UI at ``/`` of *app*, and the HTML-body preview route it needs.
+
+    *get_message* looks a message up by the id the API uses (``None`` when there is none); it is
+    only used to serve ``GET /api/v1/message/{id}/html``.
+    """
+    index = _asset("index.html")
+    assets = {name: _asset(name) for name in _STATIC}
+    ui_headers = {**_COMMON_HEADERS, "Content-Security-Policy": UI_CSP, "X-Frame-Options": "DENY"}
+
+    @app.get("/", include_in_schema=False)
+    def ui_index() -> Response:
+        return Response(index, media_type="text/html; charset=utf-8", headers=ui_headers)
+
+    @app.get("/ui/{name}", include_in_schema=False)
+    def ui_asset(name: str) -> Response:
+        if name not in assets:  # a fixed set: no path from the request reaches the disk
+            return PlainTextResponse("not found", status_code=404, headers=_COMMON_HEADERS)
+        return Response(assets[name], media_type=_STATIC[name], headers=ui_headers)
+
+    @app.get("/api/v1/message/{id}/links", tags=["message"], summary="The links in a message")
+    def message_links(id: str) -> Response:
+        """``{"Links": [...]}``: ``href`` targets of the HTML body and bare URLs of both bodies,
+        in order, as :attr:`smtpmock.Message.links` finds them. Nothing is fetched."""
+        message = get_message(id)
+        if message is None:
+            return PlainTextResponse(f"no message {id!r}", status_code=404, headers=_COMMON_HEADERS)
+        return JSONResponse({"Links": message.links}, headers=_COMMON_HEADERS)
+
+    @app.get(
+        "/api/v1/message/{id}/html",
+        tags=["messages"],
+        summary="The HTML body as a sandboxed document",
+        response_class=Response,
+        responses={200: {"content": {"text/html": {}}}, 404: {"description": "no such message"}},
+    )
+    def message_html(id: str, remote: bool = False) -> Response:
+        """The message's HTML body as a document for an ``<iframe sandbox>``.
+
+        Served under a Content-Security-Policy that allows no script and, unless ``remote=1``,
+        no request at all: remote images, fonts and style sheets are blocked, so opening a
+        message never fires a tracking pixel. Inline ``cid:`` images are embedded as ``data:``.
+        """
+        message = get_message(id)
+        if message is None:
+            return PlainTextResponse(f"no message {id!r}", status_code=404, headers=_COMMON_HEADERS)
+        if message.html is None:
+            return PlainTextResponse(
+                "this message has no HTML body", status_code=404, headers=_COMMON_HEADERS
+            )
+        headers = {
+            **_COMMON_HEADERS,
+            "Content-Security-Policy": PREVIEW_CSP_REMOTE if remote else PREVIEW_CSP,
+            "X-Frame-Options": "SAMEORIGIN",
+            "X-DNS-Prefetch-Control": "off",
+        }
+        return Response(
+            preview_document(message, remote=remote),
+            media_type="text/html; charset=utf-8",
+            headers=headers,
+        )
