@@ -14,6 +14,7 @@ from contextlib import ExitStack
 import pytest
 
 from smtpmock import SMTPMock
+from smtpmock._protocol import DRAIN_LIMIT
 
 from .rawsmtp import RawSMTP
 
@@ -58,13 +59,8 @@ def test_starttls_command_injection() -> None:
         code, _ = raw.command("MAIL FROM:<a@example.com>")
         assert code == 503  # and the session starts clean: EHLO is needed again
         assert raw.command("QUIT")[0] == 221
-        mock.run_in_loop(_noop)
-        [session] = mock.sessions
+    [session] = mock.wait_for_sessions(1)
     assert session.commands == ["EHLO", "STARTTLS", "MAIL", "QUIT"]
-
-
-async def _noop() -> None:
-    return None
 
 
 MAIL = b"MAIL FROM:<a@example.com>"
@@ -152,14 +148,14 @@ def test_100_mb_message_is_refused_early_and_memory_stays_bounded(mock: SMTPMock
         assert reply is not None
         assert reply[1].startswith("552 5.3.4 ")
         assert sent <= limit + 16 * MiB  # refused once past the limit (+ socket buffers)
-        # The server reads a little more, then closes: keep sending to find out.
+        # The server reads up to DRAIN_LIMIT more, then closes: keep sending to find out.
         closed = False
         try:
-            for _ in range(8):
+            for _ in range(4 * DRAIN_LIMIT // len(chunk)):
                 raw.sock.sendall(chunk)
-            closed = raw.at_eof()
         except OSError:  # ConnectionResetError / BrokenPipeError
             closed = True
+        closed = closed or raw.at_eof()
         assert closed
     assert mock.messages == []
     growth = _peak_rss() - before

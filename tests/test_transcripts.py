@@ -9,8 +9,8 @@ import smtplib
 
 import pytest
 
-from smtpmock import SMTPMock, Transcript
-from smtpmock._transcript import TranscriptLog
+from smtpmock import SMTPMock, Transcript, WaitTimeout
+from smtpmock._transcript import MAX_ENTRIES, TRUNCATED, TranscriptLog
 
 from .rawsmtp import RawSMTP
 
@@ -19,16 +19,9 @@ BODY = "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\n\r\nthe secret
 
 
 def _wait_closed(mock: SMTPMock, count: int) -> list[Transcript]:
-    """Sessions are closed by the server thread; wait on the store-independent condition by
-    asking the server loop, which runs connection_lost before any later callback."""
-    mock.run_in_loop(_noop)
-    sessions = mock.sessions
+    sessions = mock.wait_for_sessions(count, timeout=10)
     assert len(sessions) == count
     return sessions
-
-
-async def _noop() -> None:
-    return None
 
 
 def test_app_did_starttls_before_auth() -> None:
@@ -145,3 +138,23 @@ def test_log_is_bounded() -> None:
         log.open(f"s{n}", None)
     assert [t.session_id for t in log.all()] == ["s2", "s3", "s4"]
     assert log.get("s0") is None
+
+
+def test_one_session_cannot_grow_its_transcript_without_bound(mock: SMTPMock) -> None:
+    with RawSMTP(mock.host, mock.port) as raw:
+        raw.reply()
+        count = MAX_ENTRIES // 2 + 10
+        raw.send(b"NOOP\r\n" * count)
+        assert [raw.reply()[0] for _ in range(count)] == [250] * count
+        assert raw.command("QUIT")[0] == 221
+    [transcript] = _wait_closed(mock, 1)
+    assert len(transcript.entries) == MAX_ENTRIES + 1
+    assert transcript.entries[-1].text == TRUNCATED
+
+
+def test_wait_for_sessions_times_out_while_a_session_is_open(mock: SMTPMock) -> None:
+    with RawSMTP(mock.host, mock.port) as raw:
+        raw.reply()
+        with pytest.raises(WaitTimeout, match="0 ended, 1 still open"):
+            mock.wait_for_sessions(1, timeout=0.05)
+    assert len(mock.wait_for_sessions(1, timeout=10)) == 1

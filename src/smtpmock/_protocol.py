@@ -24,7 +24,7 @@ What is smtpmock's own rather than aiosmtpd's, and why:
 * ``DATA``: only ``CRLF.CRLF`` ends the data (``LF.LF``, ``CR.CRLF`` and ``LF.CRLF`` are content:
   the SMTP smuggling defence); the size limit (552 5.3.4) and line limit (500 5.5.2) are
   answered as soon as they are passed, the rest is read and discarded up to
-  :data:`DRAIN_LIMIT` bytes, then the connection is closed, so memory stays bounded.
+  :data:`DRAIN_LIMIT` bytes (16 MiB), then the connection is closed, so memory stays bounded.
 * ``EHLO`` advertises PIPELINING, ENHANCEDSTATUSCODES and DSN as well, and every reply carries an
   RFC 3463 enhanced status code (except the greeting, HELO/EHLO replies and 3xx, per RFC 2034).
 * The idle timeout answers 421 4.4.2 before closing; ``max_connections`` answers 421 4.7.0.
@@ -67,8 +67,10 @@ __all__ = ["DRAIN_LIMIT", "SMTPProtocol", "SessionSupport", "StageHook"]
 
 StageHook = Callable[["SMTPProtocol", str, Any], Awaitable[bool]]
 
-DRAIN_LIMIT = 1 << 20
-"""Bytes of a refused DATA read and discarded before the connection is closed."""
+DRAIN_LIMIT = 16 << 20
+"""Bytes of a refused DATA read and discarded before the connection is closed. Discarding costs
+no memory; reading this much more gives a client that is still pushing data through full socket
+buffers (several MiB on loopback) the chance to read the refusal before the connection goes."""
 _AUTH_LINE_LIMIT = 12_288  # RFC 4954 section 4: AUTH lines may be this long
 # RFC 3207 section 4: what a client may send before STARTTLS when TLS is required.
 _ALLOWED_BEFORE_TLS = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS"})
@@ -265,9 +267,8 @@ class SMTPProtocol(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self.state.connections.discard(self)
-        if self.transcript is not None and self.transcript.ended_at is None:
-            self._record("event", "disconnected")
-            self.transcript.ended_at = _dt.datetime.now(_dt.timezone.utc)
+        if self.transcript is not None:
+            self.support.transcripts.close(self.transcript)
         super().connection_lost(error)
 
     def _timeout_cb(self) -> None:

@@ -20,7 +20,13 @@ from typing import Any
 
 from ._auth import Accounts, AuthAttempt, AuthLog
 from ._config import ServerConfig
-from ._errors import ConfigurationError, PortInUseError, ServerError, ServerStartError
+from ._errors import (
+    ConfigurationError,
+    PortInUseError,
+    ServerError,
+    ServerStartError,
+    WaitTimeout,
+)
 from ._faults import FaultsArgument, FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._message import Message
@@ -330,6 +336,24 @@ class SMTPMock(Mailbox):
     def auth_failures(self) -> list[AuthAttempt]:
         """The AUTH attempts that failed."""
         return [a for a in self._auth_log.all() if not a.success]
+
+    def wait_for_sessions(self, count: int = 1, timeout: float | None = None) -> list[Transcript]:
+        """Wait until at least *count* SMTP sessions have ended (the client or the server closed
+        the connection) and return the ended sessions, oldest first; raises
+        :class:`~smtpmock.WaitTimeout` after *timeout* seconds (default: ``default_timeout``).
+
+        What a test of retries needs: ``assert len(mock.wait_for_sessions(3)) == 3``.
+        """
+        limit = self.default_timeout if timeout is None else timeout
+        ended = self._transcripts.wait_closed(count, limit)
+        if ended is None:
+            sessions = self._transcripts.all()
+            closed = sum(1 for t in sessions if t.ended_at is not None)
+            raise WaitTimeout(
+                f"waited {limit:g}s for {count} ended SMTP session(s); {closed} ended, "
+                f"{len(sessions) - closed} still open"
+            )
+        return ended
 
     def add_hook(self, hook: StageHook) -> None:
         """Register a stage hook (see :mod:`smtpmock._protocol`); before or after start."""

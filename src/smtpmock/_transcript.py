@@ -19,6 +19,9 @@ __all__ = ["Transcript", "TranscriptEntry", "TranscriptLog"]
 
 EntryKind = Literal["client", "server", "event"]
 MASK = "********"
+MAX_ENTRIES = 5000
+"""Entries kept per session; later lines are dropped after one :data:`TRUNCATED` marker."""
+TRUNCATED = "[transcript truncated: too many lines in one session]"
 
 
 def _now() -> _dt.datetime:
@@ -85,7 +88,13 @@ class Transcript:
         return [e.text for e in list(self.entries) if e.kind == "server"]
 
     def add(self, kind: EntryKind, text: str) -> None:
-        self.entries.append(TranscriptEntry(_now(), kind, text))
+        """Append one entry; past :data:`MAX_ENTRIES` only a truncation marker is kept, so a
+        client looping on NOOP cannot grow the server's memory without bound."""
+        count = len(self.entries)
+        if count < MAX_ENTRIES:
+            self.entries.append(TranscriptEntry(_now(), kind, text))
+        elif count == MAX_ENTRIES:
+            self.entries.append(TranscriptEntry(_now(), "event", TRUNCATED))
 
     def to_dict(self) -> dict[str, Any]:
         """The transcript as plain JSON-ready data."""
@@ -112,6 +121,7 @@ class TranscriptLog:
         self.maxlen = maxlen
         self._sessions: OrderedDict[str, Transcript] = OrderedDict()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def open(self, session_id: str, peer: tuple[str, int] | None) -> Transcript:
         transcript = Transcript(session_id, peer)
@@ -119,7 +129,28 @@ class TranscriptLog:
             self._sessions[session_id] = transcript
             while len(self._sessions) > self.maxlen:
                 self._sessions.popitem(last=False)
+            self._changed.notify_all()
         return transcript
+
+    def close(self, transcript: Transcript) -> None:
+        """Mark *transcript*'s session as ended and wake :meth:`wait_closed`."""
+        with self._lock:
+            if transcript.ended_at is None:
+                transcript.add("event", "disconnected")
+                transcript.ended_at = _now()
+            self._changed.notify_all()
+
+    def wait_closed(self, count: int, timeout: float) -> list[Transcript] | None:
+        """Block until at least *count* kept sessions have ended; those sessions, or ``None``
+        on timeout. Woken by each session's end, never by polling."""
+
+        def ended() -> list[Transcript]:
+            return [t for t in self._sessions.values() if t.ended_at is not None]
+
+        with self._lock:
+            if self._changed.wait_for(lambda: len(ended()) >= count, timeout):
+                return ended()
+            return None
 
     def get(self, session_id: str | None) -> Transcript | None:
         if session_id is None:
