@@ -180,3 +180,11 @@ def test_helo_client_cannot_use_parameters(mock: SMTPMock) -> None:
         assert raw.command("HELO client")[1] == f"250 {mock.config.hostname}"
         assert raw.command("MAIL FROM:<a@example.com> BODY=8BITMIME")[0] == 501
         assert raw.command("MAIL FROM:<a@example.com>")[0] == 250
+
+
+def test_invalid_utf8_in_a_command_is_refused(mock: SMTPMock) -> None:
+    with RawSMTP(mock.host, mock.port) as raw:
+        raw.reply()
+        raw.command("EHLO client")
+        assert raw.command(b"MAIL FROM:<\xff\xfe@example.com> SMTPUTF8")[0] == 501
+        assert raw.command("MAIL FROM:<a@example.com>")[0] == 250

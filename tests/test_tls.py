@@ -57,6 +57,7 @@ def test_implicit_tls_smtps() -> None:
         with smtplib.SMTP_SSL(mock.host, mock.port, context=context, timeout=10) as c:
             c.ehlo()
             assert not c.has_extn("starttls")
+            assert c.docmd("STARTTLS")[0] == 503  # already encrypted
             c.sendmail("a@example.com", ["b@example.com"], BODY)
         [message] = mock.wait_for(1)
     assert message.tls

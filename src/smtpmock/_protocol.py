@@ -372,11 +372,15 @@ class SMTPProtocol(SMTP):
             return
         arg: str | None = None
         if arg_bytes.strip():
-            arg = arg_bytes.strip().decode(
-                "utf-8" if self.enable_SMTPUTF8 else "ascii", "surrogateescape"
-            )
             if not self.enable_SMTPUTF8 and not arg_bytes.isascii():
                 await self.push("500 5.6.7 Error: non-ASCII command without SMTPUTF8")
+                return
+            try:
+                arg = arg_bytes.strip().decode("utf-8")
+            except UnicodeDecodeError:
+                # RFC 6531 allows UTF-8 only; lone bytes would end up in addresses as
+                # surrogates that no JSON encoder or database accepts.
+                await self.push("501 5.6.7 Error: command is not valid UTF-8")
                 return
         if (
             self.state.config.tls == "starttls-required"
@@ -433,11 +437,11 @@ class SMTPProtocol(SMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: STARTTLS")
             return
-        if self.tls_context is None:
-            await self.push("454 4.7.0 TLS not available")
-            return
         if self.in_tls:
             await self.push("503 5.5.1 Error: TLS already active")
+            return
+        if self.tls_context is None:
+            await self.push("454 4.7.0 TLS not available")
             return
         self._starting_tls = True
         try:
