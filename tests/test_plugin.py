@@ -414,7 +414,11 @@ def test_late_mail_strict_mode_fails_the_test_that_leaked(pytester: pytest.Pytes
     result = pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_leaves_a_worker_behind*", "*LateMail: 1 mail transaction*"]
+        [
+            "*ERROR at teardown of test_leaves_a_worker_behind*",
+            "*LateMail: 1 mail transaction*",
+            "*from <late@example.com> to bob@example.com (SMTP session *, unfinished)",
+        ]
     )
 
 

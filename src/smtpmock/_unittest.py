@@ -125,19 +125,23 @@ class SharedServer:
 
     async def _hook(self, protocol: SMTPProtocol, stage: str, arg: Any) -> bool:
         # Runs in the server's loop thread; never answers a command itself.
+        # The lock: end() reads these maps from the test's thread.
         if stage == "MAIL":
-            self._transactions[protocol] = self.current
+            with self._lock:
+                self._transactions[protocol] = self.current
         elif stage in ("RSET", "QUIT"):
-            self._transactions.pop(protocol, None)
+            with self._lock:
+                self._transactions.pop(protocol, None)
         elif stage == "DATA_END" and isinstance(arg, Message):
-            epoch = self._transactions.pop(protocol, self.current)
-            if epoch is not None:
-                self._owners[arg] = epoch
-                if epoch.closed and epoch.late_mail != "ignore":
-                    summary = arg.summary()
-                    with self._lock:
-                        epoch.late.append(summary)
-                        self._late.append((epoch.name, summary))
+            with self._lock:
+                epoch = self._transactions.pop(protocol, self.current)
+                if epoch is not None:
+                    self._owners[arg] = epoch
+            if epoch is not None and epoch.closed and epoch.late_mail != "ignore":
+                summary = arg.summary()
+                with self._lock:
+                    epoch.late.append(summary)
+                    self._late.append((epoch.name, summary))
         return False
 
     # ------------------------------------------------------------------ test side
@@ -158,9 +162,11 @@ class SharedServer:
     def end(self, epoch: _Epoch) -> list[str]:
         """Close *epoch*; return the summaries of its mail transactions still open."""
         epoch.closed = True
+        with self._lock:
+            transactions = list(self._transactions.items())
         return [
-            f"from session {protocol.session_id[:8]} (MAIL FROM sent, message not finished)"
-            for protocol, owner in list(self._transactions.items())
+            _describe_transaction(protocol)
+            for protocol, owner in transactions
             if owner is epoch
             and protocol.transport is not None
             and not protocol.transport.is_closing()
@@ -178,6 +184,13 @@ class SharedServer:
     def mailbox(self, epoch: _Epoch, default_timeout: float = DEFAULT_TIMEOUT) -> ScopedMailbox:
         """The mailbox of one test."""
         return ScopedMailbox(self.server, epoch=epoch, shared=self, default_timeout=default_timeout)
+
+
+def _describe_transaction(protocol: SMTPProtocol) -> str:
+    envelope = getattr(protocol, "envelope", None)
+    sender = getattr(envelope, "mail_from", None) or ""
+    recipients = ", ".join(getattr(envelope, "rcpt_tos", None) or ()) or "(no recipient yet)"
+    return f"from <{sender}> to {recipients} (SMTP session {protocol.session_id[:8]}, unfinished)"
 
 
 class ScopedMailbox(Mailbox):
