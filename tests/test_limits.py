@@ -117,6 +117,10 @@ def test_max_connections() -> None:
         # the two admitted sessions still work
         assert one.command("NOOP")[0] == 250
         assert two.command("NOOP")[0] == 250
+        assert two.command("QUIT")[0] == 221
+        mock.wait_for_sessions(2)  # the refused one and the one that quit
+        with RawSMTP(mock.host, mock.port) as four:
+            assert four.reply()[0] == 220  # a freed slot is given to the next client
 
 
 @pytest.mark.parametrize(

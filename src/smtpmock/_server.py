@@ -74,8 +74,16 @@ class SMTPMock(Mailbox):
             assert message.subject == "Welcome"
 
     Options (all keyword-only) are those of :class:`~smtpmock._config.ServerConfig`:
-    ``hostname``, ``max_message_size``, ``smtputf8``, ``idle_timeout``. ``store`` replaces the
-    in-memory store; ``default_timeout`` is the timeout of :meth:`wait_for` when none is given.
+    ``hostname``, ``max_message_size``, ``smtputf8``, ``idle_timeout``; TLS: ``tls``
+    (``"starttls"``, ``"starttls-required"``, ``"implicit"``), ``tls_cert``, ``tls_key``,
+    ``tls_ca``; AUTH: ``auth``, ``auth_required``, ``auth_allow_plaintext``; limits:
+    ``max_recipients``, ``max_connections``, ``max_command_length``, ``max_line_length``.
+    ``store`` replaces the in-memory store; ``default_timeout`` is the timeout of
+    :meth:`wait_for` when none is given.
+
+    With ``tls``, :meth:`client_ssl_context` and :attr:`ca_cert_path` let clients verify the
+    server; :attr:`sessions`, :meth:`transcript_for` and :meth:`wait_for_sessions` give the
+    SMTP conversations; :attr:`auth_attempts` and :attr:`auth_failures` the AUTH exchanges.
     """
 
     def __init__(
