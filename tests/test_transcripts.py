@@ -33,6 +33,7 @@ def test_app_did_starttls_before_auth() -> None:
         [message] = mock.wait_for(1)
         transcript = mock.transcript_for(message)
     assert transcript is not None
+    assert message.transcript is transcript
     commands = transcript.commands
     assert commands.index("STARTTLS") < commands.index("AUTH") < commands.index("MAIL")
     assert transcript.tls

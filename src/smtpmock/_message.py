@@ -27,7 +27,10 @@ from email.message import Message as _StdMessage
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from ._transcript import Transcript
 
 __all__ = ["Address", "Attachment", "Headers", "Message"]
 
@@ -242,6 +245,9 @@ class Message:
         self.smtputf8: bool = smtputf8
         self.session_id: str | None = session_id
         """The SMTP session that delivered this message (see transcripts)."""
+        self.transcript: Transcript | None = None
+        """The SMTP conversation that delivered this message (set by the server that received
+        it; ``None`` for messages built by hand). It keeps growing until that session ends."""
         self._extra_defects: list[str] = []
         self._address_cache: dict[str, list[Address]] = {}
 

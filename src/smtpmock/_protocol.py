@@ -838,6 +838,7 @@ class _Handler:
             smtputf8=bool(getattr(envelope, "smtp_utf8", False)),
             session_id=server.session_id,
         )
+        message.transcript = server.transcript
         if state.hooks and await server.run_hooks("DATA_END", message):
             # A hook refused the message; aiosmtpd pushes whatever we return, so the hook
             # leaves its reply here rather than pushing it itself.
