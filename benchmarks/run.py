@@ -1,0 +1,177 @@
+"""The one benchmark command: every scenario, smtpmock beside its peers, one table.
+
+::
+
+    python benchmarks/run.py                  # full scale, under 10 minutes on 2 cores
+    python benchmarks/run.py --scale small    # a quick smoke run (a few hundred messages)
+    python benchmarks/run.py --only ingest    # one part: ingest, core, fixture, search
+    python benchmarks/run.py --out benchmarks/RESULTS.md
+
+Scenarios (issue 7):
+
+1. SMTP ingest of 1 KiB messages in three shapes (``ingest.py``) against smtpmock in-process,
+   ``smtpmock serve``, aiosmtpd with a do-nothing handler, the stdlib ``smtpd`` and Postfix's
+   ``smtp-sink``, driven by Postfix's ``smtp-source`` (else ``loadgen.py``).
+2. ``wait_for`` wake-up latency and start/stop cost (``bench_core.py``).
+3. Per-test overhead of the pytest fixture beside smtpdfix and pytest-localserver
+   (``bench_fixture.py``).
+4. ``smtpmock serve`` with 10k and 100k stored 10 KiB messages: search p50/p99, resident memory,
+   time to be ready (``search.py``).
+
+Every figure in a row is measured in the same run, so the ratios compare like with like on
+whatever machine runs this. A part that cannot run here (a missing tool, ``serve`` not built)
+is listed as skipped with the reason; the others still run.
+
+Other scripts join the table through a small convention: run with ``--json``, a script prints
+as its last line ``{"rows": [{"scenario": ..., "unit": ..., "figures": {"smtpmock": 1.2,
+"smtpdfix": 9.9}, "higher_is_better": false, "notes": [...]}]}``. A script that does not
+support ``--json`` has its own output appended below the table. ``SMTPMOCK_BENCH_SCALE``
+(``small``/``full``) tells it how hard to work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import HERE, REPO, SMTP_SINK, SMTP_SOURCE, VENV_PYTHON, Row, render_table
+from ingest import run_ingest
+
+PARTS = ("ingest", "core", "fixture", "search")
+# Options that make another script's run short, passed at small scale when it accepts them.
+SMALL_OPTIONS = (["--quick"], ["--tests", "200"], ["--repeat", "1"])
+# Wall-clock budgets (seconds) per part at full scale; they add up to under 10 minutes.
+BUDGET = {"core": 60.0, "fixture": 150.0, "search": 200.0}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    tools = [t for t in (SMTP_SOURCE, SMTP_SINK) if os.access(t, os.X_OK)]
+    return (
+        f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}; "
+        f"Python {platform.python_version()}; load average before the run {load}; "
+        f"tools: {', '.join(Path(t).name for t in tools) or 'no Postfix tools'}"
+    )
+
+
+def external(script: str, scale: str, timeout: float) -> tuple[list[Row], str]:
+    """Run another engineer's benchmark script; its rows if it speaks ``--json``, else its text."""
+    path = HERE / script
+    if not path.exists():
+        return [], f"{script}: not written yet, skipped"
+    text = path.read_text()
+    wants_json = "--json" in text
+    argv = [VENV_PYTHON, str(path), *(["--json"] if wants_json else [])]
+    if scale == "small":
+        for option in SMALL_OPTIONS:  # the ones the script accepts
+            if option[0] in text:
+                argv += option
+    env = {**os.environ, "SMTPMOCK_BENCH_SCALE": scale}
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return [], f"{script}: stopped after its {timeout:g} s budget"
+    if done.returncode != 0:
+        return [], f"{script}: exited {done.returncode}: {done.stderr.strip()[-400:]}"
+    out = done.stdout.strip()
+    if wants_json and out:
+        try:
+            data = json.loads(out.splitlines()[-1])
+            rows = [
+                Row(
+                    r["scenario"],
+                    r.get("unit", ""),
+                    {k: (None if v is None else float(v)) for k, v in r["figures"].items()},
+                    bool(r.get("higher_is_better", False)),
+                    tuple(r.get("subjects", ("smtpmock", "smtpmock serve"))),
+                    list(r.get("notes", [])),
+                )
+                for r in data["rows"]
+            ]
+            return rows, ""
+        except (ValueError, KeyError, TypeError) as exc:
+            return [], f"{script}: unreadable --json output ({exc}):\n{out[-2000:]}"
+    return [], f"{script} output:\n{out}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=("small", "full"), default="full")
+    parser.add_argument("--only", help=f"comma-separated parts to run, of: {', '.join(PARTS)}")
+    parser.add_argument("--out", type=Path, help="also write the report (Markdown) to this file")
+    args = parser.parse_args()
+    parts = args.only.split(",") if args.only else list(PARTS)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    factor = 1.0 if args.scale == "full" else 0.5
+
+    started = time.monotonic()
+    header = machine()
+    rows: list[Row] = []
+    appendix: list[str] = []
+    if "ingest" in parts:
+        log("ingest: SMTP messages/s, 3 shapes x 5 servers")
+        rows += run_ingest(args.scale, log=log)
+    if "core" in parts:
+        log("core: start/stop and wait_for latency (bench_core.py)")
+        got, text = external("bench_core.py", args.scale, BUDGET["core"] * factor)
+        rows += got
+        appendix += [text] if text else []
+    if "fixture" in parts:
+        log("fixture: per-test overhead (bench_fixture.py)")
+        got, text = external("bench_fixture.py", args.scale, BUDGET["fixture"] * factor)
+        rows += got
+        appendix += [text] if text else []
+    if "search" in parts:
+        log("search: serve with 10k/100k stored messages (search.py)")
+        from search import run_search
+
+        rows += run_search(args.scale, budget=BUDGET["search"] * factor, log=log)
+    elapsed = time.monotonic() - started
+
+    command = "python benchmarks/run.py" + ("" if args.scale == "full" else " --scale small")
+    if args.only:
+        command += f" --only {args.only}"
+    report = "\n".join(
+        [
+            f"Run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {args.scale} scale, "
+            f"{elapsed:.0f} s: `{command}`",
+            f"Machine: {header}",
+            "",
+            render_table(rows),
+            *(["", "Other output:", "", *appendix] if appendix else []),
+        ]
+    )
+    print(report)
+    if args.out:
+        args.out.write_text(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
