@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -117,7 +118,7 @@ class ServerProcess:
         self.lines: list[str] = []
         self.started_at = 0.0
         self.ready_after = 0.0
-        self._stderr = None
+        self._stderr: IO[str] | None = None
         self._pending = b""
 
     @property

@@ -48,7 +48,7 @@ def main() -> None:
     handler = _Nothing()
     results: list[tuple[str, float, str]] = []
 
-    def aiosmtpd_init() -> object:
+    def aiosmtpd_init() -> Any:
         return SMTP(handler, hostname="localhost", loop=loop)
 
     results.append(("aiosmtpd SMTP.__init__ (do-nothing handler)", per_call(aiosmtpd_init, 300),

@@ -484,7 +484,7 @@ def main() -> None:
     if args.targets:
         wanted = set(args.targets.split(","))
         targets = [t for t in targets if t.name in wanted]
-    shapes = SHAPES
+    shapes: tuple[Shape, ...] = SHAPES
     if args.shapes:
         keys = set(args.shapes.split(","))
         shapes = tuple(s for s in SHAPES if s.key in keys)

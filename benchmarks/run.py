@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +52,8 @@ PARTS = ("ingest", "core", "fixture", "search")
 SMALL_OPTIONS = (["--quick"], ["--tests", "200"], ["--repeat", "1"])
 # Wall-clock budgets (seconds) per part at full scale; they add up to under 10 minutes.
 BUDGET = {"core": 60.0, "fixture": 150.0, "search": 200.0}
+# The whole run stays under 10 minutes: later parts get at most what is left of this.
+TOTAL_BUDGET = 570.0
 
 
 def log(message: str) -> None:
@@ -117,7 +120,13 @@ def external(script: str, scale: str, timeout: float) -> tuple[list[Row], str]:
     return [], f"{script} output:\n{out}"
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every server process is stopped by its ``with`` block.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -132,6 +141,13 @@ def main() -> None:
     factor = 1.0 if args.scale == "full" else 0.5
 
     started = time.monotonic()
+    total = TOTAL_BUDGET * factor
+
+    def budget(part: str) -> float:
+        """The part's own budget, cut to what is left of the total (at least 20 s)."""
+        left = total - (time.monotonic() - started) - 10.0
+        return max(20.0, min(BUDGET[part] * factor, left))
+
     header = machine()
     rows: list[Row] = []
     appendix: list[str] = []
@@ -140,19 +156,19 @@ def main() -> None:
         rows += run_ingest(args.scale, log=log)
     if "core" in parts:
         log("core: start/stop and wait_for latency (bench_core.py)")
-        got, text = external("bench_core.py", args.scale, BUDGET["core"] * factor)
+        got, text = external("bench_core.py", args.scale, budget("core"))
         rows += got
         appendix += [text] if text else []
     if "fixture" in parts:
         log("fixture: per-test overhead (bench_fixture.py)")
-        got, text = external("bench_fixture.py", args.scale, BUDGET["fixture"] * factor)
+        got, text = external("bench_fixture.py", args.scale, budget("fixture"))
         rows += got
         appendix += [text] if text else []
     if "search" in parts:
         log("search: serve with 10k/100k stored messages (search.py)")
         from search import run_search
 
-        rows += run_search(args.scale, budget=BUDGET["search"] * factor, log=log)
+        rows += run_search(args.scale, budget=budget("search"), log=log)
     elapsed = time.monotonic() - started
 
     command = "python benchmarks/run.py" + ("" if args.scale == "full" else " --scale small")

@@ -339,7 +339,7 @@ def size_rows(label: str, figures: dict[str, float], notes: list[str]) -> list[R
         if key in figures:
             first = name.startswith("load")
             scenario = f"serve {label} msgs: {name}"
-            figure = {"smtpmock serve": figures[key]}
+            figure: dict[str, float | None] = {"smtpmock serve": figures[key]}
             rows.append(Row(scenario, unit, figure, better_high, notes=notes if first else []))
 
     row("load over SMTP (10 KiB, 10 conns)", "msg/s", "load_rate", True)
