@@ -354,6 +354,7 @@ def _runs(  # noqa: PLR0917 - private helper of measure()
     rates: list[float],
     cpu: list[float],
     notes: list[str],
+    deadline: float,
 ) -> None:
     with target.start() as server:
         port = target.port(server)
@@ -361,7 +362,10 @@ def _runs(  # noqa: PLR0917 - private helper of measure()
         if warm.error:
             notes.append(f"warm-up failed: {warm.error}")
             return
-        for _ in range(repeat):
+        for attempt in range(repeat):
+            if attempt and time.monotonic() > deadline:
+                notes.append(f"{attempt} of {repeat} runs: the ingest time budget was spent")
+                break
             before = target.count(server)
             cpu_before = server.cpu_seconds()
             run = client(port, shape, messages, run_timeout)
@@ -397,6 +401,7 @@ def measure(
     repeat: int,
     client: Client,
     run_timeout: float,
+    deadline: float = float("inf"),
 ) -> Measurement:
     """Median messages/s of *repeat* runs of *shape* against a fresh *target* server."""
     messages = shape.messages(scale)
@@ -404,7 +409,7 @@ def measure(
     cpu: list[float] = []
     notes: list[str] = []
     try:
-        _runs(target, shape, messages, repeat, client, run_timeout, rates, cpu, notes)
+        _runs(target, shape, messages, repeat, client, run_timeout, rates, cpu, notes, deadline)
     finally:
         target.cleanup()
     if not rates:
@@ -420,9 +425,15 @@ def run_ingest(
     shapes: Sequence[Shape] = SHAPES,
     repeat: int | None = None,
     force_loadgen: bool = False,
+    budget: float | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> list[Row]:
-    """Measure every shape against every available target; one :class:`Row` per shape."""
+    """Measure every shape against every available target; two :class:`Row` per shape.
+
+    With *budget* (seconds), once it is spent each remaining shape and target gets one run
+    instead of *repeat*.
+    """
+    deadline = time.monotonic() + budget if budget is not None else float("inf")
     targets = list(targets) if targets is not None else all_targets()
     repeat = repeat or (3 if scale == "full" else 1)
     run_timeout = 20.0 if scale == "full" else 10.0
@@ -454,6 +465,7 @@ def run_ingest(
                     repeat=repeat,
                     client=client,
                     run_timeout=run_timeout,
+                    deadline=deadline,
                 )
             except BenchError as exc:
                 result = Measurement(None, f"failed: {exc}")
@@ -479,6 +491,7 @@ def main() -> None:
     )
     parser.add_argument("--shapes", help="comma-separated subset of: single,concurrent,reuse")
     parser.add_argument("--loadgen", action="store_true", help="use loadgen.py, not smtp-source")
+    parser.add_argument("--budget", type=float, help="seconds; then one run per shape and target")
     args = parser.parse_args()
     targets = all_targets(extra=bool(args.targets))
     if args.targets:
@@ -489,7 +502,12 @@ def main() -> None:
         keys = set(args.shapes.split(","))
         shapes = tuple(s for s in SHAPES if s.key in keys)
     rows = run_ingest(
-        args.scale, targets=targets, shapes=shapes, repeat=args.repeat, force_loadgen=args.loadgen
+        args.scale,
+        targets=targets,
+        shapes=shapes,
+        repeat=args.repeat,
+        force_loadgen=args.loadgen,
+        budget=args.budget,
     )
     print(render_table(rows))
 
