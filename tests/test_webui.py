@@ -91,6 +91,7 @@ class Api:
 
     def clear(self) -> None:
         self.http.request("DELETE", "/api/v1/messages", json={"All": True}).raise_for_status()
+        self.http.delete("/api/v1/faults").raise_for_status()
 
 
 @pytest.fixture
@@ -604,12 +605,36 @@ def _startswith(prefix: str) -> re.Pattern[str]:
     return re.compile("^" + re.escape(prefix))
 
 
-def test_server_panel_shows_addresses_and_counts(served: Served, page: Page) -> None:
+def test_server_panel_shows_settings_and_manages_fault_rules(
+    served: Served, page: Page, api: Api
+) -> None:
     send(served.smtp_host, served.smtp_port, subject="Counted")
     expect(rows(page)).to_have_count(1, timeout=LIVE)
     page.click("#server-button")
-    expect(page.locator("#server-info")).to_contain_text(str(served.smtp_port))
-    expect(page.locator("#server-info")).to_contain_text("Messages")
+    expect(page.locator("#server-addresses")).to_contain_text(
+        f"{served.smtp_host}:{served.smtp_port}"
+    )
+    expect(page.locator("#server-info")).to_contain_text("SQLiteStore")
+    expect(page.locator("#server-security")).to_contain_text("TLS")
+    expect(page.locator("#server-limits")).to_contain_text("Largest message")
+    expect(page.locator("#fault-rules")).to_contain_text("No fault rules")
+
+    # A Mailpit chaos trigger typed in the panel is live on the SMTP side at once.
+    page.fill("#fault-input", "Recipient:550:100")
+    page.click("#fault-add")
+    expect(page.locator("#fault-rules li")).to_have_count(1)
+    expect(page.locator("#fault-rules li")).to_contain_text("550")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(served.smtp_host, served.smtp_port, subject="Refused")
+    assert len(api.http.get("/api/v1/faults").json()["rules"]) == 1
+
+    page.click("#fault-clear")
+    page.click("#confirm-ok")
+    expect(page.locator("#fault-rules")).to_contain_text("No fault rules")
+    assert api.http.get("/api/v1/faults").json()["rules"] == []
+    send(served.smtp_host, served.smtp_port, subject="Accepted again")
+    assert api.total() == 2
+
     page.keyboard.press("Escape")
     expect(page.locator("#server")).to_be_hidden()
 

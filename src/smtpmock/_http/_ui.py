@@ -20,16 +20,21 @@ document of its own, meant for an ``<iframe sandbox>``:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from collections.abc import Callable
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .._message import Message
 
-__all__ = ["PREVIEW_CSP", "PREVIEW_CSP_REMOTE", "UI_CSP", "mount_ui"]
+if TYPE_CHECKING:
+    from .._server import SMTPMock
+
+__all__ = ["PREVIEW_CSP", "PREVIEW_CSP_REMOTE", "UI_CSP", "mount_ui", "server_facts"]
 
 UI_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -119,6 +124,47 @@ def preview_document(message: Message, *, remote: bool = False) -> str:
     return _BASE + html
 
 
+_SECRET_OPTIONS = {"auth", "tls_cert", "tls_key", "tls_ca"}
+
+
+def _plain(value: object) -> object:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def server_facts(mock: SMTPMock) -> dict[str, Any]:
+    """What the server panel shows: addresses, options, retention and the store, JSON-ready.
+
+    Options are read from the config dataclass, so new ones show up by themselves. Options that
+    may hold secrets or local paths are reduced to whether they are set.
+    """
+    config = mock.config
+    options: dict[str, object] = {}
+    for option in dataclasses.fields(config):
+        value = getattr(config, option.name)
+        if option.name in _SECRET_OPTIONS:
+            options[option.name] = value is not None
+        else:
+            options[option.name] = _plain(value)
+    store = mock.store
+    retention = store.retention
+    return {
+        "SMTP": {"Host": mock.host, "Port": mock.port if mock.running else None},
+        "Options": options,
+        "Retention": {
+            "MaxMessages": retention.max_messages,
+            "MaxBytes": retention.max_bytes,
+            "MaxAge": retention.max_age,
+        },
+        "Store": {
+            "Kind": type(store).__name__,
+            "Messages": len(store),
+            "Bytes": getattr(store, "total_bytes", None),
+        },
+    }
+
+
 def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None:
     """Serve the web UI at ``/`` of *app*, and the HTML-body preview route it needs.
 
@@ -138,6 +184,17 @@ def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None
         if name not in assets:  # a fixed set: no path from the request reaches the disk
             return PlainTextResponse("not found", status_code=404, headers=_COMMON_HEADERS)
         return Response(assets[name], media_type=_STATIC[name], headers=ui_headers)
+
+    @app.get("/api/v1/server", tags=["server"], summary="Server settings, for the server panel")
+    def server(request: Request) -> Response:
+        """The SMTP address and every SMTP option (secrets left out: whether AUTH accounts and
+        TLS files are set, not what they are), the retention limits and the store."""
+        mock = getattr(request.app.state, "mock", None)
+        if mock is None:
+            return PlainTextResponse(
+                "no server attached to this app", status_code=404, headers=_COMMON_HEADERS
+            )
+        return JSONResponse(server_facts(mock), headers=_COMMON_HEADERS)
 
     @app.get("/api/v1/message/{id}/links", tags=["message"], summary="The links in a message")
     def message_links(id: str) -> Response:

@@ -163,14 +163,27 @@
     }, 4000);
   }
 
+  // One question at a time. The dialog's "close" event is a queued task, and Chromium may run
+  // a later key press first: a close event that arrives while the dialog is open again belongs
+  // to an earlier question (already answered "no") and is ignored.
+  let answer = null;
+  function onDialogClose() {
+    const dialog = $("confirm");
+    if (dialog.open || !answer) return;
+    const resolve = answer;
+    answer = null;
+    resolve(dialog.returnValue === "ok");
+  }
+
   function confirmDialog(text, okLabel) {
     const dialog = $("confirm");
+    if (answer) answer(false);
     $("confirm-text").textContent = text;
     $("confirm-ok").textContent = okLabel || "Delete";
     return new Promise((resolve) => {
-      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      answer = resolve;
       dialog.returnValue = "cancel";
-      dialog.showModal();
+      if (!dialog.open) dialog.showModal();
       $("confirm-ok").focus();
     });
   }
@@ -314,14 +327,15 @@
 
   // ------------------------------------------------------------------ live updates
 
+  // Bursts of events (a test suite sending hundreds of messages) become one reload per 50 ms.
   let refreshQueued = false;
   function scheduleRefresh() {
     if (refreshQueued) return;
     refreshQueued = true;
-    requestAnimationFrame(() => {
+    setTimeout(() => {
       refreshQueued = false;
       loadList();
-    });
+    }, 50);
   }
 
   function setLive(on, text) {
@@ -726,15 +740,17 @@
       toast(`Delete failed: ${error.message}`, true);
       return;
     }
-    state.messages = state.messages.filter((x) => messageId(x) !== id);
-    state.cursor = next && index >= 0 ? state.messages.indexOf(next) : -1;
-    if (wasOpen) {
-      // Open the next message, as mail clients do, unless on a phone.
-      if (next && !isPhone()) openMessage(messageId(next));
-      else showPlaceholder();
-    }
     toast("Message deleted.");
-    loadList();
+    await loadList();
+    const nextId = next ? messageId(next) : null;
+    state.cursor = nextId ? state.messages.findIndex((x) => messageId(x) === nextId) : -1;
+    if (wasOpen && nextId && state.cursor >= 0 && !isPhone()) {
+      openMessage(nextId); // the next message opens, as in a mail client
+    } else if (wasOpen) {
+      showPlaceholder();
+    } else {
+      renderList();
+    }
   }
 
   async function deleteMatches() {
@@ -788,6 +804,65 @@
     return h("span", {}, String(value));
   }
 
+  const OPTION_LABELS = {
+    hostname: "Greeting name",
+    tls: "TLS",
+    tls_cert: "Certificate file given",
+    tls_key: "Key file given",
+    tls_ca: "CA file given",
+    auth: "AUTH accounts",
+    auth_required: "AUTH required",
+    auth_allow_plaintext: "AUTH without TLS",
+    smtputf8: "SMTPUTF8",
+    max_message_size: "Largest message",
+    max_recipients: "Recipients per message",
+    max_connections: "Connections",
+    max_command_length: "Longest command line",
+    max_line_length: "Longest DATA line",
+    idle_timeout: "Idle timeout",
+  };
+  const SIZES = new Set(["max_message_size", "MaxBytes", "Bytes"]);
+
+  function optionText(key, value) {
+    if (value === null || value === undefined) {
+      if (key === "tls") return "off";
+      return key.startsWith("max_") || key.startsWith("Max") ? "no limit" : "—";
+    }
+    if (typeof value === "boolean") return value ? "yes" : "no";
+    if (SIZES.has(key) && typeof value === "number") return `${formatSize(value)} (${value.toLocaleString()} bytes)`;
+    if (key === "idle_timeout" || key === "MaxAge") return `${value} s`;
+    return String(value);
+  }
+
+  function kvList(entries, id) {
+    const rows = entries.flatMap(([label, text]) => [h("dt", {}, label), h("dd", {}, text)]);
+    return h("dl", { class: "kv", id }, rows);
+  }
+
+  function describeRule(rule) {
+    if (!rule || typeof rule !== "object") return String(rule);
+    const stages = asList(pick(rule, "stages", "stage")).join(", ") || "any stage";
+    const when = [];
+    for (const key of ["sender", "recipient", "subject"]) {
+      const v = rule[key];
+      if (v) when.push(`${key} ${typeof v === "string" ? v : JSON.stringify(v)}`);
+    }
+    if (rule.predicate) when.push(`where ${rule.predicate}`);
+    let what = "";
+    if (rule.greylist) what = `greylist (retry after ${rule.greylist} s)`;
+    else if (rule.drop) what = "drop the connection";
+    else if (rule.code) what = `reply ${rule.code}${rule.text ? " " + rule.text : ""}`;
+    if (rule.delay) what += `${what ? ", " : ""}delay ${rule.delay} s`;
+    if (rule.throttle) what += `${what ? ", " : ""}throttle ${asList(rule.throttle).join("–")} B/s`;
+    const how = [];
+    if (rule.times !== null && rule.times !== undefined) how.push(`the next ${rule.times} time(s)`);
+    if (rule.nth) how.push(`only occurrence #${rule.nth}`);
+    if (rule.probability !== null && rule.probability !== undefined) how.push(`${Math.round(rule.probability * 1000) / 10}% of the time`);
+    const counters = `fired ${rule.fired ?? 0} of ${rule.seen ?? 0} seen`;
+    const name = rule.name ? `${rule.name}: ` : "";
+    return `${name}at ${stages}${when.length ? " when " + when.join(", ") : ""} → ${what || "no action"}${how.length ? ", " + how.join(", ") : ""} (${counters})`;
+  }
+
   async function openServer() {
     state.openId = null;
     showPane("server");
@@ -795,37 +870,71 @@
     if (location.hash !== "#/server") history.replaceState(null, "", "#/server");
     const body = $("server-body");
     body.replaceChildren(h("p", { class: "muted" }, "Loading…"));
-    const [info, faults] = await Promise.allSettled([api("info"), api("faults")]);
-    const parts = [];
-    parts.push(h("h2", { class: "section" }, "Settings and counts"));
-    parts.push(info.status === "fulfilled" ? h("div", { id: "server-info" }, renderValue(info.value)) : h("p", { class: "error" }, `Could not load: ${info.reason.message}`));
-    parts.push(h("h2", { class: "section" }, "Fault rules"));
+    const [server, info, faults] = await Promise.allSettled([api("server"), api("info"), api("faults")]);
+    const failed = (result) => h("p", { class: "error" }, `Could not load: ${result.reason.message}`);
+    const card = (title, ...content) => h("section", { class: "card" }, h("h2", { class: "section" }, title), ...content);
+    const cards = [];
+
+    const smtp = server.status === "fulfilled" ? server.value.SMTP : info.status === "fulfilled" ? info.value.SMTP : null;
+    const address = smtp ? `${pick(smtp, "Host", "host")}:${pick(smtp, "Port", "port") ?? "(not running)"}` : "unknown";
+    cards.push(card("Addresses", kvList([["SMTP", address], ["HTTP", location.origin]], "server-addresses")));
+
+    if (server.status === "fulfilled") {
+      const options = server.value.Options || {};
+      const security = ["tls", "tls_cert", "tls_key", "tls_ca", "auth", "auth_required", "auth_allow_plaintext"];
+      const pickOptions = (keys) => keys.filter((k) => k in options).map((k) => [OPTION_LABELS[k] || k, optionText(k, options[k])]);
+      const retention = server.value.Retention || {};
+      const store = server.value.Store || {};
+      cards.push(
+        card(
+          "Store and retention",
+          kvList(
+            [
+              ["Store", String(store.Kind || "—")],
+              ["Messages", String(store.Messages ?? "—")],
+              ["Size", optionText("Bytes", store.Bytes)],
+              ["Most messages", retention.MaxMessages ? String(retention.MaxMessages) : "no limit"],
+              ["Most bytes", optionText("MaxBytes", retention.MaxBytes)],
+              ["Evict after", retention.MaxAge ? `${retention.MaxAge} s` : "never"],
+            ],
+            "server-info"
+          )
+        )
+      );
+      cards.push(card("TLS and AUTH", kvList(pickOptions(security), "server-security")));
+      cards.push(card("Limits and protocol", kvList(pickOptions(Object.keys(options).filter((k) => !security.includes(k))), "server-limits")));
+    } else {
+      cards.push(card("Server", failed(server), info.status === "fulfilled" ? h("div", { id: "server-info" }, renderValue(info.value)) : null));
+    }
+
+    const faultParts = [];
     if (faults.status === "fulfilled") {
-      const rules = asList(pick(faults.value, "rules", "Rules", "faults") ?? faults.value);
-      parts.push(
+      const rules = asList(pick(faults.value, "rules", "Rules") ?? (Array.isArray(faults.value) ? faults.value : []));
+      faultParts.push(
         rules.length
-          ? h("ol", { class: "rules", id: "fault-rules" }, rules.map((r) => h("li", {}, renderValue(r))))
+          ? h("ol", { class: "rules", id: "fault-rules" }, rules.map((r) => h("li", {}, describeRule(r))))
           : h("p", { class: "muted", id: "fault-rules" }, "No fault rules: every command is answered normally.")
       );
       const input = h("input", {
         type: "text",
         id: "fault-input",
-        placeholder: 'Recipient:550:100   or   {"stage": "RCPT", "code": 550, ...}',
+        placeholder: 'Mailpit chaos "Recipient:550:100", or a rule as JSON {"stage": "RCPT", "code": 451}',
         "aria-label": "Fault rule",
         spellcheck: "false",
       });
-      parts.push(
+      faultParts.push(
         h(
           "form",
           {
             class: "fault-form",
+            id: "fault-form",
             onsubmit: async (event) => {
               event.preventDefault();
               const text = input.value.trim();
               if (!text) return;
               let payload;
               try {
-                payload = text.startsWith("{") || text.startsWith("[") ? JSON.parse(text) : { chaos: text };
+                payload = text.startsWith("{") ? JSON.parse(text) : { chaos: text };
               } catch (error) {
                 toast(`Not valid JSON: ${error.message}`, true);
                 return;
@@ -841,14 +950,16 @@
             },
           },
           input,
-          h("button", { class: "btn", type: "submit" }, "Add rule"),
+          h("button", { class: "btn", type: "submit", id: "fault-add" }, "Add rule"),
           h(
             "button",
             {
               class: "btn danger",
               type: "button",
+              id: "fault-clear",
+              disabled: rules.length === 0,
               onclick: async () => {
-                if (!(await confirmDialog("Clear every fault rule?", "Clear"))) return;
+                if (!(await confirmDialog("Remove every fault rule?", "Clear rules"))) return;
                 try {
                   await api("faults", { method: "DELETE" });
                 } catch (error) {
@@ -863,10 +974,32 @@
           )
         )
       );
+      const log = asList(pick(faults.value, "log", "Log"));
+      if (log.length) {
+        faultParts.push(h("h2", { class: "section" }, `Faults that fired (${log.length})`));
+        faultParts.push(
+          h(
+            "ol",
+            { class: "transcript", id: "fault-log" },
+            log.slice(-200).reverse().map((e) => {
+              const when = parseTime(e.time);
+              return h(
+                "li",
+                {},
+                h("time", { class: "when" }, when ? when.toLocaleTimeString([], { hour12: false }) : ""),
+                h("span", { class: "line" }, `${e.stage || ""} ${e.action || ""}${e.reply ? " → " + e.reply : ""}${e.rule_name ? " (" + e.rule_name + ")" : ""}`)
+              );
+            })
+          )
+        );
+      }
     } else {
-      parts.push(h("p", { class: "error" }, `Could not load: ${faults.reason.message}`));
+      faultParts.push(failed(faults));
     }
-    body.replaceChildren(...parts);
+    const faultCard = card("Fault rules", ...faultParts);
+    faultCard.classList.add("wide");
+    cards.push(faultCard);
+    body.replaceChildren(h("div", { class: "cards" }, cards));
   }
 
   // ------------------------------------------------------------------ wiring
@@ -966,6 +1099,7 @@
       applySearch();
       showPlaceholder();
     });
+    $("confirm").addEventListener("close", onDialogClose);
     $("delete-all").addEventListener("click", deleteAll);
     $("delete-matches").addEventListener("click", deleteMatches);
     $("v-delete").addEventListener("click", deleteOpen);
