@@ -665,22 +665,23 @@ def test_phone_width(served: Served, browser: Browser, api: Api) -> None:
 def test_screenshots(served: Served, page: Page, tmp_path: Path) -> None:
     target = SCREENSHOTS if os.environ.get("SMTPMOCK_UPDATE_SCREENSHOTS") == "1" else tmp_path
     target.mkdir(parents=True, exist_ok=True)
-    host, port = served.smtp_host, served.smtp_port
-    send(
-        host,
-        port,
-        sender="shop@acme.test",
-        to=["carol@example.org"],
-        subject="Your order #1042 has shipped",
-        body="Good news! Your parcel is on its way. Track it at https://acme.test/t/1042",
+    smtp_send(
+        served,
+        _plain_mail(
+            "Acme Shop <shop@acme.test>",
+            "Carol Jones <carol@example.org>",
+            "Your order #1042 has shipped",
+            "Good news! Your parcel is on its way. Track it at https://acme.test/t/1042",
+        ),
     )
-    send(
-        host,
-        port,
-        sender="ci@builds.test",
-        to=["dev@example.org"],
-        subject="Build #381 passed",
-        body="All 412 tests passed in 3m 12s on main.",
+    smtp_send(
+        served,
+        _plain_mail(
+            "CI <ci@builds.test>",
+            "dev@example.org",
+            "Build #381 passed",
+            "All 412 tests passed in 3m 12s on main.",
+        ),
     )
     welcome = EmailMessage()
     welcome["From"] = "Acme <hello@acme.test>"
@@ -707,13 +708,14 @@ def test_screenshots(served: Served, page: Page, tmp_path: Path) -> None:
         filename="getting-started.pdf",
     )
     smtp_send(served, welcome)
-    send(
-        host,
-        port,
-        sender="security@acme.test",
-        to=["bob@example.com"],
-        subject="Reset your password",
-        body="Someone asked to reset the password of your account. https://acme.test/reset",
+    smtp_send(
+        served,
+        _plain_mail(
+            "Acme Security <security@acme.test>",
+            "Bob Smith <bob@example.com>",
+            "Reset your password",
+            "Someone asked to reset the password of your account: https://acme.test/reset",
+        ),
     )
     expect(rows(page)).to_have_count(4, timeout=LIVE)
     page.screenshot(path=str(target / "inbox.png"))
@@ -722,6 +724,15 @@ def test_screenshots(served: Served, page: Page, tmp_path: Path) -> None:
     page.screenshot(path=str(target / "message.png"))
     for name in ("inbox.png", "message.png"):
         assert (target / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _plain_mail(sender: str, to: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(body)
+    return message
 
 
 def test_the_page_loads_nothing_but_itself(served: Served, browser: Browser) -> None:
