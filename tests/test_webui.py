@@ -400,6 +400,10 @@ def test_message_view_shows_every_part(served: Served, page: Page) -> None:
     page.click("[data-tab=envelope]")
     expect(page.locator("#envelope")).to_contain_text("alice@example.com")
     expect(page.locator("#envelope")).to_contain_text("bob@example.com, team@example.com")
+    transcript = page.locator("#transcript")
+    expect(transcript).to_contain_text("FROM:<alice@example.com>")
+    expect(transcript.locator("li.client", has_text="data")).to_have_count(1)
+    expect(transcript.locator("li.server", has_text="250")).not_to_have_count(0)
 
 
 def test_downloads_return_the_exact_raw_bytes(served: Served, page: Page, api: Api) -> None:
@@ -544,6 +548,28 @@ h1 {{font-family: t}} body {{background: url({r}/background.png)}}</style>
     )
     assert page.evaluate("window.__pwned") is None
     assert dialogs == []
+
+
+def test_preview_document_takes_out_what_connects_without_a_request() -> None:
+    from smtpmock import Message
+    from smtpmock._http._ui import preview_document
+
+    html = (
+        "<!DOCTYPE html><HTML><Head><LINK rel=preconnect href=http://t.test>"
+        "<link/rel=dns-prefetch href=//t.test><style>p{color:red}</style></head><body>"
+        "<IFRAME src=http://t.test/f></iframe><object data=http://t.test/o></object>"
+        "<embed src=http://t.test/e><frame src=http://t.test/fr><p>kept</p></body></html>"
+    )
+    raw = f"Subject: x\r\nContent-Type: text/html\r\n\r\n{html}\r\n".encode()
+    blocked = preview_document(Message(raw))
+    assert "t.test" not in blocked
+    assert "<style>p{color:red}</style>" in blocked
+    assert "<p>kept</p>" in blocked
+    # The base target comes first in <head>, after the doctype (no quirks mode).
+    assert blocked.startswith('<!DOCTYPE html><HTML><Head><base target="_blank">')
+    relaxed = preview_document(Message(raw), remote=True)
+    assert "<LINK rel=preconnect href=http://t.test>" in relaxed  # the user asked for it
+    assert "t.test/f" not in relaxed  # frames never: the CSP refuses them anyway
 
 
 def test_security_headers(served: Served, api: Api) -> None:

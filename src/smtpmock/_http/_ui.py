@@ -3,9 +3,12 @@
 The UI is three static files (``ui/index.html``, ``ui/app.js``, ``ui/app.css``: plain
 JavaScript, no build step) that talk to the public HTTP API under ``/api/v1`` like any other
 client. This module serves them under a strict Content-Security-Policy (scripts and styles from
-this origin only, no inline script, images from this origin or ``data:``) and adds the one route
-the UI needs that a JSON API cannot give: ``GET /api/v1/message/{id}/html``, the HTML body as a
-document of its own, meant for an ``<iframe sandbox>``:
+this origin only, no inline script, images from this origin or ``data:``) and adds four generic
+routes the UI needs: ``GET /api/v1/server`` (settings for the server panel),
+``GET /api/v1/message/{id}/links`` (:attr:`smtpmock.Message.links`),
+``GET /api/v1/message/{id}/transcript`` (the SMTP session) and the one a JSON API
+cannot give, ``GET /api/v1/message/{id}/html``: the HTML body as a document of its own, meant
+for an ``<iframe sandbox>``:
 
 * its own CSP: no script at all, and a ``sandbox`` directive so that even opened on its own in a
   tab it runs nothing and has an opaque origin (it cannot read the API or the UI);
@@ -14,7 +17,9 @@ document of its own, meant for an ``<iframe sandbox>``:
   images" button) relaxes images, fonts and styles to ``http:``/``https:``. The server itself never
   fetches anything: the browser does, and only when the user asked;
 * ``cid:`` references to the message's own inline parts are replaced by ``data:`` URLs, so inline
-  images show without any request.
+  images show without any request;
+* elements that make Chromium connect to a host even when the CSP refuses the request (frames,
+  objects, ``<link rel=preconnect>``) are taken out.
 """
 
 from __future__ import annotations
@@ -195,6 +200,24 @@ def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None
                 "no server attached to this app", status_code=404, headers=_COMMON_HEADERS
             )
         return JSONResponse(server_facts(mock), headers=_COMMON_HEADERS)
+
+    @app.get(
+        "/api/v1/message/{id}/transcript",
+        tags=["message"],
+        summary="The SMTP session that delivered a message",
+    )
+    def message_transcript(id: str, request: Request) -> Response:
+        """The transcript of the session that delivered the message (client lines, replies,
+        TLS and AUTH events; secrets masked), or 404 when it has aged out of the log."""
+        message = get_message(id)
+        mock = getattr(request.app.state, "mock", None)
+        transcript_for = getattr(mock, "transcript_for", None)
+        found = transcript_for(message) if message is not None and transcript_for else None
+        if found is None:
+            return PlainTextResponse(
+                f"no transcript for message {id!r}", status_code=404, headers=_COMMON_HEADERS
+            )
+        return JSONResponse(found.to_dict(), headers=_COMMON_HEADERS)
 
     @app.get("/api/v1/message/{id}/links", tags=["message"], summary="The links in a message")
     def message_links(id: str) -> Response:

@@ -406,9 +406,14 @@
     let message;
     try {
       const path = `message/${encodeURIComponent(id)}`;
-      const [detail, links] = await Promise.all([api(path), api(`${path}/links`).catch(() => null)]);
+      const [detail, links, transcript] = await Promise.all([
+        api(path),
+        api(`${path}/links`).catch(() => null),
+        api(`${path}/transcript`).catch(() => null),
+      ]);
       message = detail;
       if (links && message && message.Links === undefined) message.Links = pick(links, "Links", "links");
+      if (transcript && message && !message.Transcript) message.Transcript = transcript;
     } catch (error) {
       if (state.openId !== id) return;
       if (error.status === 404) {
