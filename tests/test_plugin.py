@@ -208,7 +208,7 @@ def test_unknown_option(smtpmock):
     pass
 """
     )
-    result = pytester.runpytest()
+    result = pytester.runpytest("--strict-markers")  # the marker is registered
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*ConfigurationError: unknown option(s) no_such_option*"])
 
