@@ -323,6 +323,8 @@ class Row:
     higher_is_better: bool = True
     subjects: tuple[str, ...] = ("smtpmock", "smtpmock serve")
     notes: list[str] = field(default_factory=list)
+    label: str | None = None
+    """What the notes are prefixed with (default: the scenario)."""
 
     def ratio(self, subject: str, baseline: str) -> float | None:
         """How many times better *subject* is than *baseline* (> 1: smtpmock is better)."""
@@ -375,7 +377,7 @@ def render_table(rows: Sequence[Row]) -> str:
             "; ".join(ratio_cells) or "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"- {row.scenario}: {n}" for row in rows for n in row.notes]
+    notes = [f"- {row.label or row.scenario}: {n}" for row in rows for n in row.notes]
     if notes:
         lines += ["", "Notes:", *notes]
     return "\n".join(lines)

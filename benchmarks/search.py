@@ -334,13 +334,15 @@ def run_search(
 def size_rows(label: str, figures: dict[str, float], notes: list[str]) -> list[Row]:
     """The table rows of one store size (only the figures that were measured)."""
     rows: list[Row] = []
+    group = f"serve {label} msgs"
 
     def row(name: str, unit: str, key: str, better_high: bool = False) -> None:
         if key in figures:
             first = name.startswith("load")
             scenario = f"serve {label} msgs: {name}"
             figure: dict[str, float | None] = {"smtpmock serve": figures[key]}
-            rows.append(Row(scenario, unit, figure, better_high, notes=notes if first else []))
+            row_notes = notes if first else []
+            rows.append(Row(scenario, unit, figure, better_high, notes=row_notes, label=group))
 
     row("load over SMTP (10 KiB, 10 conns)", "msg/s", "load_rate", True)
     for kind in ("recipient", "subject word", "body word", "rare body word"):
