@@ -406,6 +406,22 @@ def test_message_view_shows_every_part(served: Served, page: Page) -> None:
     expect(transcript.locator("li.server", has_text="250")).not_to_have_count(0)
 
 
+def test_defects_are_shown(served: Served, page: Page) -> None:
+    raw = (
+        b"From: alice@example.com\r\nTo: bob@example.com\r\nSubject: Broken\r\n"
+        b"this header line has no colon\r\n"
+        b"Content-Type: multipart/mixed\r\n\r\nno boundary at all\r\n"
+    )
+    with smtplib.SMTP(served.smtp_host, served.smtp_port, timeout=10) as client:
+        client.sendmail("alice@example.com", ["bob@example.com"], raw)
+    expect(rows(page)).to_have_count(1, timeout=LIVE)
+    page.locator("#messages .row").click()
+    expect(page.locator("#v-subject")).to_have_text("Broken")
+    page.click("[data-tab=defects]")
+    expect(page.locator(".defects li")).not_to_have_count(0)
+    expect(page.locator(".defects")).to_contain_text("MissingHeaderBodySeparatorDefect")
+
+
 def test_downloads_return_the_exact_raw_bytes(served: Served, page: Page, api: Api) -> None:
     # Latin-1 body bytes, a leading dot (stuffed by smtplib, unstuffed by the server), trailing
     # white space and a tab: any re-encoding or normalisation would show.
@@ -589,6 +605,8 @@ def test_security_headers(served: Served, api: Api) -> None:
         response = api.http.get(asset)
         assert response.status_code == 200
         assert response.headers["x-content-type-options"] == "nosniff"
+    for path in ("/api/v1/messages", "/api/v1/info", "/api/v1/server", "/livez"):
+        assert api.http.get(path).headers["x-content-type-options"] == "nosniff", path
     assert api.http.get("/ui/../_ui.py").status_code == 404
     assert api.http.get("/ui/index.html").status_code == 404
 

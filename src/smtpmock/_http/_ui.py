@@ -170,12 +170,36 @@ def server_facts(mock: SMTPMock) -> dict[str, Any]:
     }
 
 
-def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None:
-    """Serve the web UI at ``/`` of *app*, and the HTML-body preview route it needs.
+class _NoSniff:
+    """ASGI middleware: ``X-Content-Type-Options: nosniff`` on every response that lacks it, so
+    no JSON or message part can ever be sniffed into HTML by a browser."""
 
-    *get_message* looks a message up by the id the API uses (``None`` when there is none); it is
-    only used to serve ``GET /api/v1/message/{id}/html``.
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None:
+    """Serve the web UI at ``/`` of *app*, the routes it needs, and ``nosniff`` on every response.
+
+    *get_message* looks a message up by the id the API uses (``None`` when there is none), for
+    the ``/api/v1/message/{id}/html``, ``/links`` and ``/transcript`` routes.
     """
+    app.add_middleware(_NoSniff)
     index = _asset("index.html")
     assets = {name: _asset(name) for name in _STATIC}
     ui_headers = {**_COMMON_HEADERS, "Content-Security-Policy": UI_CSP, "X-Frame-Options": "DENY"}
