@@ -16,6 +16,8 @@ from ._client import Client
 from ._compat import MockSMTPServer
 from ._errors import (
     ConfigurationError,
+    LateMail,
+    LateMailWarning,
     MailAssertionError,
     MessageNotSent,
     PortInUseError,
@@ -32,8 +34,6 @@ from ._query import Criteria
 from ._server import SMTPMock
 from ._transcript import Transcript, TranscriptEntry
 from ._unittest import (
-    LateMail,
-    LateMailWarning,
     ScopedMailbox,
     SMTPMockMixin,
     SMTPMockTestCase,

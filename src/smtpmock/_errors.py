@@ -7,10 +7,13 @@
     │   └── PortInUseError             ... because its port is taken (also an OSError)
     ├── ServerError                    an error inside the server thread, re-raised in the test
     ├── ConfigurationError             an option that cannot work (also a ValueError)
+    │   └── SearchError                a search string that cannot be parsed (smtpmock._search)
+    ├── LateMailWarning                a test's mail arrived after it ended (also a UserWarning)
     └── MailAssertionError             a check the test asked for failed (also an AssertionError)
         ├── WaitTimeout                wait_for() saw fewer matching messages than asked for
         ├── MessageNotSent             assert_sent() found no matching message
-        └── UnexpectedMessage          assert_not_sent() found a matching message
+        ├── UnexpectedMessage          assert_not_sent() found a matching message
+        └── LateMail                   a test ended with a mail transaction still open
 
 Failures a test asked for derive from :class:`AssertionError`, so pytest reports them as test
 failures rather than errors; everything else is an ordinary exception.
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "LateMail",
+    "LateMailWarning",
     "MailAssertionError",
     "MessageNotSent",
     "PortInUseError",
@@ -79,3 +84,11 @@ class MessageNotSent(MailAssertionError):
 
 class UnexpectedMessage(MailAssertionError):
     """``assert_not_sent()`` found a message it should not have."""
+
+
+class LateMail(MailAssertionError):
+    """A test ended while a mail transaction it began was still open (``late_mail="fail"``)."""
+
+
+class LateMailWarning(SMTPMockError, UserWarning):
+    """Mail of a test arrived, or was still being sent, after that test ended."""

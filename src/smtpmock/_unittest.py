@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
-from ._errors import ConfigurationError, MailAssertionError, SMTPMockError
+from ._errors import ConfigurationError, LateMail, LateMailWarning
 from ._inspect import DEFAULT_TIMEOUT, Mailbox, describe_messages
 from ._message import Message
 from ._protocol import SMTPProtocol
@@ -42,14 +42,6 @@ __all__ = ["LateMail", "LateMailWarning", "SMTPMockMixin", "SMTPMockTestCase", "
 
 LateMailPolicy = Literal["warn", "fail", "ignore"]
 LATE_MAIL_POLICIES: tuple[LateMailPolicy, ...] = ("warn", "fail", "ignore")
-
-
-class LateMail(MailAssertionError):
-    """A test ended while a mail transaction it began was still open (``late_mail="fail"``)."""
-
-
-class LateMailWarning(SMTPMockError, UserWarning):
-    """Mail of a test arrived, or was still being sent, after that test ended."""
 
 
 ENV_HOST = "SMTPMOCK_HOST"
