@@ -251,6 +251,22 @@ def test_search_narrows_the_list_and_live_updates_respect_it(
     assert api.total() == 5
 
 
+def test_pages_of_fifty(served: Served, page: Page) -> None:
+    with smtplib.SMTP(served.smtp_host, served.smtp_port, timeout=10) as client:
+        for n in range(51):
+            message = f"From: a@x.test\r\nTo: b@x.test\r\nSubject: Message {n}\r\n\r\nx\r\n"
+            client.sendmail("a@x.test", ["b@x.test"], message)
+    expect(page.locator("#count")).to_have_text("51 messages")
+    expect(rows(page)).to_have_count(50)
+    expect(rows(page).first).to_have_text("Message 50")
+    expect(page.locator("#page-info")).to_have_text("1\u201350 of 51")
+    page.click("#next-page")
+    expect(rows(page)).to_have_text(["Message 0"])
+    expect(page.locator("#next-page")).to_be_disabled()
+    page.click("#prev-page")
+    expect(rows(page)).to_have_count(50)
+
+
 def test_a_bad_search_says_why(page: Page) -> None:
     page.locator("#search").fill("is:read")
     expect(page.locator("#list-error")).to_be_visible()
