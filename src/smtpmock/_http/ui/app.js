@@ -650,7 +650,8 @@
     add("MAIL parameters", asList(get("mail_options", "MailOptions")).join(" "));
     const rcptOptions = get("rcpt_options", "RcptOptions");
     if (rcptOptions && typeof rcptOptions === "object") {
-      add("RCPT parameters", Object.entries(rcptOptions).map(([rcpt, opts]) => `${rcpt}: ${asList(opts).join(" ")}`).join("; "));
+      const withOptions = Object.entries(rcptOptions).filter(([, opts]) => asList(opts).length);
+      add("RCPT parameters", withOptions.map(([rcpt, opts]) => `${rcpt}: ${asList(opts).join(" ")}`).join("; "));
     }
     const utf8 = get("smtputf8", "SMTPUTF8");
     if (utf8 !== undefined) add("SMTPUTF8", utf8 ? "yes" : "no");
