@@ -37,24 +37,31 @@ from __future__ import annotations
 import asyncio
 import binascii
 import datetime as _dt
+import inspect
 import re
 import secrets
+import socket
 import ssl
 import uuid
 from base64 import b64decode, b64encode
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from aiosmtpd.smtp import (
+    DATA_SIZE_DEFAULT,
     MISSING,
     SMTP,
     AuthResult,
     Envelope,
     LoginPassword,
     TLSSetupException,
+    _AuthMechAttr,
+    login_always_fail,
     syntax,
 )
+from aiosmtpd.smtp import __ident__ as _AIOSMTPD_IDENT
+from aiosmtpd.smtp import log as _aiosmtpd_log
 
 from ._auth import Accounts, AuthAttempt, AuthLog
 from ._message import Message
@@ -134,6 +141,78 @@ class _ConnectionClosed(Exception):
     pass
 
 
+_FAST_INIT_OPTIONS = frozenset(
+    {
+        "loop",
+        "hostname",
+        "ident",
+        "data_size_limit",
+        "enable_SMTPUTF8",
+        "timeout",
+        "tls_context",
+        "auth_require_tls",
+        "auth_exclude_mechanism",
+        "authenticator",
+    }
+)
+
+
+_INTROSPECTION: dict[tuple[type, type], _Introspection] = {}
+
+
+class _Introspection(NamedTuple):
+    """The method names aiosmtpd's constructor looks up, found once per class pair."""
+
+    auth: tuple[tuple[str, str, bool], ...]  # (mechanism, attribute, defined on the protocol)
+    hooks: tuple[tuple[str, str], ...]  # (hook name, handler attribute)
+    smtp: tuple[tuple[str, str], ...]  # (command verb, protocol attribute)
+    ehlo_hook_ver: str | None
+
+    @classmethod
+    def of(cls, protocol: type, handler: type) -> _Introspection:
+        found = _INTROSPECTION.get((protocol, handler))
+        if found is None:
+            found = _INTROSPECTION[(protocol, handler)] = cls._find(protocol, handler)
+        return found
+
+    @classmethod
+    def _find(cls, protocol: type, handler: type) -> _Introspection:
+        # The same names, in the same order, as aiosmtpd 1.4.6's inspect.getmembers/dir scans.
+        auth = [
+            (
+                getattr(
+                    getattr(owner, name),
+                    "__auth_mechanism_name__",
+                    name.replace("auth_", "").replace("__", "-"),
+                ),
+                name,
+                owner is protocol,
+            )
+            for owner in (protocol, handler)
+            for name in sorted(dir(owner))
+            if name.startswith("auth_")
+        ]
+        hooks = tuple(
+            (name.replace("handle_", ""), name)
+            for name in sorted(dir(handler))
+            if name.startswith("handle_")
+        )
+        ehlo_hook_ver = None
+        ehlo = getattr(handler, "handle_EHLO", None)
+        if ehlo is not None:
+            # aiosmtpd accepts the deprecated 4-argument form too (with a warning); ours has
+            # none, and a handler with the old form is refused rather than half-supported.
+            if len(inspect.signature(ehlo).parameters) != 6:  # self + 5
+                raise TypeError("SMTPProtocol's handler needs the 5-argument handle_EHLO")
+            ehlo_hook_ver = "new"
+        smtp = tuple(
+            (name.replace("smtp_", ""), name)
+            for name in sorted(dir(protocol))
+            if name.startswith("smtp_")
+        )
+        return cls(tuple(auth), hooks, smtp, ehlo_hook_ver)
+
+
 class SMTPProtocol(SMTP):
     """One SMTP connection."""
 
@@ -142,6 +221,10 @@ class SMTPProtocol(SMTP):
     # before it is looked at, so an over-long line is refused after at most 16 KiB. It must
     # hold an AUTH line (12,288 octets, RFC 4954).
     line_length_limit = 16_384
+
+    _fast_init: ClassVar[bool] = True
+    """Build aiosmtpd's per-connection state from per-class caches (see :meth:`_init_smtp`);
+    ``False`` runs aiosmtpd's own constructor (kept for the test that compares the two)."""
 
     def __init__(
         self, state: _ServerState, *, support: SessionSupport | None = None, **kwargs: Any
@@ -160,8 +243,7 @@ class SMTPProtocol(SMTP):
         if accounts is not None:
             excluded = [] if accounts.knows_passwords else ["CRAM-MD5"]
         tls_context = self.support.tls_context if not self.support.implicit_tls else None
-        super().__init__(
-            _Handler(self),
+        options = dict(
             loop=state.loop,
             tls_context=tls_context,
             auth_require_tls=not config.auth_allow_plaintext,
@@ -169,22 +251,85 @@ class SMTPProtocol(SMTP):
             authenticator=self._check_login,
             **kwargs,
         )
-        if state.hooks:
-            # aiosmtpd dispatches commands through this dict, built once per connection: wrap
-            # each entry so the stage hooks see the command before aiosmtpd acts on it.
-            self._smtp_methods = {
-                verb: self._hooked(verb, method) for verb, method in self._smtp_methods.items()
-            }
+        if self._fast_init and options.keys() <= _FAST_INIT_OPTIONS:
+            self._init_smtp(_Handler(self), **options)
+        else:
+            SMTP.__init__(self, _Handler(self), **options)
 
-    def _hooked(
-        self, verb: str, method: Callable[[Any], Awaitable[None]]
-    ) -> Callable[[Any], Awaitable[None]]:
-        async def run(arg: Any) -> None:
-            if await self.run_hooks(verb, arg):
-                return
-            await method(arg)
+    def _init_smtp(
+        self,
+        handler: Any,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        hostname: str | None = None,
+        ident: str | None = None,
+        data_size_limit: int | None = DATA_SIZE_DEFAULT,
+        enable_SMTPUTF8: bool = False,
+        timeout: float = 300,
+        tls_context: ssl.SSLContext | None = None,
+        auth_require_tls: bool = True,
+        auth_exclude_mechanism: Iterable[str] | None = None,
+        authenticator: Any = None,
+    ) -> None:
+        """What aiosmtpd 1.4.6's ``SMTP.__init__`` does, for the options smtpmock passes.
 
-        return run
+        aiosmtpd finds the ``auth_*``, ``handle_*`` and ``smtp_*`` methods with
+        ``inspect.getmembers`` and ``dir`` on every connection (~95% of its constructor, and it
+        grows with every method of this class); here the names are found once per class and
+        only bound per connection. ``tests/test_protocol_init.py`` builds a protocol both ways
+        and compares their attributes, so an aiosmtpd release that adds one fails loudly
+        (pyproject pins ``aiosmtpd<1.5`` for the same reason).
+        """
+        self.__ident__ = ident or _AIOSMTPD_IDENT
+        self.loop = loop
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected,
+            loop=loop,
+        )
+        self.event_handler = handler
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = enable_SMTPUTF8
+        self._decode_data = False
+        self.command_size_limits.clear()
+        self.hostname = hostname or socket.getfqdn()
+        self.tls_context = tls_context
+        if tls_context is not None:
+            if tls_context.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}:
+                _aiosmtpd_log.warning("tls_context.verify_mode not in {CERT_NONE, CERT_OPTIONAL}")
+            elif tls_context.check_hostname:
+                _aiosmtpd_log.warning("tls_context.check_hostname == True")
+        self.require_starttls = tls_context and False
+        self._timeout_duration = timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = auth_require_tls
+        self._proxy_timeout = None
+        if authenticator is not None:
+            self._authenticator = authenticator
+            self._auth_callback = None
+        else:
+            self._auth_callback = login_always_fail
+            self._authenticator = None
+        self._auth_required = False
+        names = _Introspection.of(type(self), type(handler))
+        self._auth_methods = {
+            mechanism: _AuthMechAttr(getattr(self if builtin else handler, name), builtin)
+            for mechanism, name, builtin in names.auth
+        }
+        for excluded in auth_exclude_mechanism or ():
+            self._auth_methods.pop(excluded, None)
+        self._handle_hooks = {hook: getattr(handler, name) for hook, name in names.hooks}
+        self._ehlo_hook_ver = names.ehlo_hook_ver
+        self._smtp_methods = {verb: getattr(self, name) for verb, name in names.smtp}
+        self._enforce_call_limit = False
 
     async def run_hooks(self, stage: str, arg: Any = None) -> bool:
         """Run the stage hooks in order; ``True`` if one of them handled the stage."""
@@ -394,6 +539,8 @@ class SMTPProtocol(SMTP):
             await self.push(f'500 5.5.1 Error: command "{verb}" not recognized')
             return
         self._reset_timeout()
+        if self.state.hooks and await self.run_hooks(verb, arg):
+            return
         await method(arg)
 
     # -- commands ---------------------------------------------------------------------------
