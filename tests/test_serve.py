@@ -8,6 +8,7 @@ import smtplib
 import subprocess
 import sys
 import threading
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -231,7 +232,7 @@ def _big_message(size: int) -> bytes:
     msg.add_attachment(
         b"\0" * size, maintype="application", subtype="octet-stream", filename="big.bin"
     )
-    return msg.as_bytes()
+    return msg.as_bytes(policy=policy.SMTP)
 
 
 def test_large_mail_is_never_in_list_or_search(tmp_path: Path) -> None:

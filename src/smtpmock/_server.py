@@ -60,7 +60,12 @@ class _ServerState:
             self.errors.append(error)
 
     async def deliver(self, message: Message) -> None:
-        self.store.add(message)
+        if isinstance(self.store, MemoryStore):
+            self.store.add(message)
+        else:
+            # A store that does I/O (SQLite: index, write, commit) must not hold the loop, or
+            # one large message stalls every other session; 250 still waits for the commit.
+            await asyncio.to_thread(self.store.add, message)
 
 
 class SMTPMock(Mailbox):

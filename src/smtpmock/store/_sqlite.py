@@ -17,13 +17,14 @@ import base64
 import datetime as _dt
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .._message import Message
-from .._search import Search, index_fields
+from .._search import IndexFields, Search, index_fields
 from ._base import Retention, Store
 
 __all__ = ["SQLiteStore", "message_summary"]
@@ -154,11 +155,31 @@ class SQLiteStore(Store):
             "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(size), 0) FROM messages"
         ).fetchone()
         self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
+        self._prepared: dict[int, tuple[IndexFields, dict[str, Any], dict[str, Any]]] = {}
+        self._prepared_lock = threading.Lock()
 
     # ------------------------------------------------------------------ writing
 
+    def add(self, message: Message) -> Message:
+        # Parse and derive the index (seconds for a 25 MB message) before taking the store's
+        # lock, so readers and other writers are not held up by it.
+        prepared = (index_fields(message), message_summary(message), envelope_dict(message))
+        with self._prepared_lock:
+            self._prepared[id(message)] = prepared
+        try:
+            return super().add(message)
+        finally:
+            with self._prepared_lock:
+                self._prepared.pop(id(message), None)
+
     def _insert(self, message: Message) -> list[Message]:
-        fields = index_fields(message)
+        with self._prepared_lock:
+            prepared = self._prepared.get(id(message))
+        if prepared is None:
+            prepared = (index_fields(message), message_summary(message), envelope_dict(message))
+        fields, summary, envelope = prepared
+        summary = {**summary, "Seq": message.seq}
+        envelope = {**envelope, "seq": message.seq}
         values = asdict(fields)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -172,8 +193,8 @@ class SQLiteStore(Store):
                     message.id,
                     fields.received_at,
                     message.size,
-                    json.dumps(envelope_dict(message)),
-                    json.dumps(message_summary(message)),
+                    json.dumps(envelope),
+                    json.dumps(summary),
                     values["from_text"],
                     values["to_text"],
                     values["cc_text"],
