@@ -118,6 +118,9 @@ def test_one_message_raw_headers_and_reading_changes_nothing(
     assert before["Text"].startswith("line one")
     assert before["Envelope"]["rcpt_tos"] == ["bob@example.com"]
     assert before["Read"] is False
+    assert "DATA" in [
+        e["text"].split()[0].upper() for e in before["Transcript"]["entries"] if e["kind"] == "client"
+    ]
     assert api.get("/api/v1/message/latest").json()["ID"] == summary["ID"]
     got = api.get(f"/api/v1/message/{summary['ID']}/raw")
     assert got.content == raw  # smtplib stuffs the dots, the server unstuffs them: exact
@@ -321,6 +324,8 @@ def test_metrics(served: Served, api: httpx.Client) -> None:
     assert f"smtpmock_messages_received_total {received + 1}" in text
     assert "smtpmock_messages_stored 1" in text
     assert "# TYPE smtpmock_stored_bytes gauge" in text
+    assert "smtpmock_smtp_sessions_active 0" in text
+    assert "# TYPE smtpmock_faults_logged gauge" in text
 
 
 def test_openapi_docs_and_mailhog_shapes(served: Served, api: httpx.Client) -> None:

@@ -306,13 +306,15 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         return [m for m in found if before is None or m.seq <= before]
 
     def transcript_of(message: Message) -> dict[str, Any] | None:
-        log = getattr(mock, "transcripts", None)
-        getter = getattr(log, "get", None)
-        if getter is None:
-            return None
-        found = getter(message.session_id)
-        to_dict = getattr(found, "to_dict", None)
-        return to_dict() if callable(to_dict) else None
+        # Transcripts live in the server process (the newest 1,000 sessions), not in the
+        # database: after a restart, older messages have none.
+        found = mock.transcript_for(message)
+        return found.to_dict() if found is not None else None
+
+    def count_matching(search: Search, after: int, before: int | None) -> int:
+        if isinstance(store, SQLiteStore):
+            return store.count(search, after=after, before=before)
+        return len(matching(search, after, before))
 
     # -- health and metadata ----------------------------------------------------------------
 
@@ -345,6 +347,8 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         """Prometheus text exposition."""
         state = getattr(mock, "_state", None)
         active = len(state.connections) if state is not None else 0
+        sessions = mock.sessions
+        fired = len(mock.faults.log)
         lines = [
             (
                 "smtpmock_messages_received_total",
@@ -372,6 +376,18 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
                 getattr(store, "total_bytes", 0),
             ),
             ("smtpmock_smtp_sessions_active", "gauge", "Open SMTP connections.", active),
+            (
+                "smtpmock_smtp_sessions_recent",
+                "gauge",
+                "SMTP sessions in the transcript log (the newest 1,000).",
+                len(sessions),
+            ),
+            (
+                "smtpmock_faults_logged",
+                "gauge",
+                "Injected faults that fired, as kept in the fault log (the newest 10,000).",
+                fired,
+            ),
         ]
         out = []
         for name, kind, help_text, value in lines:
@@ -546,10 +562,11 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
             while True:
                 wake.clear()
                 now_generation = store.generation
-                found = await asyncio.to_thread(matching, search, after, before)
+                # Count in SQL on each wake; read the messages themselves only to answer.
+                matched = await asyncio.to_thread(count_matching, search, after, before)
                 changed = generation is not None and now_generation != generation
-                if len(found) >= count or changed:
-                    status, code = ("matched" if len(found) >= count else "changed"), 200
+                if matched >= count or changed:
+                    status, code = ("matched" if matched >= count else "changed"), 200
                     break
                 remaining = deadline - loop.time()
                 if remaining <= 0 or before is not None:
@@ -559,6 +576,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
                     await asyncio.wait_for(wake.wait(), remaining)
         finally:
             unsubscribe()
+        found = await asyncio.to_thread(matching, search, after, before)
         body: dict[str, Any] = {
             "Status": status,
             "Count": len(found),

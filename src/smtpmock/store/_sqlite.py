@@ -337,6 +337,16 @@ class SQLiteStore(Store):
             ).fetchall()
         return self._rows_to_messages(rows)
 
+    def count(self, search: Search, *, after: int = 0, before: int | None = None) -> int:
+        """How many messages with ``after < seq <= before`` match *search* (reads no body)."""
+        where, params = search.sql()
+        with self.changed:
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM messages WHERE seq > ? AND seq <= ? AND {where}",
+                [after, self._last_seq if before is None else before, *params],
+            ).fetchone()
+        return int(row[0])
+
     def summaries(
         self,
         search: Search | None = None,
