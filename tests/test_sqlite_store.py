@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smtpmock import Message, Retention, SMTPMock
+from smtpmock import ConfigurationError, Message, Retention, SMTPMock
 from smtpmock._search import parse
 from smtpmock.store import SQLiteStore, StoreEvent
 from tests.mail import send
@@ -122,3 +122,11 @@ def test_malformed_messages_are_stored(bad: bytes) -> None:
     store = SQLiteStore()
     store.add(Message(bad))
     assert store.messages()[0].raw == bad
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigurationError, match=r"cannot use .* as a smtpmock database"):
+        SQLiteStore(path)
+    assert path.read_bytes() == b"this is not sqlite" * 100  # nothing overwritten

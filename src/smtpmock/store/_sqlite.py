@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .._errors import ConfigurationError
 from .._message import Message
 from .._search import IndexFields, Search, index_fields
 from ._base import Retention, Store
@@ -147,13 +148,18 @@ class SQLiteStore(Store):
     def __init__(self, path: str | Path = ":memory:", retention: Retention | None = None) -> None:
         super().__init__(retention)
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute(
-            "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(size), 0) FROM messages"
-        ).fetchone()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute(
+                "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(size), 0) FROM messages"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise ConfigurationError(
+                f"cannot use {self.path!r} as a smtpmock database: {exc}"
+            ) from exc
         self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
         self._prepared: dict[int, tuple[IndexFields, dict[str, Any], dict[str, Any]]] = {}
         self._prepared_lock = threading.Lock()
