@@ -261,3 +261,24 @@ def test_large_mail_is_never_in_list_or_search(tmp_path: Path) -> None:
         assert len(found.content) < 10_000
         raw = api.get(f"/api/v1/message/{big.id}/raw")
         assert len(raw.content) == big.size
+
+
+def test_tls_and_auth_flags() -> None:
+    import ssl
+
+    with Served(
+        "--tls", "starttls", "--auth", "alice:pw1,bob:pw2", "--auth-required", "true"
+    ) as srv:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP(srv.smtp_host, srv.smtp_port, timeout=30) as smtp:
+            smtp.starttls(context=context)
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                smtp.login("alice", "wrong")
+            smtp.login("bob", "pw2")
+            smtp.sendmail("bob@x.org", ["c@x.org"], "Subject: secure\r\n\r\nhi\r\n")
+        with Client(srv.url) as client:
+            [message] = client.wait_for(1, timeout=30)
+        assert message.tls
+        assert message.auth_user == "bob"
