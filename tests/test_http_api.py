@@ -119,7 +119,9 @@ def test_one_message_raw_headers_and_reading_changes_nothing(
     assert before["Envelope"]["rcpt_tos"] == ["bob@example.com"]
     assert before["Read"] is False
     assert "DATA" in [
-        e["text"].split()[0].upper() for e in before["Transcript"]["entries"] if e["kind"] == "client"
+        e["text"].split()[0].upper()
+        for e in before["Transcript"]["entries"]
+        if e["kind"] == "client"
     ]
     assert api.get("/api/v1/message/latest").json()["ID"] == summary["ID"]
     got = api.get(f"/api/v1/message/{summary['ID']}/raw")
@@ -278,7 +280,7 @@ def test_oversized_bodies_are_refused(served: Served, api: httpx.Client) -> None
     # Refused on the Content-Length alone, before any of the body is read.
     status = _raw_request(
         served,
-        b"DELETE /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"DELETE /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: 50000000\r\n\r\n",
         b"",
     )
@@ -287,7 +289,7 @@ def test_oversized_bodies_are_refused(served: Served, api: httpx.Client) -> None
     chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
     status = _raw_request(
         served,
-        b"DELETE /api/v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"DELETE /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         chunk * 17,
     )
     assert status.startswith(b"HTTP/1.1 413")
@@ -370,3 +372,17 @@ def test_bcrypt_htpasswd_is_refused_clearly(tmp_path: Path) -> None:
         Served("--http-htpasswd", str(htpasswd)),
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("attacker.example", 421),
+        ("127.0.0.1.nip.io:8025", 421),
+        ("localhost", 200),
+        ("127.0.0.1:1", 200),
+        ("[::1]:8025", 200),
+    ],
+)
+def test_dns_rebinding_host_names_are_refused(api: httpx.Client, host: str, status: int) -> None:
+    assert api.get("/api/v1/messages", headers={"Host": host}).status_code == status

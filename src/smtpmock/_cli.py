@@ -13,6 +13,7 @@ import ast
 import asyncio
 import dataclasses
 import inspect
+import ipaddress
 import itertools
 import os
 import signal
@@ -228,6 +229,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[tuple[str, Callable[[s
         "(repeatable); the server's own origin is always allowed",
     )
     serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a Host name the HTTP API answers to (repeatable); on a loopback address only "
+        "127.0.0.1, localhost and ::1 are answered by default (against DNS rebinding), on "
+        "other addresses any name unless this is given",
+    )
+    serve.add_argument(
         "--no-ui", action="store_true", default=None, help="do not serve the web UI at /"
     )
     flags = _config_flags(serve)
@@ -290,6 +300,13 @@ def read_htpasswd(path: str) -> dict[str, str]:
     return out
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto
@@ -344,6 +361,10 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
         ui=not args.no_ui,
     )
     http_host = args.http_host or "127.0.0.1"
+    if _is_loopback(http_host):
+        settings.allowed_hosts = ("127.0.0.1", "localhost", "::1", *(args.allowed_host or ()))
+    elif args.allowed_host:
+        settings.allowed_hosts = tuple(args.allowed_host)
     http_sock = _listen(http_host, 8025 if args.http_port is None else args.http_port)
     store = SQLiteStore(db_path, retention)
     extra: dict[str, Any] = {}

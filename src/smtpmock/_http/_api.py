@@ -72,6 +72,10 @@ class ApiSettings:
     """Origins, besides the server's own, allowed to open the event stream and to change state."""
     ui: bool = True
     """Serve the web UI at ``/``."""
+    allowed_hosts: tuple[str, ...] | None = None
+    """Host names (without port) the ``Host`` header may carry; ``None``: any. Served on a
+    loopback address, the CLI allows only loopback names, which defeats DNS rebinding (a web
+    page whose name resolves to 127.0.0.1 would otherwise be same-origin with the API)."""
 
 
 # --------------------------------------------------------------------------- middleware
@@ -140,6 +144,22 @@ async def _plain(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class _HostCheck:
+    """Refuse requests whose ``Host`` header names a host outside *allowed* (421)."""
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
+        self.app, self.allowed = app, {h.lower() for h in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = dict(scope.get("headers", ())).get(b"host", b"").decode("latin-1").lower()
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.strip("[]") not in self.allowed and name not in self.allowed:
+                await _plain(send, 421, f"Host {host!r} is not served here")
+                return
+        await self.app(scope, receive, send)
 
 
 class _BasicAuth:
@@ -721,6 +741,8 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
     limited: ASGIApp = _BodyLimit(app, settings.max_body)
     if settings.credentials:
         limited = _BasicAuth(limited, settings.credentials)
+    if settings.allowed_hosts is not None:
+        limited = _HostCheck(limited, settings.allowed_hosts)
     app.state.asgi = limited
     return app
 
