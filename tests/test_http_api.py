@@ -289,7 +289,8 @@ def test_oversized_bodies_are_refused(served: Served, api: httpx.Client) -> None
     chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
     status = _raw_request(
         served,
-        b"DELETE /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"DELETE /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
         chunk * 17,
     )
     assert status.startswith(b"HTTP/1.1 413")
