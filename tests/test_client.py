@@ -108,14 +108,21 @@ def test_capture_is_scoped_to_the_block(client: Client) -> None:
 def test_faults_over_http(client: Client) -> None:
     import smtplib
 
-    rule = client.add_fault({"stage": "RCPT", "code": 550, "recipient": "no@example.com"})
+    rule = client.faults.rule("RCPT", code=550, recipient="no@example.com")
     try:
-        assert [r["id"] for r in client.fault_rules()] == [rule["id"]]
+        assert [r.id for r in client.faults.rules] == [rule.id]
+        assert len(client.faults) == 1
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             send(client.host, client.port, to=["no@example.com"])
+        [event] = client.faults.log[-1:]
+        assert event.code == 550
+        assert event.rule_id == rule.id
+        [chaos] = client.faults.chaos("Sender:451:100")
+        assert chaos.code == 451
     finally:
-        client.clear_faults()
-    assert client.fault_rules() == []
+        client.faults.clear()
+    assert client.faults.rules == []
+    send(client.host, client.port, to=["no@example.com"])
 
 
 @pytest.mark.parametrize(

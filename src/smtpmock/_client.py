@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from ._errors import ConfigurationError, ServerError, WaitTimeout
+from ._faults import FaultEvent, FaultRule
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._message import Message
 from ._query import Criteria
 from .store import Store
 from .store._sqlite import message_from_envelope
 
-__all__ = ["Client"]
+__all__ = ["Client", "RemoteFaults"]
 
 _INSTALL_HINT = "smtpmock.Client needs httpx: pip install 'smtpmock[server]'"
 _BARE = frozenset('"\\<>')
@@ -141,6 +142,60 @@ def server_query(criteria: dict[str, Any]) -> str:
     return " ".join(t for t in terms if t)
 
 
+class RemoteFaults:
+    """The fault rules of a remote server, with the core of :class:`~smtpmock.FaultSet`'s API.
+
+    Rules go over the wire in their dict form, so a rule with a Python predicate cannot be sent.
+    """
+
+    def __init__(self, http: Any) -> None:
+        self._http = http
+
+    def _get(self) -> dict[str, Any]:
+        response = _call(self._http, "GET", "/api/v1/faults")
+        _raise_for(response)
+        data: dict[str, Any] = response.json()
+        return data
+
+    def add(self, rule: FaultRule | Mapping[str, Any]) -> FaultRule:
+        """Add a rule (a :class:`~smtpmock.FaultRule` or its dict form); return it as added."""
+        data = rule.to_dict() if isinstance(rule, FaultRule) else dict(rule)
+        response = _call(self._http, "POST", "/api/v1/faults", json=data)
+        _raise_for(response)
+        return FaultRule.from_dict(_without_counters(response.json()))
+
+    def rule(self, stage: str | Iterable[str], **kwargs: Any) -> FaultRule:
+        """``faults.rule("MAIL", code=451)`` is ``faults.add(FaultRule("MAIL", code=451))``."""
+        return self.add(FaultRule(stage, **kwargs))
+
+    def chaos(self, triggers: str) -> list[FaultRule]:
+        """Add rules from Mailpit chaos triggers (``"Recipient:550:100"``)."""
+        response = _call(self._http, "POST", "/api/v1/faults", json={"chaos": triggers})
+        _raise_for(response)
+        return [FaultRule.from_dict(_without_counters(r)) for r in response.json()["rules"]]
+
+    def clear(self) -> None:
+        """Remove every rule."""
+        _raise_for(_call(self._http, "DELETE", "/api/v1/faults"))
+
+    @property
+    def rules(self) -> list[FaultRule]:
+        """The rules now in force (counters as the server last saw them are not kept)."""
+        return [FaultRule.from_dict(_without_counters(r)) for r in self._get()["rules"]]
+
+    @property
+    def log(self) -> list[FaultEvent]:
+        """Every firing the server has logged, oldest first."""
+        return [FaultEvent.from_dict(e) for e in self._get()["log"]]
+
+    def __len__(self) -> int:
+        return len(self._get()["rules"])
+
+
+def _without_counters(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ("seen", "fired")}
+
+
 class Client(Mailbox):
     """The inspection API of a running ``smtpmock serve``, over HTTP.
 
@@ -213,24 +268,11 @@ class Client(Mailbox):
 
     # ------------------------------------------------------------------ faults
 
-    def fault_rules(self) -> list[dict[str, Any]]:
-        """The server's fault rules, as dicts (``FaultRule.to_dict``)."""
-        response = _call(self._http, "GET", "/api/v1/faults")
-        _raise_for(response)
-        rules: list[dict[str, Any]] = response.json()["rules"]
-        return rules
-
-    def add_fault(self, rule: dict[str, Any] | Any) -> dict[str, Any]:
-        """Add a fault rule (a ``FaultRule`` or its dict form); returns it as the server has it."""
-        data = rule.to_dict() if hasattr(rule, "to_dict") else rule
-        response = _call(self._http, "POST", "/api/v1/faults", json=data)
-        _raise_for(response)
-        added: dict[str, Any] = response.json()
-        return added
-
-    def clear_faults(self) -> None:
-        """Remove every fault rule on the server."""
-        _raise_for(_call(self._http, "DELETE", "/api/v1/faults"))
+    @property
+    def faults(self) -> RemoteFaults:
+        """The server's fault rules: ``client.faults.rule("RCPT", code=550)``, ``.add``,
+        ``.chaos``, ``.clear``, ``.rules``, ``.log`` (as on ``SMTPMock.faults``)."""
+        return RemoteFaults(self._http)
 
     # ------------------------------------------------------------------ waiting
 
