@@ -94,6 +94,33 @@ def test_store_is_emptied_between_tests(smtpmock_server, smtpmock):
     result.assert_outcomes(passed=4)
 
 
+def test_faults_on_the_session_server_are_per_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        SEND
+        + """
+import smtplib
+
+import pytest
+
+def test_sets_a_fault(smtpmock):
+    smtpmock.faults.reject_recipients("*@blocked.example")
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as info:
+        send(smtpmock, "refused", to="x@blocked.example")
+    assert info.value.recipients["x@blocked.example"][0] == 550
+    assert len(smtpmock.faults.log) == 1
+
+def test_next_test_has_no_fault_and_no_log(smtpmock):
+    assert smtpmock.faults.rules == []
+    assert smtpmock.faults.log == []
+    send(smtpmock, "accepted", to="x@blocked.example")
+    [message] = smtpmock.wait_for(1)
+    assert message.subject == "accepted"
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
 def test_server_is_started_once_per_session(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -545,6 +572,7 @@ def _recipe_files(heading: str) -> dict[str, str]:
         ("Django", "django", 2),
         ("Flask", "flask", 2),
         ("Servers with their own options", None, 2),
+        ("Faults in one test", None, 1),
         ("unittest", None, 2),
     ],
 )

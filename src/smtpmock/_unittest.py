@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 from ._errors import ConfigurationError, LateMail, LateMailWarning
+from ._faults import FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox, describe_messages
 from ._message import Message
 from ._protocol import SMTPProtocol
@@ -147,6 +148,9 @@ class SharedServer:
         store = self.server.store
         if len(store):
             store.clear()
+        # Fault rules a test set on the shared server are that test's alone.
+        self.server.faults.clear()
+        self.server.faults.clear_log()
         epoch = _Epoch(name, store.last_seq, late_mail)
         self.current = epoch
         return epoch
@@ -247,6 +251,12 @@ class ScopedMailbox(Mailbox):
     def address(self) -> tuple[str, int]:
         """``(host, port)``."""
         return self.server.address
+
+    @property
+    def faults(self) -> FaultSet:
+        """The server's fault rules (see :class:`~smtpmock.FaultSet`). On the session server
+        they are cleared, with their log, when each test begins, so they never leak."""
+        return self.server.faults
 
     def reset(self) -> None:
         """Forget the mail received so far in this test (the mailbox starts empty again)."""
