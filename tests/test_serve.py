@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -269,9 +270,13 @@ def test_tls_and_auth_flags() -> None:
     with Served(
         "--tls", "starttls", "--auth", "alice:pw1,bob:pw2", "--auth-required", "true"
     ) as srv:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        # The second line names the CA that verifies the server: clients never skip checks.
+        assert srv.proc is not None
+        assert srv.proc.stdout is not None
+        tls_line = srv.proc.stdout.readline().decode()
+        assert "TLS (starttls), CA certificate " in tls_line
+        ca_path = tls_line.rsplit(" ", 1)[1].strip()
+        context = ssl.create_default_context(cafile=ca_path)
         with smtplib.SMTP(srv.smtp_host, srv.smtp_port, timeout=30) as smtp:
             smtp.starttls(context=context)
             with pytest.raises(smtplib.SMTPAuthenticationError):
@@ -282,3 +287,37 @@ def test_tls_and_auth_flags() -> None:
             [message] = client.wait_for(1, timeout=30)
         assert message.tls
         assert message.auth_user == "bob"
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+def test_implicit_tls_verified_by_curl_with_the_printed_ca() -> None:
+    with Served("--tls", "implicit") as srv:
+        assert srv.proc is not None
+        assert srv.proc.stdout is not None
+        ca_path = srv.proc.stdout.readline().decode().rsplit(" ", 1)[1].strip()
+        mail = "From: a@example.com\r\nTo: b@example.com\r\nSubject: over smtps\r\n\r\nhi\r\n"
+        done = subprocess.run(
+            [
+                "curl",
+                "--silent",
+                "--show-error",
+                "--cacert",
+                ca_path,
+                f"smtps://localhost:{srv.smtp_port}",
+                "--mail-from",
+                "a@example.com",
+                "--mail-rcpt",
+                "b@example.com",
+                "--upload-file",
+                "-",
+            ],
+            input=mail.encode(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        with Client(srv.url) as client:
+            [message] = client.wait_for(1, timeout=30)
+        assert message.subject == "over smtps"
+        assert message.tls

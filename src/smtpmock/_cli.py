@@ -400,6 +400,13 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
                     f"http://{http_host}:{http_port} (messages in {db_path})",
                     flush=True,
                 )
+                if mock.ca_cert_path is not None:
+                    # Clients verify the server with this CA (curl --cacert, swaks
+                    # --tls-ca-path); smtpmock never asks them to skip verification.
+                    print(
+                        f"smtpmock: TLS ({mock.config.tls}), CA certificate {mock.ca_cert_path}",
+                        flush=True,
+                    )
             await task
 
         asyncio.run(run())
