@@ -297,6 +297,40 @@ def test_oversized_bodies_are_refused(served: Served, api: httpx.Client) -> None
     assert api.get("/api/v1/info").json()["Messages"] == 1
 
 
+def test_fault_rule_removed_by_id(served: Served, api: httpx.Client) -> None:
+    first = api.post("/api/v1/faults", json={"stage": "MAIL", "code": 451}).json()
+    second = api.post("/api/v1/faults", json={"stage": "RCPT", "code": 550}).json()
+    left = api.delete(f"/api/v1/faults/{first['id']}")
+    assert left.status_code == 200
+    assert [r["id"] for r in left.json()["rules"]] == [second["id"]]
+    assert api.delete(f"/api/v1/faults/{first['id']}").status_code == 404
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(served.smtp_host, served.smtp_port, to=["x@example.com"])
+
+
+def test_mailpit_chaos_endpoint(served: Served, api: httpx.Client) -> None:
+    assert api.get("/api/v1/chaos").json() == {
+        "Sender": {"ErrorCode": 451, "Probability": 0},
+        "Recipient": {"ErrorCode": 451, "Probability": 0},
+        "Authentication": {"ErrorCode": 451, "Probability": 0},
+    }
+    other = api.post("/api/v1/faults", json={"stage": "DATA", "code": 554}).json()
+    put = api.put("/api/v1/chaos", json={"Recipient": {"ErrorCode": 550, "Probability": 100}})
+    assert put.status_code == 200
+    assert put.json()["Recipient"] == {"ErrorCode": 550, "Probability": 100}
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(served.smtp_host, served.smtp_port, to=["x@example.com"])
+    assert refused.value.recipients["x@example.com"][0] == 550
+    # A new setting replaces the old chaos rules and leaves other rules alone.
+    api.put("/api/v1/chaos", json={"Sender": {"ErrorCode": 421, "Probability": 100}})
+    rules = api.get("/api/v1/faults").json()["rules"]
+    assert sorted(r["name"] or r["id"] for r in rules) == sorted(
+        ["mailpit-chaos:Sender", other["name"] or other["id"]]
+    )
+    assert api.put("/api/v1/chaos", json={"Bogus": {"ErrorCode": 1}}).status_code == 400
+    assert api.put("/api/v1/chaos", content=b"").status_code == 400
+
+
 def test_fault_rules_add_list_clear(served: Served, api: httpx.Client) -> None:
     added = api.post(
         "/api/v1/faults", json={"stage": "RCPT", "code": 550, "recipient": "blocked@example.com"}

@@ -235,6 +235,10 @@ class _Metrics:
                 self.deleted += len(event.ids)
 
 
+_CHAOS_PREFIX = "mailpit-chaos:"
+_CHAOS_NAMES = ("Sender", "Recipient", "Authentication")
+
+
 def _bad(text: str, status: int = 400) -> PlainTextResponse:
     return PlainTextResponse(
         text, status_code=status, headers={"X-Content-Type-Options": "nosniff"}
@@ -696,6 +700,64 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
             return _bad("foreign Origin refused", 403)
         fault_set().clear()
         return JSONResponse({"rules": []})
+
+    @app.delete("/api/v1/faults/{rule_id}", tags=["faults"])
+    def remove_fault(rule_id: str, request: Request) -> Response:
+        """Remove one rule by its id (404 if there is none)."""
+        if not _same_origin(request, settings.allowed_origins):
+            return _bad("foreign Origin refused", 403)
+        try:
+            fault_set().remove(rule_id)
+        except KeyError:
+            return _bad(f"no fault rule with id {rule_id!r}", 404)
+        return JSONResponse({"rules": [r.to_dict() for r in fault_set().rules]})
+
+    # -- Mailpit's chaos endpoint, mapped onto fault rules ------------------------------------
+
+    def chaos_triggers() -> dict[str, dict[str, int]]:
+        triggers = {name: {"ErrorCode": 451, "Probability": 0} for name in _CHAOS_NAMES}
+        for rule in fault_set().rules:
+            if not (rule.name or "").startswith(_CHAOS_PREFIX):
+                continue
+            name = (rule.name or "").removeprefix(_CHAOS_PREFIX)
+            if name in triggers:
+                triggers[name] = {
+                    "ErrorCode": rule.code or 451,
+                    "Probability": round((rule.probability or 1.0) * 100),
+                }
+        return triggers
+
+    @app.get("/api/v1/chaos", tags=["compatibility"])
+    def get_chaos() -> Any:
+        """Mailpit's chaos triggers, read from the fault rules Mailpit's syntax added."""
+        return chaos_triggers()
+
+    @app.put("/api/v1/chaos", tags=["compatibility"])
+    async def put_chaos(request: Request) -> Response:
+        """Set Mailpit's chaos triggers (``{"Sender": {"ErrorCode": 451, "Probability": 50},
+        ...}``): the rules a previous chaos setting added are replaced; other rules stay."""
+        if not _same_origin(request, settings.allowed_origins):
+            return _bad("foreign Origin refused", 403)
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return _bad("body must be Mailpit chaos triggers as JSON")
+        if not isinstance(body, dict):
+            return _bad("body must be a JSON object of chaos triggers")
+        from .._chaos import mailpit_rules
+
+        try:
+            rules = mailpit_rules(body)
+        except ConfigurationError as exc:
+            return _bad(str(exc))
+        faults = fault_set()
+        for old in faults.rules:
+            if old.name and old.name.startswith(_CHAOS_PREFIX):
+                with contextlib.suppress(KeyError):
+                    faults.remove(old)
+        for rule in rules:
+            faults.add(rule)
+        return JSONResponse(chaos_triggers())
 
     # -- MailHog v2 (read-only compatibility) -------------------------------------------------
 
