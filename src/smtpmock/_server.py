@@ -400,15 +400,28 @@ class SMTPMock(Mailbox):
 
 
 async def _drain_connections(state: _ServerState, grace: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while state.connections and loop.time() < deadline:
-        await asyncio.sleep(0.01)
+    # Wait (woken by each connection_lost, no polling) for the closed transports to finish,
+    # then abort whatever is still open: a TLS peer that never answers close_notify.
+    waiters = []
+    for protocol in list(state.connections):
+        writer = getattr(protocol, "_writer", None)
+        if writer is not None:
+            waiters.append(asyncio.ensure_future(_quietly(writer.wait_closed())))
+    if waiters:
+        await asyncio.wait(waiters, timeout=grace)
+        for waiter in waiters:
+            waiter.cancel()
     for protocol in list(state.connections):
         transport = protocol.transport
         if isinstance(transport, asyncio.WriteTransport):
             transport.abort()
     await asyncio.sleep(0)
+
+
+async def _quietly(waiting: Coroutine[Any, Any, Any]) -> None:
+    # A connection that ends with an error has ended all the same.
+    with contextlib.suppress(Exception):
+        await waiting
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:
