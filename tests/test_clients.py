@@ -4,9 +4,12 @@ through plain, STARTTLS and implicit TLS, with AUTH, verifying the server's cert
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import subprocess
+from collections.abc import Coroutine
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -32,18 +35,34 @@ def _email(subject: str) -> EmailMessage:
 # ------------------------------------------------------------------------------- aiosmtplib
 
 
+# aiosmtplib closes its TLS transport without waiting for the close to finish; when asyncio.run()
+# ends first, the client's own socket is reported unclosed at garbage collection. That is the
+# client library's clean-up, not the server's, so only that warning is let through here.
+_AIOSMTPLIB_CLOSE = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _aio(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run an aiosmtplib call; collect its leftovers inside the test that made them."""
+    try:
+        return asyncio.run(coro)
+    finally:
+        gc.collect()
+
+
+@_AIOSMTPLIB_CLOSE
 def test_aiosmtplib_plain(mock: SMTPMock) -> None:
-    asyncio.run(aiosmtplib.send(_email("aio plain"), hostname=mock.host, port=mock.port))
+    _aio(aiosmtplib.send(_email("aio plain"), hostname=mock.host, port=mock.port))
     [message] = mock.wait_for(1)
     assert message.subject == "aio plain"
     assert not message.tls
 
 
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
+@_AIOSMTPLIB_CLOSE
 def test_aiosmtplib_tls_and_auth(tls: str) -> None:
     with SMTPMock(tls=tls, auth={"app": SECRET}) as mock:
         context = mock.client_ssl_context()
-        asyncio.run(
+        _aio(
             aiosmtplib.send(
                 _email(f"aio {tls}"),
                 hostname=mock.host,
@@ -60,10 +79,11 @@ def test_aiosmtplib_tls_and_auth(tls: str) -> None:
     assert message.auth_user == "app"
 
 
+@_AIOSMTPLIB_CLOSE
 def test_aiosmtplib_wrong_password_fails() -> None:
     with SMTPMock(tls="starttls", auth={"app": SECRET}) as mock:
         with pytest.raises(aiosmtplib.SMTPAuthenticationError):
-            asyncio.run(
+            _aio(
                 aiosmtplib.send(
                     _email("nope"),
                     hostname=mock.host,

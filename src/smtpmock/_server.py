@@ -246,15 +246,19 @@ class SMTPMock(Mailbox):
         self.check()
 
     def _begin_shutdown(self) -> None:
-        for server in self._servers:
-            server.close()
-        state = self._state
-        if state is not None:
-            for protocol in list(state.connections):
-                if protocol.transport is not None:
-                    protocol.transport.close()
         assert self._loop is not None
-        self._loop.stop()
+        try:
+            for server in self._servers:
+                server.close()
+            state = self._state
+            for protocol in list(state.connections if state is not None else ()):
+                # A connection that fails to close here is aborted by _close_loop after the
+                # grace period; its error is the client's business, not a server error.
+                with contextlib.suppress(Exception):
+                    _close_connection(protocol.transport)
+        finally:
+            # Whatever a transport did above, the loop must stop, or stop() would wait forever.
+            self._loop.stop()
 
     def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         state = self._state
@@ -397,6 +401,25 @@ class SMTPMock(Mailbox):
     def __repr__(self) -> str:
         where = f"{self.host}:{self._bound[1]}" if self._bound else "not running"
         return f"<SMTPMock {where} messages={len(self._store)}>"
+
+
+def _close_connection(transport: asyncio.BaseTransport | None) -> None:
+    if transport is None or transport.is_closing():
+        return
+    try:
+        pending = (
+            transport.get_write_buffer_size()
+            if isinstance(transport, asyncio.WriteTransport)
+            else 0
+        )
+    except Exception:  # a TLS transport mid-handshake may not know yet
+        pending = 1
+    if pending == 0 and isinstance(transport, asyncio.WriteTransport):
+        # Nothing left to send: abort at once. close() on a TLS connection would wait for the
+        # peer's close_notify, which an idle client never sends.
+        transport.abort()
+    else:
+        transport.close()  # flush what is queued, within the grace period of _close_loop
 
 
 async def _drain_connections(state: _ServerState, grace: float) -> None:
