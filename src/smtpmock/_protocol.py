@@ -367,9 +367,21 @@ class SMTPProtocol(SMTP):
             text = with_enhanced_code(text)
         await self._send(text)
 
-    async def _send(self, text: str) -> None:
-        self._record("server", text)
-        await super().push(text)
+    async def _send(self, *lines: str) -> None:
+        """Write reply lines in one write; wait for the transport only if it is backed up.
+
+        aiosmtpd's ``push`` awaits ``drain()`` after every line; a reply is small and the
+        socket takes it at once, so the await is only needed when the transport buffers
+        (a slow reader: flow control), or to notice a connection that is gone.
+        """
+        for line in lines:
+            self._record("server", line)
+        text = "\r\n".join(lines) + "\r\n"
+        writer = self._writer
+        writer.write(text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii"))
+        transport = writer.transport
+        if transport.get_write_buffer_size() or transport.is_closing():
+            await writer.drain()
 
     def _write_now(self, text: str) -> None:
         """Write a reply from a synchronous callback (timeouts, refusals)."""
@@ -601,9 +613,8 @@ class SMTPProtocol(SMTP):
         if self._auth_methods and (self.in_tls or not self._auth_require_tls):
             lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
         lines.append("HELP")
-        for line in lines[:-1]:
-            await self._send(f"250-{line}")
-        await self._send(f"250 {lines[-1]}")
+        # One write for the whole reply (aiosmtpd sends each line as its own segment).
+        await self._send(*[f"250-{line}" for line in lines[:-1]], f"250 {lines[-1]}")
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str | None) -> None:
