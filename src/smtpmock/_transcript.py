@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
+import time as _time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = ["Transcript", "TranscriptEntry", "TranscriptLog"]
 
@@ -28,14 +29,19 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-@dataclass(frozen=True)
-class TranscriptEntry:
+class TranscriptEntry(NamedTuple):
     """One line of a session: sent by the ``client``, by the ``server``, or an ``event``
     (connection, TLS start, DATA content marker, timeout, disconnection)."""
 
-    time: _dt.datetime
+    stamp: float
+    """When, in seconds since the epoch (``time.time()``); :attr:`time` is the datetime."""
     kind: EntryKind
     text: str
+
+    @property
+    def time(self) -> _dt.datetime:
+        """When, as an aware UTC datetime (built when read: recording a line stays cheap)."""
+        return _dt.datetime.fromtimestamp(self.stamp, _dt.timezone.utc)
 
     def to_dict(self) -> dict[str, str]:
         """``{"time": ISO 8601, "kind": ..., "text": ...}``."""
@@ -90,11 +96,12 @@ class Transcript:
     def add(self, kind: EntryKind, text: str) -> None:
         """Append one entry; past :data:`MAX_ENTRIES` only a truncation marker is kept, so a
         client looping on NOOP cannot grow the server's memory without bound."""
-        count = len(self.entries)
+        entries = self.entries
+        count = len(entries)
         if count < MAX_ENTRIES:
-            self.entries.append(TranscriptEntry(_now(), kind, text))
+            entries.append(TranscriptEntry(_time.time(), kind, text))
         elif count == MAX_ENTRIES:
-            self.entries.append(TranscriptEntry(_now(), "event", TRUNCATED))
+            entries.append(TranscriptEntry(_time.time(), "event", TRUNCATED))
 
     def to_dict(self) -> dict[str, Any]:
         """The transcript as plain JSON-ready data."""
