@@ -813,6 +813,12 @@ class SMTPProtocol(SMTP):
 
         Only CRLF ends a line here: a lone LF or CR is content, so ``LF.LF``, ``CR.CRLF`` and
         ``LF.CRLF`` cannot end the message (SMTP smuggling, CVE-2023-51764 and relatives).
+
+        Lines are taken a block at a time: one ``readuntil(b".\\r\\n")`` returns every line up
+        to the first one that ends in a dot (the end marker is such a line, so nothing past it
+        is read), and the block is split at CRLF into exactly the lines that one
+        ``readuntil(b"\\r\\n")`` per line would have returned. A block longer than the
+        reader's buffer limit switches to reading line by line for the rest of the message.
         """
         size_limit = self.data_size_limit
         line_limit = self.state.config.max_line_length
@@ -820,13 +826,33 @@ class SMTPProtocol(SMTP):
         refused = False
         drained = received = 0
         line_length = 0  # octets of the current line so far
+        reader = self._reader
+        by_block = True
+        lines: list[bytes] = []
+        next_line = 0
         while True:
-            try:
-                chunk: bytes = await self._reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as exc:
-                chunk = await self._reader.read(exc.consumed)
-            except asyncio.IncompleteReadError as exc:
-                raise _ConnectionClosed from exc
+            if next_line < len(lines):
+                chunk: bytes = lines[next_line]
+                next_line += 1
+            elif by_block and line_length == 0:
+                try:
+                    block: bytes = await reader.readuntil(b".\r\n")
+                except asyncio.LimitOverrunError:
+                    by_block = False
+                    continue
+                except asyncio.IncompleteReadError as exc:
+                    raise _ConnectionClosed from exc
+                parts = block.split(b"\r\n")  # the block ends in CRLF: parts[-1] is b""
+                lines = [part + b"\r\n" for part in parts[:-1]]
+                next_line = 0
+                continue
+            else:
+                try:
+                    chunk = await reader.readuntil(b"\r\n")
+                except asyncio.LimitOverrunError as exc:
+                    chunk = await reader.read(exc.consumed)
+                except asyncio.IncompleteReadError as exc:
+                    raise _ConnectionClosed from exc
             ends_line = chunk.endswith(b"\r\n")
             if line_length == 0:
                 if chunk == b".\r\n":
