@@ -143,6 +143,10 @@ def test_seed_sample_on_each_python(version: str) -> None:
     program = SEED_SAMPLE + (
         "mock_server.stop()\nimport sys\nprint(sys.version_info[:2], smtpmock.__file__)\n"
     )
+    # The venv supplies the dependencies; PYTHONPATH makes it import this checkout's code
+    # even when its editable install points at another copy of the repository.
+    source = str(Path(smtpmock.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": source}
     with seed_port():
         done = subprocess.run(
             [str(python), "-W", "error", "-c", program],
@@ -150,9 +154,10 @@ def test_seed_sample_on_each_python(version: str) -> None:
             text=True,
             timeout=120,
             check=False,
+            env=env,
         )
     assert done.returncode == 0, done.stderr
     major, minor = (int(x) for x in version.split("."))
     assert done.stdout.startswith(f"({major}, {minor})"), done.stdout
     # The venv must run this checkout's code, not some other installed copy.
-    assert done.stdout.split()[-1] == smtpmock.__file__, done.stdout
+    assert Path(done.stdout.split()[-1]).resolve() == Path(smtpmock.__file__).resolve(), done.stdout
