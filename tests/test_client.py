@@ -68,6 +68,14 @@ def test_messages_rebuilt_match_in_process_parsing(client: Client) -> None:
     assert remote_msg.peer is not None
 
 
+def test_messages_carry_their_session_transcript(client: Client) -> None:
+    send(client.host, client.port, subject="traced")
+    [message] = client.wait_for(1)
+    assert message.transcript is not None
+    assert message.transcript.commands[:4] == ["EHLO", "MAIL", "RCPT", "DATA"]
+    assert message.id in message.transcript.message_ids
+
+
 def test_wait_for_regex_and_predicate_run_client_side(client: Client) -> None:
     send(client.host, client.port, subject="Order 41", to=["a@example.com"])
     thread = threading.Thread(

@@ -117,6 +117,24 @@ def test_smtp_round_trip_commits_before_250(tmp_path: Path) -> None:
     mock.store.close()
 
 
+def test_transcript_is_kept_with_the_message_across_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "mail.db"
+    with SMTPMock(store=SQLiteStore(path)) as mock:
+        send(mock.host, mock.port, subject="with its session")
+        [live] = mock.wait_for(1)
+    mock.store.close()
+    reopened = SQLiteStore(path)
+    try:
+        [stored] = reopened.messages()
+    finally:
+        reopened.close()
+    assert live.transcript is not None
+    assert stored.transcript is not None
+    assert stored.transcript.session_id == live.session_id
+    assert stored.transcript.commands[:4] == ["EHLO", "MAIL", "RCPT", "DATA"]
+    assert stored.transcript.entries[0].time == live.transcript.entries[0].time
+
+
 @pytest.mark.parametrize("bad", [b"", b"no headers at all", b"Subject: =?x-unknown?q?a?=\r\n\r\n"])
 def test_malformed_messages_are_stored(bad: bytes) -> None:
     store = SQLiteStore()

@@ -14,7 +14,6 @@ messages match exactly or the time is up. It never polls on a timer.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._message import Message
 from ._query import Criteria
 from .store import Store
-from .store._sqlite import message_from_envelope
+from .store._sqlite import decode_export
 
 __all__ = ["Client", "RemoteFaults"]
 
@@ -43,7 +42,7 @@ def _import_httpx() -> Any:
 
 
 def _decode(entries: Iterable[dict[str, Any]]) -> list[Message]:
-    return [message_from_envelope(base64.b64decode(e["Raw"]), e["Envelope"]) for e in entries]
+    return [decode_export(e) for e in entries]
 
 
 class _RemoteStore(Store):

@@ -1070,9 +1070,17 @@ class _Handler:
             # A hook refused the message; aiosmtpd pushes whatever we return, so the hook
             # leaves its reply here rather than pushing it itself.
             return server.data_end_reply or "451 4.3.0 message refused"
-        await state.deliver(message)
-        if server.transcript is not None:
-            server.transcript.message_ids.append(message.id)
+        transcript = server.transcript
+        # Listed before delivery, so a store that keeps a snapshot of the transcript with the
+        # message (SQLite) records which message it delivered.
+        if transcript is not None:
+            transcript.message_ids.append(message.id)
+        try:
+            await state.deliver(message)
+        except BaseException:
+            if transcript is not None:
+                transcript.message_ids.remove(message.id)
+            raise
         return f"250 2.0.0 OK: queued as {message.id}"
 
     async def handle_exception(self, error: Exception) -> str:

@@ -117,6 +117,29 @@ class Transcript:
             "entries": [e.to_dict() for e in list(self.entries)],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        """Rebuild a transcript from :meth:`to_dict` output (as stores and the HTTP API keep it)."""
+        peer = data.get("peer")
+        ended = data.get("ended_at")
+        return cls(
+            session_id=str(data["session_id"]),
+            peer=(str(peer[0]), int(peer[1])) if peer else None,
+            started_at=_dt.datetime.fromisoformat(str(data["started_at"])),
+            ended_at=_dt.datetime.fromisoformat(str(ended)) if ended else None,
+            tls_version=data.get("tls_version"),
+            auth_user=data.get("auth_user"),
+            message_ids=[str(i) for i in data.get("message_ids") or ()],
+            entries=[
+                TranscriptEntry(
+                    _dt.datetime.fromisoformat(str(e["time"])).timestamp(),
+                    e["kind"],
+                    str(e["text"]),
+                )
+                for e in data.get("entries") or ()
+            ],
+        )
+
     def __str__(self) -> str:
         return "\n".join(str(e) for e in list(self.entries))
 

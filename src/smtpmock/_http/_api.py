@@ -330,9 +330,9 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         return [m for m in found if before is None or m.seq <= before]
 
     def transcript_of(message: Message) -> dict[str, Any] | None:
-        # Transcripts live in the server process (the newest 1,000 sessions), not in the
-        # database: after a restart, older messages have none.
-        found = mock.transcript_for(message)
+        # The live transcript while the server keeps it (the newest 1,000 sessions, still
+        # growing until the session ends); else the snapshot stored with the message.
+        found = mock.transcript_for(message) or message.transcript
         return found.to_dict() if found is not None else None
 
     def count_matching(search: Search, after: int, before: int | None) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._message import Message
 from .._search import IndexFields, Search, index_fields
+from .._transcript import Transcript
 from ._base import Retention, Store
 
 __all__ = ["SQLiteStore", "message_summary"]
@@ -130,12 +131,29 @@ def message_from_envelope(raw: bytes, envelope: dict[str, Any]) -> Message:
         session_id=envelope.get("session_id"),
     )
     message.seq = int(envelope.get("seq") or 0)
+    transcript = envelope.get("transcript")
+    if transcript:
+        message.transcript = Transcript.from_dict(transcript)
     return message
 
 
 def encode_export(message: Message) -> dict[str, Any]:
-    """Envelope plus base64 raw bytes: what a remote client needs to rebuild the message."""
-    return {"Envelope": envelope_dict(message), "Raw": base64.b64encode(message.raw).decode()}
+    """Envelope, base64 raw bytes and the session transcript: what a remote client needs to
+    rebuild the message (see :func:`decode_export`)."""
+    transcript = message.transcript.to_dict() if message.transcript is not None else None
+    return {
+        "Envelope": envelope_dict(message),
+        "Raw": base64.b64encode(message.raw).decode(),
+        "Transcript": transcript,
+    }
+
+
+def decode_export(data: dict[str, Any]) -> Message:
+    """The :class:`~smtpmock.Message` that :func:`encode_export` described."""
+    message = message_from_envelope(base64.b64decode(data["Raw"]), data["Envelope"])
+    if data.get("Transcript"):
+        message.transcript = Transcript.from_dict(data["Transcript"])
+    return message
 
 
 class SQLiteStore(Store):
@@ -186,6 +204,10 @@ class SQLiteStore(Store):
         fields, summary, envelope = prepared
         summary = {**summary, "Seq": message.seq}
         envelope = {**envelope, "seq": message.seq}
+        if message.transcript is not None:
+            # The session as far as this message (its end of data): enough to show how it
+            # arrived after a restart, when the live transcripts of the server are gone.
+            envelope["transcript"] = message.transcript.to_dict()
         values = asdict(fields)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
