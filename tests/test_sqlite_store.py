@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import smtplib
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,31 @@ def test_transcript_is_kept_with_the_message_across_a_reopen(tmp_path: Path) -> 
     assert stored.transcript.session_id == live.session_id
     assert stored.transcript.commands[:4] == ["EHLO", "MAIL", "RCPT", "DATA"]
     assert stored.transcript.entries[0].time == live.transcript.entries[0].time
+
+
+def test_long_session_stores_one_transaction_per_message(tmp_path: Path) -> None:
+    # One connection, many messages: each stored transcript holds the session's opening and
+    # that message's own transaction, never the whole session again (which grows as n^2).
+    path = tmp_path / "mail.db"
+    with SMTPMock(store=SQLiteStore(path)) as mock:
+        with smtplib.SMTP(mock.host, mock.port, timeout=10) as client:
+            for n in range(30):
+                client.sendmail("a@example.com", [f"r{n}@example.com"], f"Subject: {n}\r\n\r\nx")
+        mock.wait_for(30)
+    mock.store.close()
+    reopened = SQLiteStore(path)
+    try:
+        stored = reopened.messages()
+    finally:
+        reopened.close()
+    for message in (stored[1], stored[-1]):
+        transcript = message.transcript
+        assert transcript is not None
+        assert transcript.commands == ["EHLO", "MAIL", "RCPT", "DATA"]
+        assert transcript.message_ids == [message.id]
+        client_lines = [e.text for e in transcript.entries if e.kind == "client"]
+        assert any(message.rcpt_tos[0] in line for line in client_lines)
+    assert len(stored[-1].transcript.entries) == len(stored[1].transcript.entries)
 
 
 @pytest.mark.parametrize("bad", [b"", b"no headers at all", b"Subject: =?x-unknown?q?a?=\r\n\r\n"])

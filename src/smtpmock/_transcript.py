@@ -117,6 +117,30 @@ class Transcript:
             "entries": [e.to_dict() for e in list(self.entries)],
         }
 
+    def excerpt(self) -> dict[str, Any]:
+        """:meth:`to_dict` cut to what concerns the newest message: the session's opening
+        (everything before its first ``MAIL``: greeting, EHLO, STARTTLS, AUTH) and the newest
+        transaction (from its ``MAIL`` on). ``"omitted"`` counts the entries left out.
+
+        Stores keep this with each message: the whole session would make a connection that
+        delivers n messages store n growing copies of itself.
+        """
+        entries = list(self.entries)
+
+        def is_mail(entry: TranscriptEntry) -> bool:
+            return entry.kind == "client" and entry.text[:5].upper() in ("MAIL ", "MAIL")
+
+        first = next((i for i, e in enumerate(entries) if is_mail(e)), len(entries))
+        last = next(
+            (i for i in range(len(entries) - 1, first - 1, -1) if is_mail(entries[i])), first
+        )
+        kept = entries[:first] + entries[last:]
+        data = self.to_dict()
+        data["entries"] = [e.to_dict() for e in kept]
+        data["message_ids"] = list(self.message_ids[-1:])
+        data["omitted"] = len(entries) - len(kept)
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Transcript:
         """Rebuild a transcript from :meth:`to_dict` output (as stores and the HTTP API keep it)."""

@@ -138,9 +138,10 @@ def message_from_envelope(raw: bytes, envelope: dict[str, Any]) -> Message:
 
 
 def encode_export(message: Message) -> dict[str, Any]:
-    """Envelope, base64 raw bytes and the session transcript: what a remote client needs to
-    rebuild the message (see :func:`decode_export`)."""
-    transcript = message.transcript.to_dict() if message.transcript is not None else None
+    """Envelope, base64 raw bytes and the session transcript as far as it concerns this
+    message (:meth:`Transcript.excerpt`): what a remote client needs to rebuild the message
+    (see :func:`decode_export`)."""
+    transcript = message.transcript.excerpt() if message.transcript is not None else None
     return {
         "Envelope": envelope_dict(message),
         "Raw": base64.b64encode(message.raw).decode(),
@@ -207,7 +208,7 @@ class SQLiteStore(Store):
         if message.transcript is not None:
             # The session as far as this message (its end of data): enough to show how it
             # arrived after a restart, when the live transcripts of the server are gone.
-            envelope["transcript"] = message.transcript.to_dict()
+            envelope["transcript"] = message.transcript.excerpt()
         values = asdict(fields)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
