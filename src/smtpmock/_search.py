@@ -162,6 +162,29 @@ def _date(value: str) -> float:
     return when.timestamp()
 
 
+def _phrase(value: str) -> str:
+    """An FTS5 phrase that matches *value* as a substring in a trigram index."""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _substring(table: str, columns: str, value: str) -> tuple[str, tuple[object, ...]]:
+    """SQL for "*value* is a substring of one of *columns*", through the trigram index.
+
+    A trigram index answers MATCH for needles of three characters or more (``LIKE`` with an
+    ``ESCAPE`` clause would bypass it and scan every row); shorter needles fall back to LIKE.
+    """
+    if len(value) >= 3:
+        target = columns if " " not in columns else "{" + columns + "}"
+        return (
+            f"seq IN (SELECT rowid FROM {table} WHERE {table} MATCH ?)",
+            (f"{target} : {_phrase(value)}",),
+        )
+    ors = " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns.split())
+    return f"seq IN (SELECT rowid FROM {table} WHERE {ors})", (_like(value),) * len(
+        columns.split()
+    )
+
+
 def _like(value: str) -> str:
     escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -184,16 +207,13 @@ def _compile(term: Term) -> _Compiled:
         needle = value.lower()
         return _Compiled(
             lambda f: needle in getattr(f, column),
-            f"{column} LIKE ? ESCAPE '\\'",
-            (_like(value),),
+            *_substring("fields_fts", column, value),
         )
     if field == "addressed":
         needle = value.lower()
         return _Compiled(
             lambda f: needle in f.addressed,
-            "(to_text LIKE ? ESCAPE '\\' OR cc_text LIKE ? ESCAPE '\\' "
-            "OR bcc_text LIKE ? ESCAPE '\\')",
-            (_like(value),) * 3,
+            *_substring("fields_fts", "to_text cc_text bcc_text", value),
         )
     if field == "has":
         kind = value.lower()
@@ -223,11 +243,7 @@ def _compile(term: Term) -> _Compiled:
         )
         raise SearchError(f"unknown search filter {field}: (known: {known})")
     needle = value.lower()
-    return _Compiled(
-        lambda f: needle in f.free_text,
-        "seq IN (SELECT rowid FROM search_fts WHERE body LIKE ? ESCAPE '\\')",
-        (_like(value),),
-    )
+    return _Compiled(lambda f: needle in f.free_text, *_substring("search_fts", "body", value))
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,14 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS raw (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(body, tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS fields_fts USING fts5(
+    from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id,
+    tokenize='trigram'
+);
 """
+
+# The header fields that search matches as substrings, indexed by trigram in fields_fts.
+_FIELD_COLUMNS = "from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id"
 
 _SNIPPET = 250
 
@@ -180,8 +187,24 @@ class SQLiteStore(Store):
                 f"cannot use {self.path!r} as a smtpmock database: {exc}"
             ) from exc
         self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
+        self._backfill_fields_index()
         self._prepared: dict[int, tuple[IndexFields, dict[str, Any], dict[str, Any]]] = {}
         self._prepared_lock = threading.Lock()
+
+    def _backfill_fields_index(self) -> None:
+        # A database written before fields_fts existed: index its header fields once.
+        if not self._count:
+            return
+        indexed = self._db.execute("SELECT COUNT(*) FROM fields_fts").fetchone()[0]
+        if indexed == self._count:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("DELETE FROM fields_fts")
+        self._db.execute(
+            f"INSERT INTO fields_fts (rowid, {_FIELD_COLUMNS}) SELECT seq, {_FIELD_COLUMNS} "
+            "FROM messages"
+        )
+        self._db.execute("COMMIT")
 
     # ------------------------------------------------------------------ writing
 
@@ -240,6 +263,19 @@ class SQLiteStore(Store):
                 "INSERT INTO search_fts (rowid, body) VALUES (?, ?)",
                 (message.seq, fields.free_text),
             )
+            db.execute(
+                f"INSERT INTO fields_fts (rowid, {_FIELD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    message.seq,
+                    values["from_text"],
+                    values["to_text"],
+                    values["cc_text"],
+                    values["bcc_text"],
+                    values["reply_to_text"],
+                    values["subject"],
+                    values["message_id"],
+                ),
+            )
             self._count += 1
             self._bytes += message.size
             evicted = [] if self.retention.unbounded else self._evict()
@@ -281,6 +317,7 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
             db.execute("DELETE FROM raw WHERE seq = ?", (seq,))
             db.execute("DELETE FROM search_fts WHERE rowid = ?", (seq,))
+            db.execute("DELETE FROM fields_fts WHERE rowid = ?", (seq,))
             self._count -= 1
             self._bytes -= int(size[0])
 
@@ -307,6 +344,7 @@ class SQLiteStore(Store):
         db.execute("DELETE FROM messages")
         db.execute("DELETE FROM raw")
         db.execute("DELETE FROM search_fts")
+        db.execute("DELETE FROM fields_fts")
         db.execute("COMMIT")
         self._count, self._bytes = 0, 0
         return count
