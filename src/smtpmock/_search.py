@@ -180,9 +180,7 @@ def _substring(table: str, columns: str, value: str) -> tuple[str, tuple[object,
             (f"{target} : {_phrase(value)}",),
         )
     ors = " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns.split())
-    return f"seq IN (SELECT rowid FROM {table} WHERE {ors})", (_like(value),) * len(
-        columns.split()
-    )
+    return f"seq IN (SELECT rowid FROM {table} WHERE {ors})", (_like(value),) * len(columns.split())
 
 
 def _like(value: str) -> str:
