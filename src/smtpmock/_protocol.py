@@ -654,23 +654,10 @@ class SMTPProtocol(SMTP):
         if self.envelope.mail_from is not None:
             await self.push("503 5.5.1 Error: nested MAIL command")
             return
-        address, params_text = self._parse_path(rest)
-        if address is None:
-            await self.push("553 5.1.3 Error: malformed address")
+        parsed = await self._path_and_params(rest, syntax_error, self._check_mail_param)
+        if parsed is None:
             return
-        options = params_text.split()
-        if options and not self.session.extended_smtp:
-            await self.push(syntax_error)
-            return
-        params = _parse_params(options)
-        if params is None:
-            await self.push(syntax_error)
-            return
-        for name, value in params.items():
-            problem = self._check_mail_param(name, value)
-            if problem:
-                await self.push(problem)
-                return
+        address, options, params = parsed
         smtputf8 = "SMTPUTF8" in params
         if not address.isascii() and not smtputf8:
             await self.push("553 5.6.7 Error: non-ASCII address needs the SMTPUTF8 parameter")
@@ -686,6 +673,42 @@ class SMTPProtocol(SMTP):
             self.envelope.smtp_utf8 = smtputf8
             status = "250 2.1.0 Sender OK"
         await self.push(status)
+
+    async def _path_and_params(
+        self,
+        rest: str,
+        syntax_error: str,
+        check: Callable[[str, str | None], str | None],
+        *,
+        allow_null: bool = True,
+    ) -> tuple[str, list[str], dict[str, str | None]] | None:
+        """Parse ``<path> [params]`` of MAIL or RCPT; answer and return ``None`` on any error.
+
+        *check* names what is wrong with one parameter (``None`` if nothing); the null path
+        ``<>`` is allowed only where *allow_null* (MAIL: bounces).
+        """
+        assert self.session is not None
+        address, params_text = self._parse_path(rest)
+        if address is None:
+            await self.push("553 5.1.3 Error: malformed address")
+            return None
+        if not address and not allow_null:
+            await self.push(syntax_error)
+            return None
+        options = params_text.split()
+        if options and not self.session.extended_smtp:
+            await self.push(syntax_error)
+            return None
+        params = _parse_params(options)
+        if params is None:
+            await self.push(syntax_error)
+            return None
+        for name, value in params.items():
+            problem = check(name, value)
+            if problem:
+                await self.push(problem)
+                return None
+        return address, options, params
 
     def _check_mail_param(self, name: str, value: str | None) -> str | None:
         if name not in _MAIL_PARAMS:
@@ -716,26 +739,12 @@ class SMTPProtocol(SMTP):
         if rest is None:
             await self.push(syntax_error)
             return
-        address, params_text = self._parse_path(rest)
-        if address is None:
-            await self.push("553 5.1.3 Error: malformed address")
+        parsed = await self._path_and_params(
+            rest, syntax_error, _check_rcpt_param, allow_null=False
+        )
+        if parsed is None:
             return
-        if not address:
-            await self.push(syntax_error)
-            return
-        options = params_text.split()
-        if options and not self.session.extended_smtp:
-            await self.push(syntax_error)
-            return
-        params = _parse_params(options)
-        if params is None:
-            await self.push(syntax_error)
-            return
-        for name, value in params.items():
-            problem = _check_rcpt_param(name, value)
-            if problem:
-                await self.push(problem)
-                return
+        address, options, _ = parsed
         if not address.isascii() and not self.envelope.smtp_utf8:
             await self.push("553 5.6.7 Error: non-ASCII address needs MAIL ... SMTPUTF8")
             return
