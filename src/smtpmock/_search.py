@@ -5,7 +5,10 @@ means the same thing everywhere: :func:`parse` turns it into a :class:`Search`, 
 :class:`~smtpmock.Criteria` (a predicate over :class:`~smtpmock.Message`, used in-process and by
 the memory store) and a SQL ``WHERE`` clause over the columns of :func:`index_fields` (used by the
 SQLite store). Both evaluate the same derived fields, computed from a message once by
-:func:`index_fields`, so the two can only disagree if SQLite's ``LIKE`` and Python's ``in`` did.
+:func:`index_fields`. Substring terms are turned into SQL by the store (:data:`TextSQL`), which
+knows its indexes; :func:`tokens` is the one definition of a word that the store's word index
+and its query planner share, and every substring term the planner cannot answer exactly from
+the index is checked with ``instr`` against the same text Python's ``in`` reads.
 
 Syntax: space-separated terms are ANDed; ``"quoted phrases"``; a leading ``-`` or ``!`` negates a
 term. Filters (all case-insensitive substring matches unless said otherwise):
@@ -40,7 +43,7 @@ from ._errors import ConfigurationError
 from ._message import Message
 from ._query import Criteria
 
-__all__ = ["IndexFields", "Search", "SearchError", "index_fields", "parse"]
+__all__ = ["IndexFields", "Search", "SearchError", "TextSQL", "index_fields", "parse", "tokens"]
 
 
 class SearchError(ConfigurationError):
@@ -76,6 +79,16 @@ class IndexFields:
 
 
 _TAGS = re.compile(r"<[^>]*>")
+
+# A word: a run of ASCII letters and digits and of any non-ASCII character. This is exactly what
+# SQLite FTS5's ``ascii`` tokenizer calls a token, so the words Python finds in a text are the
+# words the store's word index holds for it (the texts are lower-cased before both see them).
+_WORD = re.compile(r"[0-9A-Za-z\u0080-\U0010ffff]+")
+
+
+def tokens(text: str) -> list[str]:
+    """The words of *text*, in order, as the store's word index sees them."""
+    return _WORD.findall(text)
 
 
 def index_fields(message: Message) -> IndexFields:
@@ -162,30 +175,11 @@ def _date(value: str) -> float:
     return when.timestamp()
 
 
-def _phrase(value: str) -> str:
-    """An FTS5 phrase that matches *value* as a substring in a trigram index."""
-    return '"' + value.replace('"', '""') + '"'
-
-
-def _substring(table: str, columns: str, value: str) -> tuple[str, tuple[object, ...]]:
-    """SQL for "*value* is a substring of one of *columns*", through the trigram index.
-
-    A trigram index answers MATCH for needles of three characters or more (``LIKE`` with an
-    ``ESCAPE`` clause would bypass it and scan every row); shorter needles fall back to LIKE.
-    """
-    if len(value) >= 3:
-        target = columns if " " not in columns else "{" + columns + "}"
-        return (
-            f"seq IN (SELECT rowid FROM {table} WHERE {table} MATCH ?)",
-            (f"{target} : {_phrase(value)}",),
-        )
-    ors = " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns.split())
-    return f"seq IN (SELECT rowid FROM {table} WHERE {ors})", (_like(value),) * len(columns.split())
-
-
-def _like(value: str) -> str:
-    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+TextSQL = Callable[[str, str], tuple[str, list[object]]]
+"""``text_sql(field, needle) -> (sql, params)``: SQL for "the lower-cased *needle* is a substring
+of *field*", where *field* is a column of :class:`IndexFields` (``from_text``, ``subject``, ...),
+``"addressed"`` (``to_text``, ``cc_text`` and ``bcc_text`` joined by newlines) or ``"free"``
+(:attr:`IndexFields.free_text`). Supplied by the store that runs the query."""
 
 
 _FieldTest = Callable[[IndexFields], bool]
@@ -194,8 +188,9 @@ _FieldTest = Callable[[IndexFields], bool]
 @dataclass(frozen=True)
 class _Compiled:
     test: _FieldTest
-    sql: str
-    params: tuple[object, ...]
+    sql: str = ""
+    params: tuple[object, ...] = ()
+    text: tuple[str, str] | None = None  # (field, lower-cased needle): SQL from the store
 
 
 def _compile(term: Term) -> _Compiled:
@@ -203,16 +198,10 @@ def _compile(term: Term) -> _Compiled:
     if field in _TEXT_FIELDS:
         column = _TEXT_FIELDS[field]
         needle = value.lower()
-        return _Compiled(
-            lambda f: needle in getattr(f, column),
-            *_substring("fields_fts", column, value),
-        )
+        return _Compiled(lambda f: needle in getattr(f, column), text=(column, needle))
     if field == "addressed":
         needle = value.lower()
-        return _Compiled(
-            lambda f: needle in f.addressed,
-            *_substring("fields_fts", "to_text cc_text bcc_text", value),
-        )
+        return _Compiled(lambda f: needle in f.addressed, text=("addressed", needle))
     if field == "has":
         kind = value.lower()
         if kind in ("attachment", "attachments"):
@@ -241,7 +230,7 @@ def _compile(term: Term) -> _Compiled:
         )
         raise SearchError(f"unknown search filter {field}: (known: {known})")
     needle = value.lower()
-    return _Compiled(lambda f: needle in f.free_text, *_substring("search_fts", "body", value))
+    return _Compiled(lambda f: needle in f.free_text, text=("free", needle))
 
 
 @dataclass(frozen=True)
@@ -276,15 +265,20 @@ class Search:
             predicates.append(predicate)
         return Criteria(*predicates)
 
-    def sql(self) -> tuple[str, list[object]]:
-        """A SQL condition over the SQLite store's ``messages`` table, and its parameters."""
+    def sql(self, text_sql: TextSQL) -> tuple[str, list[object]]:
+        """A SQL condition over the SQLite store's tables, and its parameters; substring terms
+        are turned into SQL by *text_sql*."""
         if not self.terms:
             return "1", []
         clauses: list[str] = []
         params: list[object] = []
         for term, compiled in self._compiled():
-            sql = compiled.sql
-            params.extend(compiled.params)
+            if compiled.text is not None:
+                sql, term_params = text_sql(*compiled.text)
+                params.extend(term_params)
+            else:
+                sql = compiled.sql
+                params.extend(compiled.params)
             clauses.append(f"NOT ({sql})" if term.negated else f"({sql})")
         return " AND ".join(clauses), params
 

@@ -34,6 +34,7 @@ from ._protocol import SessionSupport, SMTPProtocol, StageHook
 from ._tls import TLSMaterial, tls_material
 from ._transcript import Transcript, TranscriptLog
 from .store import MemoryStore, Store
+from .store._base import GroupCommit
 
 __all__ = ["SMTPMock"]
 
@@ -54,18 +55,19 @@ class _ServerState:
         self.hooks: list[StageHook] = []
         self.errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
+        self._group = None if isinstance(store, MemoryStore) else GroupCommit(store)
 
     def record_error(self, error: BaseException) -> None:
         with self._errors_lock:
             self.errors.append(error)
 
     async def deliver(self, message: Message) -> None:
-        if isinstance(self.store, MemoryStore):
+        if self._group is None:
             self.store.add(message)
         else:
-            # A store that does I/O (SQLite: index, write, commit) must not hold the loop, or
-            # one large message stalls every other session; 250 still waits for the commit.
-            await asyncio.to_thread(self.store.add, message)
+            # A store that does I/O (SQLite: write, commit) must not hold the loop; concurrent
+            # deliveries share one commit, and 250 still waits for it.
+            await self._group.add(message)
 
 
 class SMTPMock(Mailbox):

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,6 +70,14 @@ class Store(ABC):
     def _insert(self, message: Message) -> list[Message]:
         """Store *message* (its seq already set); return the messages evicted to make room."""
 
+    def _insert_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Store several messages (seqs already set) as one change; stores with transactions
+        make it one transaction."""
+        evicted: list[Message] = []
+        for message in messages:
+            evicted += self._insert(message)
+        return evicted
+
     @abstractmethod
     def messages(self) -> list[Message]:
         """Every stored message, in arrival order."""
@@ -104,17 +113,34 @@ class Store(ABC):
 
     def add(self, message: Message) -> Message:
         """Store *message*, assign its ``seq``, enforce retention, and wake waiters."""
+        self.add_many((message,))
+        return message
+
+    def add_many(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """Store *messages* in order as one change (one transaction where the store has them:
+        all are stored or, on an error, none), assign their ``seq``, enforce retention, and
+        wake waiters once."""
+        if not messages:
+            return messages
         with self.changed:
-            self._last_seq += 1
-            message.seq = self._last_seq
-            evicted = self._insert(message)
+            first = self._last_seq
+            for offset, message in enumerate(messages, 1):
+                message.seq = first + offset
+            try:
+                evicted = self._insert_many(messages)
+            except BaseException:
+                for message in messages:
+                    message.seq = 0
+                raise
+            self._last_seq = first + len(messages)
             if evicted:
                 self.generation += 1
             self.changed.notify_all()
         if evicted:
             self._emit(StoreEvent("deleted", tuple(evicted), tuple(m.id for m in evicted)))
-        self._emit(StoreEvent("added", (message,)))
-        return message
+        for message in messages:
+            self._emit(StoreEvent("added", (message,)))
+        return messages
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete the messages with these ids; return how many existed."""
@@ -159,3 +185,60 @@ class Store(ABC):
         if self.retention.max_age is None:
             return None
         return time.time() - self.retention.max_age
+
+
+class GroupCommit:
+    """Deliveries from many SMTP sessions, stored by one :meth:`Store.add_many` per round.
+
+    For a store that does I/O (SQLite): each round runs in a worker thread, so the event loop is
+    never held; the messages that arrive while a round is being written go together in the next
+    one, so under load one commit serves many messages. :meth:`add` returns once its message is
+    committed (so ``250`` still follows the commit) and raises what storing it raised. When a
+    round fails, its messages are retried one by one, so one bad message fails alone.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: list[tuple[Message, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, message: Message) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((message, done))
+        if self._writer is None:
+            # A task of its own: a session that goes away must not cancel the others' commit.
+            self._writer = loop.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(self.store.add_many, [m for m, _ in batch])
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _settle(batch[0][1], exc)
+                        continue
+                    for message, done in batch:
+                        try:
+                            await asyncio.to_thread(self.store.add_many, [message])
+                        except Exception as one:
+                            _settle(done, one)
+                        else:
+                            _settle(done, None)
+                    continue
+                for _, done in batch:
+                    _settle(done, None)
+        finally:
+            self._writer = None
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():  # its session was cancelled (the client went away)
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

@@ -1,14 +1,32 @@
 """``SQLiteStore``: messages in one SQLite file, committed before the client is told ``250``.
 
-Layout: ``messages`` holds the envelope, the fields search needs (from
-:func:`smtpmock._search.index_fields`, computed once at insert) and a ready-made JSON summary;
-``raw`` holds the exact bytes in a table of its own, so listing and searching never read a body;
-``search_fts`` is an FTS5 trigram index of the free text, which makes substring search
-(``LIKE '%x%'``) use an index.
+Two steps, so that taking mail never waits on parsing it:
 
-Durability: WAL journal with ``synchronous=NORMAL``; each :meth:`add` is one transaction,
-committed before it returns (so before the SMTP handler answers ``250``). That survives the
-server process being killed (SIGKILL); surviving a power cut would need ``synchronous=FULL``.
+* **Storing** (on the SMTP path, :meth:`add` / :meth:`add_many`): the exact bytes (``raw``) and
+  the envelope (``messages``), one transaction per call, committed before it returns and so
+  before the SMTP handler answers ``250``. Concurrent deliveries are grouped into one call by the
+  server (a group commit), so a commit serves many messages.
+* **Indexing** (:meth:`_index_pending`): parsing each message once into the fields search needs
+  and its list entry (``indexed``), its free text (``texts``), and two FTS5 word indexes
+  (``words_fts`` over the free text, ``fieldwords_fts`` over the header fields) plus the
+  vocabulary (``terms``, and every suffix of every term in ``suffixes``). A background thread does
+  it when the server has been quiet for a moment, or at once when it falls
+  :data:`MAX_INDEX_LAG` messages behind; every read that needs the index (search, counts,
+  listings) first indexes whatever is still pending, so a search always sees every message that
+  was answered ``250``.
+
+Substring search through a word index: a needle made of one word (``invoice``, ``ser12``,
+``chloé``) is a substring of a text exactly when it is a substring of one of the text's words;
+the ``suffixes`` table (a B-tree range scan) gives every known word containing it, and the word
+index gives the messages holding one of those words, with no scan of any text and a count that
+costs a doclist read. A needle of several words (``order 100``, ``bob@example.com``) is narrowed
+the same way by each of its words and then checked with ``instr`` on the candidates' text.
+Needles no word index can narrow (punctuation only, or words in too many terms to list) are
+checked with ``instr`` on every text. The results are those of Python's ``in`` on
+:func:`~smtpmock._search.index_fields`, which ``tests/test_search.py`` checks.
+
+Durability: WAL journal with ``synchronous=NORMAL``. That survives the server process being
+killed (SIGKILL); surviving a power cut would need ``synchronous=FULL``.
 """
 
 from __future__ import annotations
@@ -18,26 +36,31 @@ import datetime as _dt
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
-from dataclasses import asdict
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
 from .._message import Message
-from .._search import IndexFields, Search, index_fields
+from .._search import IndexFields, Search, index_fields, tokens
 from .._transcript import Transcript
 from ._base import Retention, Store
 
-__all__ = ["SQLiteStore", "message_summary"]
+__all__ = ["MAX_INDEX_LAG", "SQLiteStore", "message_summary"]
 
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     received_at REAL NOT NULL,
     size INTEGER NOT NULL,
-    envelope TEXT NOT NULL,
+    envelope TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS indexed (
+    seq INTEGER PRIMARY KEY,
     summary TEXT NOT NULL,
     from_text TEXT NOT NULL,
     to_text TEXT NOT NULL,
@@ -49,30 +72,48 @@ CREATE TABLE IF NOT EXISTS messages (
     attachments INTEGER NOT NULL,
     inline INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS raw (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(body, tokenize='trigram');
-CREATE VIRTUAL TABLE IF NOT EXISTS fields_fts USING fts5(
-    from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id,
-    tokenize='trigram'
+CREATE TABLE IF NOT EXISTS texts (seq INTEGER PRIMARY KEY, free TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS words_fts USING fts5(
+    free, content='', detail=none, tokenize='ascii'
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS fieldwords_fts USING fts5(
+    from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id,
+    content='', detail=column, tokenize='ascii'
+);
+CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS suffixes (
+    suffix TEXT NOT NULL, term INTEGER NOT NULL, PRIMARY KEY (suffix, term)
+) WITHOUT ROWID;
 """
 
-# The header fields that search matches as substrings, indexed by trigram in fields_fts.
-_FIELD_COLUMNS = "from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id"
+# The header fields that search matches as substrings, as columns of `indexed` and of
+# `fieldwords_fts` (in this order).
+_FIELDS = ("from_text", "to_text", "cc_text", "bcc_text", "reply_to_text", "subject", "message_id")
+_FIELD_COLUMNS = ", ".join(_FIELDS)
+_ADDRESSED = ("to_text", "cc_text", "bcc_text")
 
 _SNIPPET = 250
+
+MAX_INDEX_LAG = 1000
+"""Messages the background indexer lets wait while mail is still arriving."""
+_INDEX_QUIET = 0.05  # seconds without a new message before the background indexer starts
+_INDEX_BATCH = 200  # messages parsed and indexed per transaction
+_SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
+_MAX_EXPANSION = 1000  # words one needle word may stand for before it is no use as a filter
+_MAX_KNOWN_TERMS = 500_000  # vocabulary mirrored in memory (beyond it, the table is asked)
 
 
 def _addr(name: str, address: str) -> dict[str, str]:
     return {"Name": name, "Address": address}
 
 
-def message_summary(message: Message) -> dict[str, Any]:
+def message_summary(message: Message, fields: IndexFields | None = None) -> dict[str, Any]:
     """A message as a list entry: Mailpit's ``MessageSummary`` fields plus the envelope.
 
-    Never carries a body beyond the snippet.
+    Never carries a body beyond the snippet. *fields*: :func:`index_fields` of the message, when
+    the caller has them already.
     """
-    fields = index_fields(message)
+    fields = fields if fields is not None else index_fields(message)
     body = " ".join((message.text or "").split())
     return {
         "ID": message.id,
@@ -164,11 +205,20 @@ def decode_export(data: dict[str, Any]) -> Message:
     return message
 
 
+def _fts_word(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+def _suffix_rows(term_id: int, term: str) -> list[tuple[str, int]]:
+    return [(term[i : i + _SUFFIX_CHARS], term_id) for i in range(len(term))]
+
+
 class SQLiteStore(Store):
     """Messages in a SQLite database file (``":memory:"`` for a private in-memory one).
 
-    Reopening an existing file keeps its messages (ids, order and bytes). Listing and search
-    (:meth:`summaries`) read only the index table, never the raw bytes.
+    Reopening an existing file keeps its messages (ids, order and bytes); a file written by an
+    older smtpmock is converted on open. Listing and search (:meth:`summaries`) read only the
+    index tables, never the raw bytes.
     """
 
     def __init__(self, path: str | Path = ":memory:", retention: Retention | None = None) -> None:
@@ -178,106 +228,87 @@ class SQLiteStore(Store):
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._migrate()
             row = self._db.execute(
                 "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(size), 0) FROM messages"
             ).fetchone()
+            indexed = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM indexed").fetchone()
         except sqlite3.Error as exc:
             raise ConfigurationError(
                 f"cannot use {self.path!r} as a smtpmock database: {exc}"
             ) from exc
         self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
-        self._backfill_fields_index()
-        self._prepared: dict[int, tuple[IndexFields, dict[str, Any], dict[str, Any]]] = {}
-        self._prepared_lock = threading.Lock()
+        # Every message with seq <= _indexed_seq is in the index (or was deleted).
+        self._indexed_seq = int(indexed[0])
+        self._known: set[str] | None = None  # the vocabulary, loaded by the first indexing
+        self._last_insert = 0.0
+        self._wake = threading.Event()
+        self._closed = False
+        self._indexer: threading.Thread | None = None
 
-    def _backfill_fields_index(self) -> None:
-        # A database written before fields_fts existed: index its header fields once.
-        if not self._count:
+    def _migrate(self) -> None:
+        db = self._db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if version == SCHEMA_VERSION or "messages" not in tables:
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             return
-        indexed = self._db.execute("SELECT COUNT(*) FROM fields_fts").fetchone()[0]
-        if indexed == self._count:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("DELETE FROM fields_fts")
-        self._db.execute(
-            f"INSERT INTO fields_fts (rowid, {_FIELD_COLUMNS}) SELECT seq, {_FIELD_COLUMNS} "
-            "FROM messages"
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"written by a newer smtpmock (schema {version}; this one reads {SCHEMA_VERSION})"
+            )
+        # Schema 1 (trigram indexes, index columns in `messages`): keep the messages and their
+        # bytes; the index is rebuilt by the indexer as for new mail.
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ALTER TABLE messages RENAME TO messages_v1")
+        for table in ("search_fts", "fields_fts"):
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(
+            "INSERT INTO messages (seq, id, received_at, size, envelope) "
+            "SELECT seq, id, received_at, size, envelope FROM messages_v1"
         )
-        self._db.execute("COMMIT")
+        db.execute("DROP TABLE messages_v1")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
 
-    # ------------------------------------------------------------------ writing
-
-    def add(self, message: Message) -> Message:
-        # Parse and derive the index (seconds for a 25 MB message) before taking the store's
-        # lock, so readers and other writers are not held up by it.
-        prepared = (index_fields(message), message_summary(message), envelope_dict(message))
-        with self._prepared_lock:
-            self._prepared[id(message)] = prepared
-        try:
-            return super().add(message)
-        finally:
-            with self._prepared_lock:
-                self._prepared.pop(id(message), None)
+    # ------------------------------------------------------------------ storing
 
     def _insert(self, message: Message) -> list[Message]:
-        with self._prepared_lock:
-            prepared = self._prepared.get(id(message))
-        if prepared is None:
-            prepared = (index_fields(message), message_summary(message), envelope_dict(message))
-        fields, summary, envelope = prepared
-        summary = {**summary, "Seq": message.seq}
-        envelope = {**envelope, "seq": message.seq}
-        if message.transcript is not None:
-            # The session as far as this message (its end of data): enough to show how it
-            # arrived after a restart, when the live transcripts of the server are gone.
-            envelope["transcript"] = message.transcript.excerpt()
-        values = asdict(fields)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "INSERT INTO messages (seq, id, received_at, size, envelope, summary, from_text, "
-                "to_text, cc_text, bcc_text, reply_to_text, subject, message_id, attachments, "
-                "inline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        return self._insert_many((message,))
+
+    def _insert_many(self, messages: Sequence[Message]) -> list[Message]:
+        rows = []
+        for message in messages:
+            envelope = envelope_dict(message)
+            if message.transcript is not None:
+                # The session as far as this message (its end of data): enough to show how it
+                # arrived after a restart, when the live transcripts of the server are gone.
+                envelope["transcript"] = message.transcript.excerpt()
+            rows.append(
                 (
                     message.seq,
                     message.id,
-                    fields.received_at,
+                    message.received_at.timestamp(),
                     message.size,
                     json.dumps(envelope),
-                    json.dumps(summary),
-                    values["from_text"],
-                    values["to_text"],
-                    values["cc_text"],
-                    values["bcc_text"],
-                    values["reply_to_text"],
-                    values["subject"],
-                    values["message_id"],
-                    fields.attachments,
-                    fields.inline,
-                ),
+                )
             )
-            db.execute("INSERT INTO raw (seq, data) VALUES (?, ?)", (message.seq, message.raw))
-            db.execute(
-                "INSERT INTO search_fts (rowid, body) VALUES (?, ?)",
-                (message.seq, fields.free_text),
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO messages (seq, id, received_at, size, envelope) VALUES (?,?,?,?,?)",
+                rows,
             )
-            db.execute(
-                f"INSERT INTO fields_fts (rowid, {_FIELD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    message.seq,
-                    values["from_text"],
-                    values["to_text"],
-                    values["cc_text"],
-                    values["bcc_text"],
-                    values["reply_to_text"],
-                    values["subject"],
-                    values["message_id"],
-                ),
+            db.executemany(
+                "INSERT INTO raw (seq, data) VALUES (?, ?)", [(m.seq, m.raw) for m in messages]
             )
-            self._count += 1
-            self._bytes += message.size
+            self._count += len(messages)
+            self._bytes += sum(m.size for m in messages)
             evicted = [] if self.retention.unbounded else self._evict()
             db.execute("COMMIT")
         except BaseException:
@@ -285,6 +316,8 @@ class SQLiteStore(Store):
             row = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
             self._count, self._bytes = int(row[0]), int(row[1])
             raise
+        self._last_insert = time.monotonic()
+        self._start_indexer()
         return evicted
 
     def _evict(self) -> list[Message]:
@@ -316,10 +349,32 @@ class SQLiteStore(Store):
                 continue
             db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
             db.execute("DELETE FROM raw WHERE seq = ?", (seq,))
-            db.execute("DELETE FROM search_fts WHERE rowid = ?", (seq,))
-            db.execute("DELETE FROM fields_fts WHERE rowid = ?", (seq,))
+            self._unindex(seq)
             self._count -= 1
             self._bytes -= int(size[0])
+
+    def _unindex(self, seq: int) -> None:
+        # The word indexes keep no text of their own (contentless): taking a message out of
+        # them means telling them the text it was indexed with.
+        db = self._db
+        fields = db.execute(
+            f"SELECT {_FIELD_COLUMNS} FROM indexed WHERE seq = ?", (seq,)
+        ).fetchone()
+        if fields is None:
+            return  # not indexed yet
+        free = db.execute("SELECT free FROM texts WHERE seq = ?", (seq,)).fetchone()
+        db.execute(
+            f"INSERT INTO fieldwords_fts (fieldwords_fts, rowid, {_FIELD_COLUMNS}) "
+            "VALUES ('delete', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, *fields),
+        )
+        if free is not None:
+            db.execute(
+                "INSERT INTO words_fts (words_fts, rowid, free) VALUES ('delete', ?, ?)",
+                (seq, free[0]),
+            )
+        db.execute("DELETE FROM indexed WHERE seq = ?", (seq,))
+        db.execute("DELETE FROM texts WHERE seq = ?", (seq,))
 
     def _remove(self, ids: Iterable[str]) -> list[str]:
         removed: list[str] = []
@@ -341,13 +396,228 @@ class SQLiteStore(Store):
         count = self._count
         db = self._db
         db.execute("BEGIN IMMEDIATE")
-        db.execute("DELETE FROM messages")
-        db.execute("DELETE FROM raw")
-        db.execute("DELETE FROM search_fts")
-        db.execute("DELETE FROM fields_fts")
+        for table in ("messages", "raw", "indexed", "texts", "terms", "suffixes"):
+            db.execute(f"DELETE FROM {table}")
+        for fts in ("words_fts", "fieldwords_fts"):
+            db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')")
         db.execute("COMMIT")
         self._count, self._bytes = 0, 0
+        self._known = None
         return count
+
+    # ------------------------------------------------------------------ indexing
+
+    def _start_indexer(self) -> None:
+        if self._indexer is None and not self._closed:
+            self._indexer = threading.Thread(
+                target=self._index_in_background, name=f"smtpmock-indexer {self.path}", daemon=True
+            )
+            self._indexer.start()
+        self._wake.set()
+
+    def _index_in_background(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            while not self._closed and self._indexed_seq < self._last_seq:
+                quiet_for = time.monotonic() - self._last_insert
+                if quiet_for < _INDEX_QUIET and self._last_seq - self._indexed_seq < MAX_INDEX_LAG:
+                    # Mail is arriving: let it in first (a new message sets _wake again).
+                    self._wake.wait(_INDEX_QUIET - quiet_for)
+                    self._wake.clear()
+                    continue
+                try:
+                    self._index_pending(limit=_INDEX_BATCH)
+                except Exception as exc:  # reported, and retried by the next read
+                    if self.on_listener_error is not None:
+                        self.on_listener_error(exc)
+                    break
+
+    def _index_pending(self, limit: int | None = None) -> None:
+        """Index the messages not indexed yet (at most about *limit* of them, oldest first).
+
+        Safe from any thread, with or without the store's lock held: two indexers racing for
+        the same messages both parse them, and the second one's write is skipped.
+        """
+        while self._indexed_seq < self._last_seq and not self._closed:
+            batch = _INDEX_BATCH if limit is None else max(1, min(limit, _INDEX_BATCH))
+            with self.changed:
+                target = self._last_seq
+                rows = self._db.execute(
+                    "SELECT m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
+                    "WHERE m.seq > ? ORDER BY m.seq LIMIT ?",
+                    (self._indexed_seq, batch),
+                ).fetchall()
+            # Parsing, the slow part, holds no lock that storing needs.
+            messages = self._rows_to_messages(rows)
+            prepared = [self._prepare(m) for m in messages]
+            reached = messages[-1].seq if len(rows) == batch else target
+            with self.changed:
+                self._write_index(prepared)
+                self._indexed_seq = max(self._indexed_seq, reached)
+            if limit is not None:
+                limit -= len(rows)
+                if limit <= 0:
+                    return
+
+    @staticmethod
+    def _prepare(message: Message) -> tuple[int, IndexFields, str]:
+        try:
+            fields = index_fields(message)
+            summary = message_summary(message, fields)
+        except Exception:
+            # Never expected (parsing records defects instead of raising), but one message
+            # must not stop every later one from being indexed: it stays listed and readable,
+            # found by its envelope only.
+            fields = IndexFields(
+                from_text=message.mail_from.lower(),
+                to_text="\n".join(message.rcpt_tos).lower(),
+                cc_text="",
+                bcc_text="",
+                reply_to_text="",
+                subject="",
+                message_id="",
+                text="",
+                attachments=0,
+                inline=0,
+                size=message.size,
+                received_at=message.received_at.timestamp(),
+            )
+            summary = {
+                "ID": message.id,
+                "Seq": message.seq,
+                "Size": message.size,
+                "MailFrom": message.mail_from,
+                "Recipients": list(message.rcpt_tos),
+            }
+        return message.seq, fields, json.dumps(summary)
+
+    def _write_index(self, prepared: list[tuple[int, IndexFields, str]]) -> None:
+        db = self._db
+        if not prepared:
+            return
+        # A message deleted while it was being parsed is not indexed, nor one that another
+        # indexer got to first.
+        prepared = [p for p in prepared if p[0] > self._indexed_seq]
+        if not prepared:
+            return
+        seqs = [p[0] for p in prepared]
+        present = {
+            r[0]
+            for r in db.execute(
+                f"SELECT seq FROM messages WHERE seq IN ({','.join('?' * len(seqs))})", seqs
+            )
+        }
+        prepared = [p for p in prepared if p[0] in present]
+        if self._known is None:
+            self._known = {r[0] for r in db.execute("SELECT term FROM terms")}
+        known = self._known
+        new_terms: set[str] = set()
+        for _, fields, _ in prepared:
+            new_terms.update(set(tokens(fields.free_text)) - known)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                f"INSERT INTO indexed (seq, summary, {_FIELD_COLUMNS}, attachments, inline) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (seq, summary, *(getattr(f, c) for c in _FIELDS), f.attachments, f.inline)
+                    for seq, f, summary in prepared
+                ],
+            )
+            db.executemany(
+                "INSERT INTO texts (seq, free) VALUES (?, ?)",
+                [(seq, f.free_text) for seq, f, _ in prepared],
+            )
+            db.executemany(
+                "INSERT INTO words_fts (rowid, free) VALUES (?, ?)",
+                [(seq, f.free_text) for seq, f, _ in prepared],
+            )
+            db.executemany(
+                f"INSERT INTO fieldwords_fts (rowid, {_FIELD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                [(seq, *(getattr(f, c) for c in _FIELDS)) for seq, f, _ in prepared],
+            )
+            suffixes: list[tuple[str, int]] = []
+            for term in new_terms:
+                row = db.execute(
+                    "INSERT INTO terms (term) VALUES (?) ON CONFLICT (term) DO NOTHING "
+                    "RETURNING id",
+                    (term,),
+                ).fetchone()
+                if row is not None:
+                    suffixes += _suffix_rows(int(row[0]), term)
+            db.executemany("INSERT OR IGNORE INTO suffixes (suffix, term) VALUES (?, ?)", suffixes)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._known = None  # reloaded from the table next time
+            raise
+        if len(known) + len(new_terms) <= _MAX_KNOWN_TERMS:
+            known |= new_terms
+        else:
+            self._known = set()  # too many to mirror: from now on the table says what is new
+
+    # ------------------------------------------------------------------ substring SQL
+
+    def _words_containing(self, word: str) -> list[str] | None:
+        """Every known word that contains *word*; ``None`` when there are too many to list."""
+        head = word[:_SUFFIX_CHARS]
+        query = (
+            "SELECT DISTINCT t.term FROM suffixes s JOIN terms t ON t.id = s.term "
+            "WHERE s.suffix >= ? AND s.suffix < ?"
+        )
+        params: list[object] = [head, head + "\U0010ffff"]
+        if len(word) > _SUFFIX_CHARS:
+            query += " AND instr(t.term, ?) > 0"
+            params.append(word)
+        rows = self._db.execute(f"{query} LIMIT {_MAX_EXPANSION + 1}", params).fetchall()
+        return None if len(rows) > _MAX_EXPANSION else [r[0] for r in rows]
+
+    def _text_sql(self, field: str, needle: str) -> tuple[str, list[object]]:
+        """SQL for "*needle* is a substring of *field*" (see the module docstring)."""
+        if field == "free":
+            fts, column_filter, text = "words_fts", "", "free"
+        else:
+            columns = _ADDRESSED if field == "addressed" else (field,)
+            fts, column_filter = "fieldwords_fts", "{" + " ".join(columns) + "} : "
+            text = " || char(10) || ".join(columns)
+        words = tokens(needle)
+        groups: list[list[str]] = []
+        for word in dict.fromkeys(words):
+            containing = self._words_containing(word)
+            if containing is None:
+                continue  # in too many words to narrow anything down
+            if not containing:
+                return "0", []  # no stored message has this word anywhere
+            groups.append(containing)
+        exact = groups and len(words) == 1 and words[0] == needle
+        if field == "free":
+            if not groups:
+                return "seq IN (SELECT seq FROM texts WHERE instr(free, ?) > 0)", [needle]
+            match = " AND ".join("(" + " OR ".join(map(_fts_word, g)) + ")" for g in groups)
+            candidates = f"SELECT rowid FROM {fts} WHERE {fts} MATCH ?"
+            if exact:
+                return f"seq IN ({candidates})", [match]
+            checked = f"SELECT seq FROM texts WHERE seq IN ({candidates}) AND instr(free, ?) > 0"
+            return f"seq IN ({checked})", [match, needle]
+        check = f"instr({text}, ?) > 0"
+        if not groups:
+            return check, [needle]
+        match = column_filter + (
+            "(" + " AND ".join("(" + " OR ".join(map(_fts_word, g)) + ")" for g in groups) + ")"
+        )
+        candidates = f"seq IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)"
+        if exact:
+            return candidates, [match]
+        return f"{candidates} AND {check}", [match, needle]
+
+    def _where(self, search: Search | None) -> tuple[str, list[object]]:
+        """The condition for *search* (after indexing whatever is pending)."""
+        self._index_pending()
+        if search is None:
+            return "1", []
+        with self.changed:
+            return search.sql(self._text_sql)
 
     # ------------------------------------------------------------------ reading
 
@@ -395,21 +665,22 @@ class SQLiteStore(Store):
 
     def search(self, search: Search, *, after: int = 0) -> list[Message]:
         """Full messages matching *search* with ``seq`` above *after*, in arrival order."""
-        where, params = search.sql()
+        where, params = self._where(search)
         with self.changed:
             rows = self._db.execute(
-                "SELECT m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
-                f"WHERE m.seq > ? AND {where} ORDER BY m.seq",
+                "SELECT m.envelope, r.data FROM messages m JOIN indexed i USING (seq) "
+                f"JOIN raw r USING (seq) WHERE seq > ? AND {where} ORDER BY seq",
                 [after, *params],
             ).fetchall()
         return self._rows_to_messages(rows)
 
     def count(self, search: Search, *, after: int = 0, before: int | None = None) -> int:
         """How many messages with ``after < seq <= before`` match *search* (reads no body)."""
-        where, params = search.sql()
+        where, params = self._where(search)
         with self.changed:
             row = self._db.execute(
-                f"SELECT COUNT(*) FROM messages WHERE seq > ? AND seq <= ? AND {where}",
+                "SELECT COUNT(*) FROM messages JOIN indexed USING (seq) "
+                f"WHERE seq > ? AND seq <= ? AND {where}",
                 [after, self._last_seq if before is None else before, *params],
             ).fetchone()
         return int(row[0])
@@ -424,15 +695,20 @@ class SQLiteStore(Store):
         newest_first: bool = True,
     ) -> tuple[int, list[dict[str, Any]]]:
         """``(number of matches, one page of summaries)``; reads no message body."""
-        where, params = search.sql() if search is not None else ("1", [])
+        where, params = self._where(search)
         order = "DESC" if newest_first else "ASC"
         with self.changed:
-            total = self._db.execute(
-                f"SELECT COUNT(*) FROM messages WHERE seq > ? AND {where}", [after, *params]
-            ).fetchone()[0]
+            if search is None and not after:
+                total = self._count
+            else:
+                total = self._db.execute(
+                    "SELECT COUNT(*) FROM messages JOIN indexed USING (seq) "
+                    f"WHERE seq > ? AND {where}",
+                    [after, *params],
+                ).fetchone()[0]
             rows = self._db.execute(
-                f"SELECT summary FROM messages WHERE seq > ? AND {where} "
-                f"ORDER BY seq {order} LIMIT ? OFFSET ?",
+                "SELECT summary FROM messages JOIN indexed USING (seq) "
+                f"WHERE seq > ? AND {where} ORDER BY seq {order} LIMIT ? OFFSET ?",
                 [after, *params, -1 if limit is None else limit, start],
             ).fetchall()
         return int(total), [json.loads(r[0]) for r in rows]
@@ -446,5 +722,9 @@ class SQLiteStore(Store):
         return self._bytes
 
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._indexer is not None and self._indexer is not threading.current_thread():
+            self._indexer.join()
         with self.changed:
             self._db.close()
