@@ -433,6 +433,14 @@ class SQLiteStore(Store):
                         self.on_listener_error(exc)
                     break
 
+    def flush_index(self) -> None:
+        """Index every stored message now, rather than when the indexer or a search gets to it.
+
+        Never needed for correct results (every search indexes what is pending first); useful
+        after a bulk :meth:`add_many` to pay the indexing cost at a chosen moment.
+        """
+        self._index_pending()
+
     def _index_pending(self, limit: int | None = None) -> None:
         """Index the messages not indexed yet (at most about *limit* of them, oldest first).
 
