@@ -32,6 +32,7 @@ killed (SIGKILL); surviving a power cut would need ``synchronous=FULL``.
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as _dt
 import json
 import sqlite3
@@ -80,7 +81,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fieldwords_fts USING fts5(
     from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id,
     content='', detail=column, tokenize='ascii'
 );
-CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS terms (
+    id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE, cols INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS suffixes (
     suffix TEXT NOT NULL, term INTEGER NOT NULL, PRIMARY KEY (suffix, term)
 ) WITHOUT ROWID;
@@ -91,16 +94,21 @@ CREATE TABLE IF NOT EXISTS suffixes (
 _FIELDS = ("from_text", "to_text", "cc_text", "bcc_text", "reply_to_text", "subject", "message_id")
 _FIELD_COLUMNS = ", ".join(_FIELDS)
 _ADDRESSED = ("to_text", "cc_text", "bcc_text")
+# `terms.cols`: where a word has been seen, one bit per place (free text, then each field).
+_FREE_BIT = 1
+_FIELD_BITS = {column: 1 << n for n, column in enumerate(_FIELDS, 1)}
 
 _SNIPPET = 250
 
 MAX_INDEX_LAG = 1000
 """Messages the background indexer lets wait while mail is still arriving."""
 _INDEX_QUIET = 0.05  # seconds without a new message before the background indexer starts
+_FTS_HASH = 16 * 1024 * 1024  # bytes of pending word index FTS5 keeps in memory
 _INDEX_BATCH = 200  # messages parsed and indexed per transaction
 _SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
-_MAX_EXPANSION = 1000  # words one needle word may stand for before it is no use as a filter
-_MAX_KNOWN_TERMS = 500_000  # vocabulary mirrored in memory (beyond it, the table is asked)
+_MAX_CONTAINING = 5000  # known words containing a needle word, beyond which it filters nothing
+_MAX_PREFIXES = 300  # FTS5 prefix terms one needle word may become
+_MAX_KNOWN_TERMS = 200_000  # vocabulary mirrored in memory (beyond it, the table is asked)
 
 
 def _addr(name: str, address: str) -> dict[str, str]:
@@ -209,8 +217,9 @@ def _fts_word(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def _suffix_rows(term_id: int, term: str) -> list[tuple[str, int]]:
-    return [(term[i : i + _SUFFIX_CHARS], term_id) for i in range(len(term))]
+def _distinct_words(text: str) -> list[str]:
+    """The words of *text*, each once, in order of first appearance: what `words_fts` holds."""
+    return list(dict.fromkeys(tokens(text)))
 
 
 class SQLiteStore(Store):
@@ -229,6 +238,12 @@ class SQLiteStore(Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            # Indexing writes a batch of messages per transaction; a 16 MiB in-memory word
+            # index per transaction (the default is 1 MiB) halves what FTS5 spends on it.
+            for fts in ("words_fts", "fieldwords_fts"):
+                self._db.execute(
+                    f"INSERT INTO {fts} ({fts}, rank) VALUES ('hashsize', ?)", (_FTS_HASH,)
+                )
             row = self._db.execute(
                 "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(size), 0) FROM messages"
             ).fetchone()
@@ -240,7 +255,8 @@ class SQLiteStore(Store):
         self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
         # Every message with seq <= _indexed_seq is in the index (or was deleted).
         self._indexed_seq = int(indexed[0])
-        self._known: set[str] | None = None  # the vocabulary, loaded by the first indexing
+        self._known: dict[str, int] | None = None  # the vocabulary ({term: cols}), when mirrored
+        self._mirror = True  # False once the vocabulary is too big to keep in memory
         self._last_insert = 0.0
         self._wake = threading.Event()
         self._closed = False
@@ -371,7 +387,7 @@ class SQLiteStore(Store):
         if free is not None:
             db.execute(
                 "INSERT INTO words_fts (words_fts, rowid, free) VALUES ('delete', ?, ?)",
-                (seq, free[0]),
+                (seq, " ".join(_distinct_words(free[0]))),
             )
         db.execute("DELETE FROM indexed WHERE seq = ?", (seq,))
         db.execute("DELETE FROM texts WHERE seq = ?", (seq,))
@@ -402,7 +418,7 @@ class SQLiteStore(Store):
             db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')")
         db.execute("COMMIT")
         self._count, self._bytes = 0, 0
-        self._known = None
+        self._known, self._mirror = {}, True
         return count
 
     # ------------------------------------------------------------------ indexing
@@ -452,7 +468,7 @@ class SQLiteStore(Store):
             with self.changed:
                 target = self._last_seq
                 rows = self._db.execute(
-                    "SELECT m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
+                    "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
                     "WHERE m.seq > ? ORDER BY m.seq LIMIT ?",
                     (self._indexed_seq, batch),
                 ).fetchall()
@@ -517,12 +533,7 @@ class SQLiteStore(Store):
             )
         }
         prepared = [p for p in prepared if p[0] in present]
-        if self._known is None:
-            self._known = {r[0] for r in db.execute("SELECT term FROM terms")}
-        known = self._known
-        new_terms: set[str] = set()
-        for _, fields, _ in prepared:
-            new_terms.update(set(tokens(fields.free_text)) - known)
+        words = [_distinct_words(f.free_text) for _, f, _ in prepared]
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
@@ -537,72 +548,151 @@ class SQLiteStore(Store):
                 "INSERT INTO texts (seq, free) VALUES (?, ?)",
                 [(seq, f.free_text) for seq, f, _ in prepared],
             )
+            # Each word once: with detail=none the index keeps no positions or counts, so
+            # repeats would only cost tokenizing.
             db.executemany(
                 "INSERT INTO words_fts (rowid, free) VALUES (?, ?)",
-                [(seq, f.free_text) for seq, f, _ in prepared],
+                [(p[0], " ".join(w)) for p, w in zip(prepared, words, strict=True)],
             )
             db.executemany(
                 f"INSERT INTO fieldwords_fts (rowid, {_FIELD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                 [(seq, *(getattr(f, c) for c in _FIELDS)) for seq, f, _ in prepared],
             )
-            suffixes: list[tuple[str, int]] = []
-            for term in new_terms:
-                row = db.execute(
-                    "INSERT INTO terms (term) VALUES (?) ON CONFLICT (term) DO NOTHING "
-                    "RETURNING id",
-                    (term,),
-                ).fetchone()
-                if row is not None:
-                    suffixes += _suffix_rows(int(row[0]), term)
-            db.executemany("INSERT OR IGNORE INTO suffixes (suffix, term) VALUES (?, ?)", suffixes)
+            self._add_vocabulary(prepared, words)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             self._known = None  # reloaded from the table next time
             raise
-        if len(known) + len(new_terms) <= _MAX_KNOWN_TERMS:
-            known |= new_terms
-        else:
-            self._known = set()  # too many to mirror: from now on the table says what is new
+
+    def _add_vocabulary(
+        self, prepared: list[tuple[int, IndexFields, str]], words: list[list[str]]
+    ) -> None:
+        """Record every word of *prepared* in `terms` (with where it was seen) and `suffixes`."""
+        db = self._db
+        seen: dict[str, int] = {}
+        for _, fields, _ in prepared:
+            for column, bit in _FIELD_BITS.items():
+                for word in tokens(getattr(fields, column)):
+                    seen[word] = seen.get(word, 0) | bit
+        for text_words in words:
+            for word in text_words:
+                seen[word] = seen.get(word, 0) | _FREE_BIT
+        known = self._vocabulary(seen)
+        new = sorted(w for w in seen if w not in known)
+        wider = [(known[w] | c, w) for w, c in seen.items() if w in known and c & ~known[w]]
+        if wider:
+            db.executemany("UPDATE terms SET cols = ? WHERE term = ?", wider)
+        if new:
+            first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM terms").fetchone()[0]
+            db.executemany(
+                "INSERT INTO terms (id, term, cols) VALUES (?, ?, ?)",
+                [(i, w, seen[w]) for i, w in enumerate(new, first)],
+            )
+            # In key order: appending to the suffix B-tree costs half of random inserts.
+            db.executemany(
+                "INSERT OR IGNORE INTO suffixes (suffix, term) VALUES (?, ?)",
+                sorted(
+                    (term[i : i + _SUFFIX_CHARS], term_id)
+                    for term_id, term in enumerate(new, first)
+                    for i in range(len(term))
+                ),
+            )
+        mirror = self._known
+        if mirror is None:
+            return
+        if len(mirror) + len(new) > _MAX_KNOWN_TERMS:
+            self._known, self._mirror = None, False  # from now on the table says what is known
+            return
+        for cols, word in wider:
+            mirror[word] = cols
+        for word in new:
+            mirror[word] = seen[word]
+
+    def _vocabulary(self, words: dict[str, int]) -> dict[str, int]:
+        """``{word: cols}`` for those of *words* already known (a transaction is open)."""
+        db = self._db
+        if self._known is None and self._mirror:
+            count = db.execute("SELECT COUNT(*) FROM terms").fetchone()[0]
+            if count <= _MAX_KNOWN_TERMS:
+                self._known = dict(db.execute("SELECT term, cols FROM terms"))
+            else:
+                self._mirror = False
+        if self._known is not None:
+            return self._known
+        # Too big a vocabulary to keep in memory: ask the table, a chunk at a time.
+        ordered = list(words)
+        known: dict[str, int] = {}
+        for i in range(0, len(ordered), 500):
+            chunk = ordered[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(db.execute(f"SELECT term, cols FROM terms WHERE term IN ({marks})", chunk))
+        return known
 
     # ------------------------------------------------------------------ substring SQL
 
-    def _words_containing(self, word: str) -> list[str] | None:
-        """Every known word that contains *word*; ``None`` when there are too many to list."""
+    def _expansion(self, word: str, cols: int) -> str | None:
+        """An FTS5 query matching exactly the indexed words that contain *word*.
+
+        Every known word seen in one of the places *cols* that contains *word* (a range scan of
+        `suffixes`), written as few terms as possible: a word ``x + word + y`` is covered by the
+        prefix term ``"x + word"*``, which matches only words containing *word*, so one prefix
+        stands for every word it begins. ``""`` when no word contains it; ``None`` when it is in
+        too many words to narrow a search down.
+        """
         head = word[:_SUFFIX_CHARS]
         query = (
             "SELECT DISTINCT t.term FROM suffixes s JOIN terms t ON t.id = s.term "
-            "WHERE s.suffix >= ? AND s.suffix < ?"
+            "WHERE s.suffix >= ? AND s.suffix < ? AND t.cols & ?"
         )
-        params: list[object] = [head, head + "\U0010ffff"]
+        params: list[object] = [head, head + "\U0010ffff", cols]
         if len(word) > _SUFFIX_CHARS:
             query += " AND instr(t.term, ?) > 0"
             params.append(word)
-        rows = self._db.execute(f"{query} LIMIT {_MAX_EXPANSION + 1}", params).fetchall()
-        return None if len(rows) > _MAX_EXPANSION else [r[0] for r in rows]
+        found = self._db.execute(f"{query} LIMIT {_MAX_CONTAINING + 1}", params).fetchall()
+        if len(found) > _MAX_CONTAINING:
+            return None
+        terms = sorted(r[0] for r in found)
+        prefixes = sorted({t[: t.index(word) + len(word)] for t in terms})
+        fts_terms: list[str] = []
+        last = ""
+        for prefix in prefixes:
+            if last and prefix.startswith(last):
+                continue  # covered by the shorter prefix
+            last = prefix
+            # A prefix that is a known word and begins no other is an exact term (cheaper).
+            at = bisect.bisect_left(terms, prefix)
+            alone = terms[at] == prefix and (
+                at + 1 == len(terms) or not terms[at + 1].startswith(prefix)
+            )
+            fts_terms.append(_fts_word(prefix) + ("" if alone else "*"))
+            if len(fts_terms) > _MAX_PREFIXES:
+                return None
+        return " OR ".join(fts_terms)
 
     def _text_sql(self, field: str, needle: str) -> tuple[str, list[object]]:
         """SQL for "*needle* is a substring of *field*" (see the module docstring)."""
         if field == "free":
-            fts, column_filter, text = "words_fts", "", "free"
+            fts, column_filter, text, cols = "words_fts", "", "free", _FREE_BIT
         else:
             columns = _ADDRESSED if field == "addressed" else (field,)
             fts, column_filter = "fieldwords_fts", "{" + " ".join(columns) + "} : "
             text = " || char(10) || ".join(columns)
+            cols = sum(_FIELD_BITS[c] for c in columns)
         words = tokens(needle)
-        groups: list[list[str]] = []
+        groups: list[str] = []
         for word in dict.fromkeys(words):
-            containing = self._words_containing(word)
-            if containing is None:
+            expansion = self._expansion(word, cols)
+            if expansion is None:
                 continue  # in too many words to narrow anything down
-            if not containing:
-                return "0", []  # no stored message has this word anywhere
-            groups.append(containing)
+            if not expansion:
+                return "0", []  # no stored message has this word there
+            groups.append(expansion)
         exact = groups and len(words) == 1 and words[0] == needle
         if field == "free":
             if not groups:
                 return "seq IN (SELECT seq FROM texts WHERE instr(free, ?) > 0)", [needle]
-            match = " AND ".join("(" + " OR ".join(map(_fts_word, g)) + ")" for g in groups)
+            match = " AND ".join(f"({g})" for g in groups)
             candidates = f"SELECT rowid FROM {fts} WHERE {fts} MATCH ?"
             if exact:
                 return f"seq IN ({candidates})", [match]
@@ -611,9 +701,7 @@ class SQLiteStore(Store):
         check = f"instr({text}, ?) > 0"
         if not groups:
             return check, [needle]
-        match = column_filter + (
-            "(" + " AND ".join("(" + " OR ".join(map(_fts_word, g)) + ")" for g in groups) + ")"
-        )
+        match = column_filter + "(" + " AND ".join(f"({g})" for g in groups) + ")"
         candidates = f"seq IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)"
         if exact:
             return candidates, [match]
@@ -629,12 +717,19 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------ reading
 
-    def _rows_to_messages(self, rows: list[tuple[str, bytes]]) -> list[Message]:
-        return [message_from_envelope(bytes(raw), json.loads(env)) for env, raw in rows]
+    @staticmethod
+    def _rows_to_messages(rows: list[tuple[int, str, bytes]]) -> list[Message]:
+        messages = []
+        for seq, envelope, raw in rows:
+            message = message_from_envelope(bytes(raw), json.loads(envelope))
+            message.seq = seq  # the column is the truth (a converted file's JSON may lack it)
+            messages.append(message)
+        return messages
 
     def _load(self, seq: int) -> Message | None:
         rows = self._db.execute(
-            "SELECT m.envelope, r.data FROM messages m JOIN raw r USING (seq) WHERE m.seq = ?",
+            "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
+            "WHERE m.seq = ?",
             (seq,),
         ).fetchall()
         found = self._rows_to_messages(rows)
@@ -646,7 +741,7 @@ class SQLiteStore(Store):
     def since(self, seq: int) -> list[Message]:
         with self.changed:
             rows = self._db.execute(
-                "SELECT m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
+                "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
                 "WHERE m.seq > ? ORDER BY m.seq",
                 (seq,),
             ).fetchall()
@@ -655,7 +750,8 @@ class SQLiteStore(Store):
     def get(self, id: str) -> Message | None:
         with self.changed:
             rows = self._db.execute(
-                "SELECT m.envelope, r.data FROM messages m JOIN raw r USING (seq) WHERE m.id = ?",
+                "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
+                "WHERE m.id = ?",
                 (id,),
             ).fetchall()
         found = self._rows_to_messages(rows)
@@ -665,7 +761,7 @@ class SQLiteStore(Store):
         """The newest message, or ``None``."""
         with self.changed:
             rows = self._db.execute(
-                "SELECT m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
+                "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
                 "ORDER BY m.seq DESC LIMIT 1"
             ).fetchall()
         found = self._rows_to_messages(rows)
@@ -676,7 +772,7 @@ class SQLiteStore(Store):
         where, params = self._where(search)
         with self.changed:
             rows = self._db.execute(
-                "SELECT m.envelope, r.data FROM messages m JOIN indexed i USING (seq) "
+                "SELECT m.seq, m.envelope, r.data FROM messages m JOIN indexed i USING (seq) "
                 f"JOIN raw r USING (seq) WHERE seq > ? AND {where} ORDER BY seq",
                 [after, *params],
             ).fetchall()
