@@ -39,6 +39,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,17 @@ def decode_export(data: dict[str, Any]) -> Message:
 
 def _fts_word(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class _TextPlan:
+    """How one substring term is answered: candidates from a word index and/or a check."""
+
+    nothing: bool = False  # no stored message can match
+    fts: str | None = None  # the word index whose MATCH gives the candidates
+    match: str | None = None
+    check: str | None = None  # SQL that tests each candidate with `needle` (instr)
+    needle: str = ""
 
 
 def _distinct_words(text: str) -> list[str]:
@@ -670,14 +682,15 @@ class SQLiteStore(Store):
                 return None
         return " OR ".join(fts_terms)
 
-    def _text_sql(self, field: str, needle: str) -> tuple[str, list[object]]:
-        """SQL for "*needle* is a substring of *field*" (see the module docstring)."""
+    def _text_plan(self, field: str, needle: str) -> _TextPlan:
+        """How to find the messages whose *field* contains *needle* (see the module docstring)."""
         if field == "free":
-            fts, column_filter, text, cols = "words_fts", "", "free", _FREE_BIT
+            fts, column_filter, cols = "words_fts", "", _FREE_BIT
+            check = "seq IN (SELECT seq FROM texts WHERE instr(free, ?) > 0)"
         else:
             columns = _ADDRESSED if field == "addressed" else (field,)
             fts, column_filter = "fieldwords_fts", "{" + " ".join(columns) + "} : "
-            text = " || char(10) || ".join(columns)
+            check = "instr(" + " || char(10) || ".join(columns) + ", ?) > 0"
             cols = sum(_FIELD_BITS[c] for c in columns)
         words = tokens(needle)
         groups: list[str] = []
@@ -686,34 +699,63 @@ class SQLiteStore(Store):
             if expansion is None:
                 continue  # in too many words to narrow anything down
             if not expansion:
-                return "0", []  # no stored message has this word there
+                return _TextPlan(nothing=True)  # no stored message has this word there
             groups.append(expansion)
-        exact = groups and len(words) == 1 and words[0] == needle
-        if field == "free":
-            if not groups:
-                return "seq IN (SELECT seq FROM texts WHERE instr(free, ?) > 0)", [needle]
-            match = " AND ".join(f"({g})" for g in groups)
-            candidates = f"SELECT rowid FROM {fts} WHERE {fts} MATCH ?"
-            if exact:
-                return f"seq IN ({candidates})", [match]
-            checked = f"SELECT seq FROM texts WHERE seq IN ({candidates}) AND instr(free, ?) > 0"
-            return f"seq IN ({checked})", [match, needle]
-        check = f"instr({text}, ?) > 0"
         if not groups:
-            return check, [needle]
+            return _TextPlan(check=check, needle=needle)
         match = column_filter + "(" + " AND ".join(f"({g})" for g in groups) + ")"
-        candidates = f"seq IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)"
-        if exact:
-            return candidates, [match]
-        return f"{candidates} AND {check}", [match, needle]
+        if len(words) == 1 and words[0] == needle:
+            return _TextPlan(fts=fts, match=match)  # the words found are the answer
+        return _TextPlan(fts=fts, match=match, check=check, needle=needle)
 
-    def _where(self, search: Search | None) -> tuple[str, list[object]]:
-        """The condition for *search* (after indexing whatever is pending)."""
-        self._index_pending()
+    def _text_sql(self, field: str, needle: str) -> tuple[str, list[object]]:
+        """SQL for "*needle* is a substring of *field*"."""
+        plan = self._text_plan(field, needle)
+        if plan.nothing:
+            return "0", []
+        clauses: list[str] = []
+        params: list[object] = []
+        if plan.fts is not None:
+            clauses.append(f"seq IN (SELECT rowid FROM {plan.fts} WHERE {plan.fts} MATCH ?)")
+            params.append(plan.match)
+        if plan.check is not None:
+            clauses.append(plan.check)
+            params.append(plan.needle)
+        return " AND ".join(clauses), params
+
+    def _word_query(self, search: Search | None) -> tuple[str, str] | None:
+        """``(table, MATCH expression)`` when one word index alone answers *search*.
+
+        That is when every term is a substring test answered exactly by its words, all in the
+        same index: then counting and paging read only that index, not a row per match.
+        """
+        if search is None or not search.terms:
+            return None
+        table, matches = None, []
+        for term, compiled in search._compiled():
+            if term.negated or compiled.text is None:
+                return None
+            plan = self._text_plan(*compiled.text)
+            if plan.fts is None or plan.check is not None or table not in (None, plan.fts):
+                return None
+            table = plan.fts
+            matches.append(f"({plan.match})")
+        assert table is not None
+        return table, " AND ".join(matches)
+
+    def _query(self, search: Search | None) -> tuple[tuple[str, str] | None, str, list[object]]:
+        """``(word query or None, SQL condition, its parameters)`` for *search*.
+
+        Called with the store held and after :meth:`_index_pending`. The condition is only
+        built when no single word index answers the search.
+        """
+        words = self._word_query(search)
+        if words is not None:
+            return words, "", []
         if search is None:
-            return "1", []
-        with self.changed:
-            return search.sql(self._text_sql)
+            return None, "1", []
+        where, params = search.sql(self._text_sql)
+        return None, where, params
 
     # ------------------------------------------------------------------ reading
 
@@ -769,24 +811,44 @@ class SQLiteStore(Store):
 
     def search(self, search: Search, *, after: int = 0) -> list[Message]:
         """Full messages matching *search* with ``seq`` above *after*, in arrival order."""
-        where, params = self._where(search)
+        self._index_pending()
         with self.changed:
-            rows = self._db.execute(
-                "SELECT m.seq, m.envelope, r.data FROM messages m JOIN indexed i USING (seq) "
-                f"JOIN raw r USING (seq) WHERE seq > ? AND {where} ORDER BY seq",
-                [after, *params],
-            ).fetchall()
+            words, where, params = self._query(search)
+            if words is not None:
+                table, match = words
+                rows = self._db.execute(
+                    f"SELECT seq, m.envelope, r.data FROM (SELECT rowid AS seq FROM {table} "
+                    f"WHERE {table} MATCH ? AND rowid > ?) JOIN messages m USING (seq) "
+                    "JOIN raw r USING (seq) ORDER BY seq",
+                    [match, after],
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT m.seq, m.envelope, r.data FROM messages m JOIN indexed i USING (seq) "
+                    f"JOIN raw r USING (seq) WHERE seq > ? AND {where} ORDER BY seq",
+                    [after, *params],
+                ).fetchall()
         return self._rows_to_messages(rows)
 
     def count(self, search: Search, *, after: int = 0, before: int | None = None) -> int:
         """How many messages with ``after < seq <= before`` match *search* (reads no body)."""
-        where, params = self._where(search)
+        self._index_pending()
         with self.changed:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM messages JOIN indexed USING (seq) "
-                f"WHERE seq > ? AND seq <= ? AND {where}",
-                [after, self._last_seq if before is None else before, *params],
-            ).fetchone()
+            until = self._last_seq if before is None else before
+            words, where, params = self._query(search)
+            if words is not None:
+                table, match = words
+                row = self._db.execute(
+                    f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? "
+                    "AND rowid > ? AND rowid <= ?",
+                    [match, after, until],
+                ).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT COUNT(*) FROM messages JOIN indexed USING (seq) "
+                    f"WHERE seq > ? AND seq <= ? AND {where}",
+                    [after, until, *params],
+                ).fetchone()
         return int(row[0])
 
     def summaries(
@@ -799,9 +861,24 @@ class SQLiteStore(Store):
         newest_first: bool = True,
     ) -> tuple[int, list[dict[str, Any]]]:
         """``(number of matches, one page of summaries)``; reads no message body."""
-        where, params = self._where(search)
+        self._index_pending()
         order = "DESC" if newest_first else "ASC"
         with self.changed:
+            words, where, params = self._query(search)
+            if words is not None:
+                # Count and page from the word index alone (no row read per match).
+                table, match = words
+                total = self._db.execute(
+                    f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? AND rowid > ?",
+                    [match, after],
+                ).fetchone()[0]
+                rows = self._db.execute(
+                    f"SELECT summary FROM indexed WHERE seq IN (SELECT rowid FROM {table} "
+                    f"WHERE {table} MATCH ? AND rowid > ? ORDER BY rowid {order} "
+                    f"LIMIT ? OFFSET ?) ORDER BY seq {order}",
+                    [match, after, -1 if limit is None else limit, start],
+                ).fetchall()
+                return int(total), [json.loads(r[0]) for r in rows]
             if search is None and not after:
                 total = self._count
             else:
