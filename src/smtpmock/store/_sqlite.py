@@ -17,13 +17,21 @@ Two steps, so that taking mail never waits on parsing it:
 
 Substring search through a word index: a needle made of one word (``invoice``, ``ser12``,
 ``chloé``) is a substring of a text exactly when it is a substring of one of the text's words;
-the ``suffixes`` table (a B-tree range scan) gives every known word containing it, and the word
-index gives the messages holding one of those words, with no scan of any text and a count that
-costs a doclist read. A needle of several words (``order 100``, ``bob@example.com``) is narrowed
-the same way by each of its words and then checked with ``instr`` on the candidates' text.
-Needles no word index can narrow (punctuation only, or words in too many terms to list) are
-checked with ``instr`` on every text. The results are those of Python's ``in`` on
-:func:`~smtpmock._search.index_fields`, which ``tests/test_search.py`` checks.
+the ``suffixes`` table (a B-tree range scan) gives every known word containing it, seen where
+the search looks (``terms.cols``: free text or which header field), and those words are written
+as the fewest FTS5 prefix terms that cover them (``x + needle + y`` is covered by
+``"x + needle"*``). The word index then gives the matching messages with no scan of any text;
+when one word index answers the whole search, the count and the page are read from it alone.
+A needle of several words (``order 100``, ``bob@example.com``) is narrowed the same way by each
+of its words and then checked with ``instr`` on the candidates' text. Needles no word index can
+narrow (punctuation only, or words inside too many others to list) are checked with ``instr``
+on every text. The results are those of Python's ``in`` on
+:func:`~smtpmock._search.index_fields`, which ``tests/test_search.py`` and
+``tests/test_search_index.py`` check.
+
+Cost: a word inside very many others (``the``, ``to``, most two-letter needles) stands for
+hundreds of prefix terms and matches nearly every message; such a search costs time in
+proportion to the messages times the terms (see ``benchmarks/RESULTS.md``).
 
 Durability: WAL journal with ``synchronous=NORMAL``. That survives the server process being
 killed (SIGKILL); surviving a power cut would need ``synchronous=FULL``.
@@ -116,6 +124,15 @@ def _addr(name: str, address: str) -> dict[str, str]:
     return {"Name": name, "Address": address}
 
 
+def _snippet(text: str) -> str:
+    """The start of *text* with its whitespace runs made single spaces, at least _SNIPPET long."""
+    head = text[: _SNIPPET * 4]
+    snippet = " ".join(head.split())
+    if len(snippet) < _SNIPPET and len(head) < len(text):
+        snippet = " ".join(text.split())  # mostly whitespace: normalise it all
+    return snippet
+
+
 def message_summary(message: Message, fields: IndexFields | None = None) -> dict[str, Any]:
     """A message as a list entry: Mailpit's ``MessageSummary`` fields plus the envelope.
 
@@ -123,7 +140,7 @@ def message_summary(message: Message, fields: IndexFields | None = None) -> dict
     the caller has them already.
     """
     fields = fields if fields is not None else index_fields(message)
-    body = " ".join((message.text or "").split())
+    body = _snippet(message.text or "")
     return {
         "ID": message.id,
         "Seq": message.seq,
@@ -268,7 +285,7 @@ class SQLiteStore(Store):
         # Every message with seq <= _indexed_seq is in the index (or was deleted).
         self._indexed_seq = int(indexed[0])
         self._known: dict[str, int] | None = None  # the vocabulary ({term: cols}), when mirrored
-        self._mirror = True  # False once the vocabulary is too big to keep in memory
+        self._complete = False  # whether _known holds the whole vocabulary
         self._last_insert = 0.0
         self._wake = threading.Event()
         self._closed = False
@@ -430,7 +447,7 @@ class SQLiteStore(Store):
             db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')")
         db.execute("COMMIT")
         self._count, self._bytes = 0, 0
-        self._known, self._mirror = {}, True
+        self._known, self._complete = {}, True
         return count
 
     # ------------------------------------------------------------------ indexing
@@ -582,14 +599,11 @@ class SQLiteStore(Store):
     ) -> None:
         """Record every word of *prepared* in `terms` (with where it was seen) and `suffixes`."""
         db = self._db
-        seen: dict[str, int] = {}
+        seen = dict.fromkeys(set().union(*words), _FREE_BIT)
         for _, fields, _ in prepared:
             for column, bit in _FIELD_BITS.items():
                 for word in tokens(getattr(fields, column)):
                     seen[word] = seen.get(word, 0) | bit
-        for text_words in words:
-            for word in text_words:
-                seen[word] = seen.get(word, 0) | _FREE_BIT
         known = self._vocabulary(seen)
         new = sorted(w for w in seen if w not in known)
         wider = [(known[w] | c, w) for w, c in seen.items() if w in known and c & ~known[w]]
@@ -613,30 +627,33 @@ class SQLiteStore(Store):
         mirror = self._known
         if mirror is None:
             return
-        if len(mirror) + len(new) > _MAX_KNOWN_TERMS:
-            self._known, self._mirror = None, False  # from now on the table says what is known
-            return
         for cols, word in wider:
-            mirror[word] = cols
-        for word in new:
-            mirror[word] = seen[word]
+            if word in mirror:
+                mirror[word] = cols
+        room = _MAX_KNOWN_TERMS - len(mirror)
+        mirror.update((word, seen[word]) for word in new[: max(0, room)])
+        if len(new) > room:
+            self._complete = False
 
     def _vocabulary(self, words: dict[str, int]) -> dict[str, int]:
-        """``{word: cols}`` for those of *words* already known (a transaction is open)."""
+        """``{word: cols}`` for those of *words* already known (a transaction is open).
+
+        The first :data:`_MAX_KNOWN_TERMS` words (the oldest, so the common ones) are kept in
+        memory; past that, the words not among them are looked up in `terms`.
+        """
         db = self._db
-        if self._known is None and self._mirror:
-            count = db.execute("SELECT COUNT(*) FROM terms").fetchone()[0]
-            if count <= _MAX_KNOWN_TERMS:
-                self._known = dict(db.execute("SELECT term, cols FROM terms"))
-            else:
-                self._mirror = False
-        if self._known is not None:
-            return self._known
-        # Too big a vocabulary to keep in memory: ask the table, a chunk at a time.
-        ordered = list(words)
-        known: dict[str, int] = {}
-        for i in range(0, len(ordered), 500):
-            chunk = ordered[i : i + 500]
+        if self._known is None:
+            self._known = dict(
+                db.execute(f"SELECT term, cols FROM terms ORDER BY id LIMIT {_MAX_KNOWN_TERMS}")
+            )
+            self._complete = len(self._known) < _MAX_KNOWN_TERMS
+        mirror = self._known
+        if self._complete:
+            return mirror
+        known = {w: mirror[w] for w in words if w in mirror}
+        misses = [w for w in words if w not in mirror]
+        for i in range(0, len(misses), 500):
+            chunk = misses[i : i + 500]
             marks = ",".join("?" * len(chunk))
             known.update(db.execute(f"SELECT term, cols FROM terms WHERE term IN ({marks})", chunk))
         return known
