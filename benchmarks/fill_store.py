@@ -6,13 +6,14 @@
 
 Writes the messages of ``_corpus.Corpus`` (10 KiB each, known words) with
 ``SQLiteStore.add_many`` in batches of ``--batch`` (one transaction each: the same call that
-``serve``'s group commit makes for the messages that arrive together over SMTP), then
-``flush_index()`` to index whatever the background indexer has not indexed yet, then
-``close()``. An existing database is topped up: numbering continues at ``len(store)``, so the
-database holds messages 0..count-1 of the corpus.
+``serve``'s group commit makes for the messages that arrive together over SMTP); after every
+``--flush-every`` messages, ``flush_index()`` indexes whatever the store's background indexer
+has not indexed yet, so the time to index is measured as it goes (and a fill with a deadline
+knows how far it can get); then ``close()``. An existing database is topped up: numbering
+continues at ``len(store)``, so the database holds messages 0..count-1 of the corpus.
 
-Prints the rates: storing (``add_many`` only; the store's background indexer runs alongside,
-so part of the indexing is paid here), indexing the rest (``flush_index``), and overall.
+Prints the rates: storing (``add_many`` only; the background indexer runs alongside, so part
+of the indexing is paid here), indexing the rest (``flush_index``), and overall.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from smtpmock import Message
 from smtpmock.store import SQLiteStore
 
 BATCH = 500
+FLUSH_EVERY = 5000
 
 
 @dataclass
@@ -95,58 +97,66 @@ def fill(
     *,
     corpus: Corpus | None = None,
     batch: int = BATCH,
+    flush_every: int = FLUSH_EVERY,
     deadline: float | None = None,
-    index_rate: float = 400.0,
+    rate_guess: float = 300.0,
     log: Callable[[str], None] | None = None,
 ) -> FillResult:
     """Top *db* up to *count* messages of the corpus.
 
-    With a *deadline* (``time.monotonic()``), adding stops early enough for indexing what is
-    left at *index_rate* messages/s (an estimate: the rate ``flush_index`` reached before) to
-    end by then; indexing and closing are always done.
+    Works in rounds of *flush_every* messages: ``add_many`` batches of *batch*, then
+    ``flush_index()``. With a *deadline* (``time.monotonic()``) a round is cut to what the
+    rounds so far say can be stored and indexed by then (the first round goes by *rate_guess*,
+    messages/s, indexing included), and no round starts that would not end in time.
     """
     corpus = corpus or Corpus()
     store = SQLiteStore(db)
     before = len(store)
-    indexed_before = indexed_count(db) or 0
     stopped = False
+    store_s = index_s = 0.0
+    during: int | None = 0
     try:
-        t0 = time.perf_counter()
-        next_log = t0 + 10
-        unindexed = 0
+        next_log = time.perf_counter() + 10
         i = before
         while i < count:
+            size = min(flush_every, count - i)
             if deadline is not None:
-                if (i - before) % (10 * batch) == 0:
-                    indexed = indexed_count(db)
-                    if indexed is not None:
-                        unindexed = (i - before) - (indexed - indexed_before)
-                    else:
-                        unindexed = i - before
-                if time.monotonic() + (unindexed + batch) / index_rate > deadline:
+                spent = store_s + index_s
+                rate = (i - before) / spent if spent > 1.0 else rate_guess
+                size = min(size, int((deadline - time.monotonic()) * rate))
+                if size < min(batch, count - i):
                     stopped = True
                     break
-            chunk = range(i, min(count, i + batch))
-            messages = []
-            for k in chunk:
-                mail_from, rcpt_tos = corpus.envelope(k)
-                messages.append(Message(corpus.raw(k), mail_from=mail_from, rcpt_tos=rcpt_tos))
-            store.add_many(messages)
-            unindexed += len(chunk)
-            i = chunk.stop
-            if log is not None and time.perf_counter() > next_log:
-                next_log += 10
-                log(f"fill: {i - before} of {count - before} messages stored")
-        t1 = time.perf_counter()
-        during = indexed_count(db)
-        if during is not None:
-            during = max(0, during - indexed_before)
-        store.flush_index()
-        t2 = time.perf_counter()
+            indexed_at_start = indexed_count(db)
+            t0 = time.perf_counter()
+            end = i + size
+            while i < end:
+                chunk = range(i, min(end, i + batch))
+                messages = []
+                for k in chunk:
+                    mail_from, rcpt_tos = corpus.envelope(k)
+                    raw = corpus.raw(k)
+                    messages.append(Message(raw, mail_from=mail_from, rcpt_tos=rcpt_tos))
+                store.add_many(messages)
+                i = chunk.stop
+            t1 = time.perf_counter()
+            indexed = indexed_count(db)
+            if during is not None and indexed is not None and indexed_at_start is not None:
+                during += indexed - indexed_at_start
+            else:
+                during = None  # the store's schema changed: not known
+            store.flush_index()
+            t2 = time.perf_counter()
+            store_s += t1 - t0
+            index_s += t2 - t1
+            if log is not None and t2 > next_log:
+                next_log = t2 + 10
+                log(f"fill: {i - before} of {count - before} messages stored and indexed")
     finally:
+        t3 = time.perf_counter()
         store.close()
-    t3 = time.perf_counter()
-    return FillResult(before, i - before, t1 - t0, t2 - t1, t3 - t2, during, db_bytes(db), stopped)
+    close_s = time.perf_counter() - t3
+    return FillResult(before, i - before, store_s, index_s, close_s, during, db_bytes(db), stopped)
 
 
 def main() -> None:
@@ -156,12 +166,16 @@ def main() -> None:
     parser.add_argument("--db", type=Path, required=True, help="the SQLite file (created if new)")
     parser.add_argument("--count", type=int, required=True, help="messages the db ends up with")
     parser.add_argument("--batch", type=int, default=BATCH, help="messages per add_many")
+    parser.add_argument(
+        "--flush-every", type=int, default=FLUSH_EVERY, help="messages between flush_index calls"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     result = fill(
         args.db,
         args.count,
         batch=args.batch,
+        flush_every=args.flush_every,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     if args.json:

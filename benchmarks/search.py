@@ -10,7 +10,8 @@ For each size N, with the messages of ``_corpus.Corpus`` (10 KiB each, with know
 
 1. fill a SQLite database with the first N - 1,000 messages directly through the store
    (``fill_store.py``: ``SQLiteStore.add_many`` in batches of 500, the call ``serve``'s group
-   commit makes, then ``flush_index``), reporting the rate of storing and of indexing;
+   commit makes, and ``flush_index`` after every 5,000), reporting the rates of storing and of
+   indexing;
 2. start ``python -m smtpmock serve`` on it (free ports) and send the last 1,000 over SMTP
    (``loadgen.py``, 10 connections kept open), so the SMTP path with its group commit and
    background indexing is part of the store, and its rate is reported;
@@ -144,7 +145,7 @@ def client_wake(http_port: int, smtp_port: int, rounds: int) -> list[float] | No
     The messages go to ``@wake.bench.invalid`` (deleted afterwards by :func:`delete_wake`).
     """
     try:
-        from smtpmock import Client  # type: ignore[attr-defined]
+        from smtpmock import Client
     except ImportError:
         return None
     client = Client(f"http://{HOST}:{http_port}")
@@ -248,7 +249,7 @@ class SizeResult:
     figures: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     db: Path | None = None  # the database, for the next size to grow from
-    index_rate: float | None = None  # what flush_index reached, for the next size's estimate
+    fill_rate: float | None = None  # messages/s filled, for the next size's first estimate
 
 
 def measure_size(
@@ -259,7 +260,7 @@ def measure_size(
     *,
     keep_db: bool = False,
     seed: Path | None = None,
-    index_rate: float = 400.0,
+    rate_guess: float = 300.0,
 ) -> SizeResult:
     """Every figure for one store size; bounded by *deadline* (``time.monotonic()``).
 
@@ -272,7 +273,9 @@ def measure_size(
     db = WORK / f"search-{n}.db"
     if not keep_db:
         remove_db(db)
-    if not db.exists() and seed is not None and seed.exists():
+    seeded = not db.exists() and seed is not None and seed.exists()
+    if seeded:
+        assert seed is not None
         seed_from(db, seed, move=not keep_db)
     out.db = db
 
@@ -289,22 +292,22 @@ def measure_size(
         return out
     log(f"search: filling {db.name} up to {n - tail} messages through the store")
     filled = fill(
-        db, n - tail, corpus=corpus, deadline=deadline - RESERVE, index_rate=index_rate, log=log
+        db, n - tail, corpus=corpus, deadline=deadline - RESERVE, rate_guess=rate_guess, log=log
     )
     if filled.added:
         figures["fill_store_rate"] = filled.store_rate
         if filled.index_s > 0.05:
             figures["fill_index_rate"] = filled.index_rate
-            out.index_rate = filled.index_rate
         figures["fill_rate"] = filled.rate
+        out.fill_rate = filled.rate
         during = filled.indexed_while_storing
         notes.append(
             f"fill: {filled.added:,} messages through SQLiteStore.add_many (batches of 500) in "
-            f"{filled.store_s:.1f} s, then flush_index {filled.index_s:.1f} s"
+            f"{filled.store_s:.1f} s, and flush_index after every 5,000, {filled.index_s:.1f} s"
             + (f" (the background indexer had done {during:,} while storing)" if during else "")
         )
     if filled.before:
-        origin = "an earlier run (--keep-db)" if keep_db and seed is None else "the smaller size"
+        origin = "the smaller size" if seeded else "an earlier run (--keep-db)"
         notes.append(f"started from the database of {origin}: {filled.before:,} messages")
     if filled.stopped_early:
         notes.append(f"the fill stopped at {filled.before + filled.added:,}: time budget")
@@ -429,7 +432,7 @@ def run_search(
     started = time.monotonic()
     rows: list[Row] = []
     seed: Path | None = None
-    index_rate = 400.0
+    rate_guess = 300.0
     made: list[Path] = []
     try:
         for index, n in enumerate(sizes):
@@ -443,7 +446,7 @@ def run_search(
             log(f"search: {n} messages")
             try:
                 result = measure_size(
-                    n, corpus, deadline, log, keep_db=keep_db, seed=seed, index_rate=index_rate
+                    n, corpus, deadline, log, keep_db=keep_db, seed=seed, rate_guess=rate_guess
                 )
             except BenchError as exc:
                 rows.append(Row(f"serve, {n:,} messages", "-", {"smtpmock serve": None},
@@ -452,9 +455,9 @@ def run_search(
             if result.db is not None:
                 made.append(result.db)
                 seed = result.db
-            if result.index_rate:
-                # Indexing slows a little as the vocabulary and indexes grow: keep a margin.
-                index_rate = 0.7 * result.index_rate
+            if result.fill_rate:
+                # Indexing slows a little as the store grows: keep a margin.
+                rate_guess = 0.8 * result.fill_rate
             stored = int(result.figures.get("stored", 0))
             label = f"{n // 1000}k" if stored >= n else f"{stored:,}"
             rows += size_rows(label, n, result.figures, result.notes)
