@@ -13,10 +13,12 @@
 # Shapes (1 KiB of body, as run.py): 1 client, new connection per message (smtp-source -s 1);
 # 10 clients, new connection per message (-s 10); 10 clients x 100 messages per connection
 # (-s 10 -d -m 1000: -d keeps each session's connection for its next message, and the -m
-# messages are shared by the sessions). Each server is warmed up with 20 messages, each run is
-# timed with `date +%s.%N` around smtp-source, and the rate counts what the server says it
-# stored (its `count` answer) or, for smtp-sink, which keeps no count, what smtp-source sent
-# when it exited 0. Every process started here is ended on exit, Ctrl-C or SIGTERM.
+# messages are shared by the sessions). For each shape the three servers run side by side (an
+# idle one costs nothing), each warmed up with 20 messages, and the runs are interleaved (a
+# round runs every server once, in a rotating order), so a load spike on the machine hits all
+# of them rather than one. Each run is timed with `date +%s.%N` around smtp-source, and the
+# rate counts what the server says it stored (its `count` answer) or, for smtp-sink, which
+# keeps no count, what smtp-source sent when it exited 0. Every process started here is ended on exit, Ctrl-C or SIGTERM.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,9 +43,7 @@ done
 
 WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/smtpmock-crosscheck.XXXXXX")
 PIDS=()
-SERVER_PID=""
-SRV_IN=""
-SRV_OUT=""
+declare -A SPID SPORT SIN SOUT  # per server: process id, port, its stdin and stdout fds
 
 cleanup() {
     local pid
@@ -62,43 +62,43 @@ trap 'exit 143' TERM
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 # --------------------------------------------------------------------------- servers
-# A baseline script runs as a coprocess: it prints "PORT <n>", answers "count" with
-# "COUNT <n>" and exits at end of input.
+# A baseline script prints "PORT <n>", answers "count" with "COUNT <n>" and exits at end of
+# input; it is talked to through two named pipes, so that several can run at once.
 
-PORT=""
+# A server must not hold the pipes of another (its stdin would then never reach end of input).
+close_pipes() {
+    local fd
+    for fd in "${SIN[@]}" "${SOUT[@]}"; do
+        exec {fd}>&-
+    done
+}
 
-start_script() {  # $1: script under baselines/
-    coproc SRV { exec "$PYTHON" "$HERE/baselines/$1" 2>>"$WORKDIR/server-stderr.log"; }
-    # Kept apart: bash unsets SRV and SRV_PID as soon as the coprocess has exited.
-    SERVER_PID=$SRV_PID SRV_OUT=${SRV[0]} SRV_IN=${SRV[1]}
-    PIDS+=("$SERVER_PID")
-    local line
-    if ! read -r -t 60 -u "$SRV_OUT" line || [[ $line != PORT\ * ]]; then
-        echo "crosscheck: $1 did not print PORT: ${line:-nothing}" >&2
-        tail -5 "$WORKDIR/server-stderr.log" >&2 || true
+start_script() {  # $1: server name, $2: script under baselines/
+    local name=$1 in="$WORKDIR/$1.in" out="$WORKDIR/$1.out" fd_in fd_out line
+    rm -f "$in" "$out"
+    mkfifo "$in" "$out"
+    (close_pipes && exec "$PYTHON" "$HERE/baselines/$2") <"$in" >"$out" \
+        2>>"$WORKDIR/$name.stderr" &
+    SPID[$name]=$!
+    PIDS+=("$!")
+    exec {fd_in}>"$in"
+    exec {fd_out}<"$out"
+    SIN[$name]=$fd_in
+    SOUT[$name]=$fd_out
+    if ! read -r -t 60 -u "$fd_out" line || [[ $line != PORT\ * ]]; then
+        echo "crosscheck: $2 did not print PORT: ${line:-nothing}" >&2
+        tail -5 "$WORKDIR/$name.stderr" >&2 || true
         exit 1
     fi
-    PORT=${line#PORT }
+    SPORT[$name]=${line#PORT }
 }
 
-script_count() {
+script_count() {  # $1: server name
     local line
-    echo count >&"$SRV_IN"
-    read -r -t 30 -u "$SRV_OUT" line
-    [[ $line == COUNT\ * ]] || { echo "crosscheck: bad count answer: $line" >&2; exit 1; }
+    echo count >&"${SIN[$1]}"
+    read -r -t 30 -u "${SOUT[$1]}" line
+    [[ $line == COUNT\ * ]] || { echo "crosscheck: bad count answer from $1: $line" >&2; exit 1; }
     echo "${line#COUNT }"
-}
-
-stop_script() {
-    local fd=$SRV_IN
-    exec {fd}>&-  # end of input: the script stops its server and exits
-    local i
-    for i in $(seq 50); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
 }
 
 listening() {  # $1: port; true once something answers with an SMTP greeting
@@ -108,35 +108,55 @@ listening() {  # $1: port; true once something answers with an SMTP greeting
     [[ $greeting == 220* ]]
 }
 
-start_sink() {
-    local try port
+start_sink() {  # $1: server name
+    local try port i pid
     for try in $(seq 20); do
         port=$((20000 + RANDOM % 40000))
-        listening "$port" && continue  # taken
+        if listening "$port"; then continue; fi  # taken
         local argv=("$SINK")
-        [ "$(id -u)" -eq 0 ] && argv+=(-u nobody)  # smtp-sink refuses root without it
-        "${argv[@]}" "$HOST:$port" 256 >>"$WORKDIR/sink.log" 2>&1 &
-        SERVER_PID=$!
-        PIDS+=("$SERVER_PID")
-        local i
+        if [ "$(id -u)" -eq 0 ]; then argv+=(-u nobody); fi  # smtp-sink refuses root without it
+        (close_pipes && exec "${argv[@]}" "$HOST:$port" 256) >>"$WORKDIR/$1.stderr" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
         for i in $(seq 100); do
             if listening "$port"; then
-                PORT=$port
+                SPID[$1]=$pid
+                SPORT[$1]=$port
                 return 0
             fi
-            kill -0 "$SERVER_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.05
         done
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     done
     echo "crosscheck: smtp-sink did not start" >&2
     exit 1
 }
 
-stop_sink() {
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+start_server() {  # $1: server name
+    case $1 in
+        smtpmock) start_script smtpmock smtpmock_inproc.py ;;
+        aiosmtpd) start_script aiosmtpd aiosmtpd_sink.py ;;
+        smtp-sink) start_sink smtp-sink ;;
+    esac
+}
+
+stop_server() {  # $1: server name
+    local pid=${SPID[$1]} i
+    if [ -n "${SIN[$1]:-}" ]; then
+        local fd_in=${SIN[$1]} fd_out=${SOUT[$1]}
+        exec {fd_in}>&-  # end of input: the script stops its server and exits
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        exec {fd_out}<&-
+        unset "SIN[$1]" "SOUT[$1]"
+        rm -f "$WORKDIR/$1.in" "$WORKDIR/$1.out"
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 }
 
 # --------------------------------------------------------------------------- client
@@ -162,60 +182,67 @@ source_run() {  # $1 sessions, $2 messages, $3 reuse (1/0), $4 port
     fi
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2];
-    else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2];
+    else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# One server, one shape: start, warm up, REPEAT timed runs; set RATE_MEDIAN (msg/s).
-RATE_MEDIAN=0
-measure() {  # $1 server (smtpmock|aiosmtpd|smtp-sink), $2 sessions, $3 messages, $4 reuse
-    local server=$1 rates=() r before=0 after stored
-    case $server in
-        smtpmock) start_script smtpmock_inproc.py ;;
-        aiosmtpd) start_script aiosmtpd_sink.py ;;
-        smtp-sink) start_sink ;;
-    esac
-    source_run 1 20 1 "$PORT"  # warm-up
-    for r in $(seq "$REPEAT"); do
-        if [ "$server" != smtp-sink ]; then before=$(script_count); fi
-        source_run "$2" "$3" "$4" "$PORT"
-        if [ "$server" != smtp-sink ]; then
-            after=$(script_count)
-            stored=$((after - before))
-            if [ "$stored" -ne "$SENT" ]; then
-                log "  $server: smtp-source reported $SENT, server stored $stored"
-            fi
-            SENT=$stored
+# One timed run against one server; append its msg/s to RATES[server].
+declare -A RATES
+timed_run() {  # $1 server, $2 sessions, $3 messages, $4 reuse
+    local server=$1 before=0 after stored rate
+    if [ "$server" != smtp-sink ]; then before=$(script_count "$server"); fi
+    source_run "$2" "$3" "$4" "${SPORT[$server]}"
+    if [ "$server" != smtp-sink ]; then
+        after=$(script_count "$server")
+        stored=$((after - before))
+        if [ "$stored" -ne "$SENT" ]; then
+            log "  $server: smtp-source reported $SENT, server stored $stored"
         fi
-        rates+=("$(awk -v n="$SENT" -v s="$SECS" 'BEGIN { printf "%.1f", (s > 0 ? n / s : 0) }')")
-        log "  $server run $r: $SENT messages in $SECS s"
+        SENT=$stored
+    fi
+    rate=$(awk -v n="$SENT" -v s="$SECS" 'BEGIN { printf "%.1f", (s > 0 ? n / s : 0) }')
+    RATES[$server]="${RATES[$server]:-} $rate"
+    log "  $server: $SENT messages in $SECS s ($rate msg/s)"
+}
+
+# One shape: every server started (idle ones cost nothing) and warmed up with 20 messages,
+# then REPEAT rounds, each running every server once in a rotating order, so that a load
+# spike on the machine hits all of them rather than one; set RATE[shape/server] (median).
+declare -A RATE
+measure_shape() {  # $1 shape name, $2 sessions, $3 messages, $4 reuse
+    local server r k n=${#SERVERS[@]}
+    RATES=()
+    for server in "${SERVERS[@]}"; do
+        start_server "$server"
+        source_run 1 20 1 "${SPORT[$server]}"  # warm-up
     done
-    case $server in
-        smtp-sink) stop_sink ;;
-        *) stop_script ;;
-    esac
-    RATE_MEDIAN=$(printf '%s\n' "${rates[@]}" | median)
+    for r in $(seq "$REPEAT"); do
+        for k in $(seq 0 $((n - 1))); do
+            timed_run "${SERVERS[$(((k + r) % n))]}" "$2" "$3" "$4"
+        done
+    done
+    for server in "${SERVERS[@]}"; do
+        stop_server "$server"
+        # shellcheck disable=SC2086  # one rate per word
+        RATE[$1/$server]=$(printf '%s\n' ${RATES[$server]} | median)
+    done
 }
 
 # --------------------------------------------------------------------------- the table
 
+SERVERS=(smtpmock aiosmtpd smtp-sink)
 SHAPES=(
     "1 client, new connection per message|1|$SINGLE|0"
     "10 clients, new connection per message|10|$CONCURRENT|0"
     "10 clients x 100 messages per connection|10|$REUSE|1"
 )
-SERVERS=(smtpmock aiosmtpd smtp-sink)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 log "crosscheck: smtp-source, $REPEAT runs per shape and server, median; python $PYTHON"
-declare -A RATE
 for shape in "${SHAPES[@]}"; do
     IFS='|' read -r name sessions messages reuse <<<"$shape"
     log "$name ($messages messages)"
-    for server in "${SERVERS[@]}"; do
-        measure "$server" "$sessions" "$messages" "$reuse"
-        RATE[$name/$server]=$RATE_MEDIAN
-    done
+    measure_shape "$name" "$sessions" "$messages" "$reuse"
 done
 
 echo
