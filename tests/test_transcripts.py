@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import smtplib
+from pathlib import Path
 
 import pytest
 
 from smtpmock import SMTPMock, Transcript, WaitTimeout
-from smtpmock._transcript import MAX_ENTRIES, TRUNCATED, TranscriptLog
+from smtpmock._transcript import MAX_ENTRIES, TRUNCATED, TranscriptEntry, TranscriptLog
+from smtpmock.store import SQLiteStore
 
 from .rawsmtp import RawSMTP
 
@@ -159,3 +161,31 @@ def test_wait_for_sessions_times_out_while_a_session_is_open(mock: SMTPMock) -> 
         with pytest.raises(WaitTimeout, match="0 ended, 1 still open"):
             mock.wait_for_sessions(1, timeout=0.05)
     assert len(mock.wait_for_sessions(1, timeout=10)) == 1
+
+
+def test_storing_a_message_copies_its_own_transaction_not_the_whole_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite keeps an excerpt of the transcript with each message; over one connection that
+    delivers n messages, building the excerpts must cost O(n), not O(n^2) (it used to turn
+    the whole session into JSON for every message)."""
+    converted = 0
+    original = TranscriptEntry.to_dict
+
+    def counting(entry: TranscriptEntry) -> dict[str, str]:
+        nonlocal converted
+        converted += 1
+        return original(entry)
+
+    monkeypatch.setattr(TranscriptEntry, "to_dict", counting)
+    with SMTPMock(store=SQLiteStore(tmp_path / "mail.db")) as mock:
+        with smtplib.SMTP(mock.host, mock.port) as smtp:
+            for n in range(60):
+                smtp.sendmail("a@example.com", ["b@example.com"], f"Subject: {n}\r\n\r\nx\r\n")
+        stored = mock.messages
+        assert len(stored) == 60
+    # Each excerpt: the opening (greeting, EHLO and its reply) plus one transaction (~9 lines).
+    assert converted < 60 * 20, f"{converted} entries converted for 60 messages"
+    last = SQLiteStore(tmp_path / "mail.db").messages()[-1]
+    assert last.transcript is not None
+    assert last.transcript.commands[:2] == ["EHLO", "MAIL"]

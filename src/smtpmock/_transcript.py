@@ -105,6 +105,11 @@ class Transcript:
 
     def to_dict(self) -> dict[str, Any]:
         """The transcript as plain JSON-ready data."""
+        data = self._facts()
+        data["entries"] = [e.to_dict() for e in list(self.entries)]
+        return data
+
+    def _facts(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
             "peer": list(self.peer) if self.peer else None,
@@ -114,7 +119,6 @@ class Transcript:
             "tls_version": self.tls_version,
             "auth_user": self.auth_user,
             "message_ids": list(self.message_ids),
-            "entries": [e.to_dict() for e in list(self.entries)],
         }
 
     def excerpt(self) -> dict[str, Any]:
@@ -125,20 +129,21 @@ class Transcript:
         Stores keep this with each message: the whole session would make a connection that
         delivers n messages store n growing copies of itself.
         """
-        entries = list(self.entries)
+        # Costs the opening plus the newest transaction, whatever the session's length: a
+        # connection delivering n messages must not cost n^2 (no copy of the whole list).
+        entries = self.entries
+        count = len(entries)
 
         def is_mail(entry: TranscriptEntry) -> bool:
             return entry.kind == "client" and entry.text[:5].upper() in ("MAIL ", "MAIL")
 
-        first = next((i for i, e in enumerate(entries) if is_mail(e)), len(entries))
-        last = next(
-            (i for i in range(len(entries) - 1, first - 1, -1) if is_mail(entries[i])), first
-        )
-        kept = entries[:first] + entries[last:]
-        data = self.to_dict()
-        data["entries"] = [e.to_dict() for e in kept]
+        first = next((i for i in range(count) if is_mail(entries[i])), count)
+        last = next((i for i in range(count - 1, first - 1, -1) if is_mail(entries[i])), first)
+        kept = entries[:first] + entries[last:count]
+        data = self._facts()
         data["message_ids"] = list(self.message_ids[-1:])
-        data["omitted"] = len(entries) - len(kept)
+        data["entries"] = [e.to_dict() for e in kept]
+        data["omitted"] = count - len(kept)
         return data
 
     @classmethod
