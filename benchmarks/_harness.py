@@ -229,16 +229,35 @@ class ServerProcess:
         """How many messages the server says it stored (server scripts of this directory)."""
         return int(self.ask("count", r"^COUNT (\d+)"))
 
+    def processes(self) -> list[int]:
+        """The process and its live descendants (``smtpmock serve`` has an index worker)."""
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in children.read_text().split()]
+        return found
+
     def cpu_seconds(self) -> float:
-        """User + system CPU time the process has used so far (Linux ``/proc``)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the process and its live descendants have used (``/proc``)."""
+        total = 0
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self) -> int:
-        """Resident memory of the process, in KiB (Linux)."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-        return int(found.group(1)) if found else 0
+        """Resident memory of the process and its live descendants, in KiB (Linux)."""
+        total = 0
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+                total += int(found.group(1)) if found else 0
+        return total
 
     def stop(self, grace: float = 5.0) -> int | None:
         """End the process group: close stdin, SIGTERM, then SIGKILL after *grace*."""

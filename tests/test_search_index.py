@@ -11,6 +11,7 @@ deletions, a vocabulary too big to mirror in memory, a reopened file, and an old
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import random
 import smtplib
 import sqlite3
@@ -181,7 +182,7 @@ def test_a_schema_1_file_is_converted_and_keeps_its_messages(
                 message.id,
                 message.received_at.timestamp(),
                 message.size,
-                _sqlite.json.dumps(_sqlite.envelope_dict(message)),
+                json.dumps(_sqlite.envelope_dict(message)),
             ),
         )
         old.execute("INSERT INTO raw VALUES (?, ?)", (seq, message.raw))
@@ -224,3 +225,23 @@ def test_concurrent_sessions_are_all_stored_through_group_commit(tmp_path: Path)
         assert store.count(parse("message3y")) == 8
         assert store.count(parse("client5x")) == 10
         assert sorted(m.seq for m in store.messages()) == list(range(1, 81))
+
+
+def test_parsing_in_a_worker_process_gives_the_same_answers(
+    tmp_path: Path, corpus: list[Message]
+) -> None:
+    """``index_worker=True`` (what ``smtpmock serve`` uses) parses in a child process."""
+    store = SQLiteStore(tmp_path / "mail.db", index_worker=True)
+    try:
+        store.add_many(corpus[:100])
+        store.flush_index()
+        assert store._pool is not None  # the worker did the parsing
+        for message in corpus[100:]:
+            store.add(message)
+        _assert_agrees(store, corpus, _queries(corpus, seed=5))
+        assert store._index_worker  # it never fell back
+        workers = list(store._pool._processes.values())
+        assert workers
+    finally:
+        store.close()
+    assert not [p for p in workers if p.is_alive()]  # close() ends the worker

@@ -366,7 +366,7 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
     elif args.allowed_host:
         settings.allowed_hosts = tuple(args.allowed_host)
     http_sock = _listen(http_host, 8025 if args.http_port is None else args.http_port)
-    store = SQLiteStore(db_path, retention)
+    store = SQLiteStore(db_path, retention, index_worker=True)
     extra: dict[str, Any] = {}
     if args.chaos_triggers:
         extra["faults"] = args.chaos_triggers

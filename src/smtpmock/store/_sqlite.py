@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import base64
 import bisect
+import concurrent.futures
 import datetime as _dt
 import json
+import multiprocessing
 import sqlite3
 import threading
 import time
@@ -235,6 +237,19 @@ def _fts_word(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
+_Prepared = tuple[int, IndexFields, str, list[str]]
+"""What indexing needs of one message: seq, search fields, list entry (JSON), distinct words."""
+
+
+def _prepare_rows(rows: list[tuple[int, str, bytes]]) -> list[_Prepared]:
+    """Parse stored rows into what the index needs (in an index worker process, or not)."""
+    prepared = []
+    for message in SQLiteStore._rows_to_messages(rows):
+        seq, fields, summary = SQLiteStore._prepare(message)
+        prepared.append((seq, fields, summary, _distinct_words(fields.free_text)))
+    return prepared
+
+
 @dataclass(frozen=True)
 class _TextPlan:
     """How one substring term is answered: candidates from a word index and/or a check."""
@@ -257,11 +272,27 @@ class SQLiteStore(Store):
     Reopening an existing file keeps its messages (ids, order and bytes); a file written by an
     older smtpmock is converted on open. Listing and search (:meth:`summaries`) read only the
     index tables, never the raw bytes.
+
+    *index_worker*: parse messages for the index in one worker process (started on first use,
+    ended by :meth:`close`), so that indexing does not take the GIL from an SMTP server
+    running in this process; ``smtpmock serve`` turns it on. If the worker cannot start or
+    dies, parsing goes on in this process.
     """
 
-    def __init__(self, path: str | Path = ":memory:", retention: Retention | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        retention: Retention | None = None,
+        *,
+        index_worker: bool = False,
+    ) -> None:
         super().__init__(retention)
         self.path = str(path)
+        # Parse messages for the index in a worker process: the parsing is pure Python and
+        # would otherwise hold the GIL that an SMTP server in this process needs.
+        self._index_worker = index_worker
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -502,9 +533,8 @@ class SQLiteStore(Store):
                     (self._indexed_seq, batch),
                 ).fetchall()
             # Parsing, the slow part, holds no lock that storing needs.
-            messages = self._rows_to_messages(rows)
-            prepared = [self._prepare(m) for m in messages]
-            reached = messages[-1].seq if len(rows) == batch else target
+            prepared = self._parse(rows)
+            reached = rows[-1][0] if len(rows) == batch else target
             with self.changed:
                 self._write_index(prepared)
                 self._indexed_seq = max(self._indexed_seq, reached)
@@ -512,6 +542,24 @@ class SQLiteStore(Store):
                 limit -= len(rows)
                 if limit <= 0:
                     return
+
+    def _parse(self, rows: list[tuple[int, str, bytes]]) -> list[_Prepared]:
+        """:func:`_prepare_rows`, in the index worker process when there is one."""
+        if self._index_worker and not self._closed:
+            try:
+                with self._pool_lock:
+                    if self._pool is None:
+                        # spawn, not fork: the process has threads (the server's, uvicorn's).
+                        self._pool = concurrent.futures.ProcessPoolExecutor(
+                            1, mp_context=multiprocessing.get_context("spawn")
+                        )
+                    pool = self._pool
+                return pool.submit(_prepare_rows, rows).result()
+            except Exception as exc:  # a dead or unstartable worker: parse here from now on
+                self._index_worker = False
+                if self.on_listener_error is not None:
+                    self.on_listener_error(exc)
+        return _prepare_rows(rows)
 
     @staticmethod
     def _prepare(message: Message) -> tuple[int, IndexFields, str]:
@@ -545,7 +593,7 @@ class SQLiteStore(Store):
             }
         return message.seq, fields, json.dumps(summary)
 
-    def _write_index(self, prepared: list[tuple[int, IndexFields, str]]) -> None:
+    def _write_index(self, prepared: list[_Prepared]) -> None:
         db = self._db
         if not prepared:
             return
@@ -562,7 +610,7 @@ class SQLiteStore(Store):
             )
         }
         prepared = [p for p in prepared if p[0] in present]
-        words = [_distinct_words(f.free_text) for _, f, _ in prepared]
+        words = [p[3] for p in prepared]
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
@@ -570,12 +618,12 @@ class SQLiteStore(Store):
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (seq, summary, *(getattr(f, c) for c in _FIELDS), f.attachments, f.inline)
-                    for seq, f, summary in prepared
+                    for seq, f, summary, _ in prepared
                 ],
             )
             db.executemany(
                 "INSERT INTO texts (seq, free) VALUES (?, ?)",
-                [(seq, f.free_text) for seq, f, _ in prepared],
+                [(seq, f.free_text) for seq, f, _, _ in prepared],
             )
             # Each word once: with detail=none the index keeps no positions or counts, so
             # repeats would only cost tokenizing.
@@ -585,7 +633,7 @@ class SQLiteStore(Store):
             )
             db.executemany(
                 f"INSERT INTO fieldwords_fts (rowid, {_FIELD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                [(seq, *(getattr(f, c) for c in _FIELDS)) for seq, f, _ in prepared],
+                [(seq, *(getattr(f, c) for c in _FIELDS)) for seq, f, _, _ in prepared],
             )
             self._add_vocabulary(prepared, words)
             db.execute("COMMIT")
@@ -594,13 +642,11 @@ class SQLiteStore(Store):
             self._known = None  # reloaded from the table next time
             raise
 
-    def _add_vocabulary(
-        self, prepared: list[tuple[int, IndexFields, str]], words: list[list[str]]
-    ) -> None:
+    def _add_vocabulary(self, prepared: list[_Prepared], words: list[list[str]]) -> None:
         """Record every word of *prepared* in `terms` (with where it was seen) and `suffixes`."""
         db = self._db
         seen = dict.fromkeys(set().union(*words), _FREE_BIT)
-        for _, fields, _ in prepared:
+        for _, fields, _, _ in prepared:
             for column, bit in _FIELD_BITS.items():
                 for word in tokens(getattr(fields, column)):
                     seen[word] = seen.get(word, 0) | bit
@@ -924,5 +970,7 @@ class SQLiteStore(Store):
         self._wake.set()
         if self._indexer is not None and self._indexer is not threading.current_thread():
             self._indexer.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         with self.changed:
             self._db.close()
