@@ -110,7 +110,7 @@ def fill(
     messages/s, indexing included), and no round starts that would not end in time.
     """
     corpus = corpus or Corpus()
-    store = SQLiteStore(db)
+    store = SQLiteStore(db, index_worker=True)  # as `smtpmock serve` opens it
     before = len(store)
     stopped = False
     store_s = index_s = 0.0

@@ -252,7 +252,9 @@ def test_large_mail_is_never_in_list_or_search(tmp_path: Path) -> None:
     )
     store.add(Message(b"Subject: after\r\n\r\nx\r\n", mail_from="a@x.org", rcpt_tos=["b@x.org"]))
     store.close()
-    with Served("--db", str(db)) as served, httpx.Client(base_url=served.url) as api:
+    # The first listing indexes all 2,002 messages (a 25 MB one among them): allow it time on
+    # a loaded machine.
+    with Served("--db", str(db)) as served, httpx.Client(base_url=served.url, timeout=60) as api:
         listed = api.get("/api/v1/messages", params={"limit": 50})
         assert listed.json()["total"] == 2002
         assert big.id in listed.text

@@ -48,7 +48,7 @@ import multiprocessing
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,7 +276,8 @@ class SQLiteStore(Store):
     *index_worker*: parse messages for the index in one worker process (started on first use,
     ended by :meth:`close`), so that indexing does not take the GIL from an SMTP server
     running in this process; ``smtpmock serve`` turns it on. If the worker cannot start or
-    dies, parsing goes on in this process.
+    dies, parsing goes on in this process. The worker is started with ``spawn``, so a script
+    that uses this needs the usual ``if __name__ == "__main__":`` guard.
     """
 
     def __init__(
@@ -293,6 +294,11 @@ class SQLiteStore(Store):
         self._index_worker = index_worker
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        if index_worker:
+            try:
+                self._start_worker()
+            except Exception:  # no worker processes here: parse in this process
+                self._index_worker = False
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -521,45 +527,72 @@ class SQLiteStore(Store):
         """Index the messages not indexed yet (at most about *limit* of them, oldest first).
 
         Safe from any thread, with or without the store's lock held: two indexers racing for
-        the same messages both parse them, and the second one's write is skipped.
+        the same messages both parse them, and the second one's write is skipped. With an
+        index worker, the next batch is being parsed there while this one is written.
         """
-        while self._indexed_seq < self._last_seq and not self._closed:
-            batch = _INDEX_BATCH if limit is None else max(1, min(limit, _INDEX_BATCH))
-            with self.changed:
-                target = self._last_seq
-                rows = self._db.execute(
-                    "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
-                    "WHERE m.seq > ? ORDER BY m.seq LIMIT ?",
-                    (self._indexed_seq, batch),
-                ).fetchall()
-            # Parsing, the slow part, holds no lock that storing needs.
-            prepared = self._parse(rows)
-            reached = rows[-1][0] if len(rows) == batch else target
-            with self.changed:
-                self._write_index(prepared)
-                self._indexed_seq = max(self._indexed_seq, reached)
-            if limit is not None:
-                limit -= len(rows)
-                if limit <= 0:
-                    return
+        after = self._indexed_seq  # the last message handed to parsing
+        parsing: tuple[Callable[[], list[_Prepared]], int] | None = None
+        while not self._closed:
+            following = None
+            if after < self._last_seq and (limit is None or limit > 0):
+                batch = _INDEX_BATCH if limit is None else max(1, min(limit, _INDEX_BATCH))
+                with self.changed:
+                    target = self._last_seq
+                    rows = self._db.execute(
+                        "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
+                        "WHERE m.seq > ? ORDER BY m.seq LIMIT ?",
+                        (after, batch),
+                    ).fetchall()
+                # Up to the newest message at the time, unless the batch was cut short.
+                after = rows[-1][0] if len(rows) == batch else target
+                if limit is not None:
+                    limit -= len(rows)
+                # Parsing, the slow part, holds no lock that storing needs.
+                following = (self._parse_later(rows), after)
+            if parsing is not None:
+                parsed, reached = parsing
+                prepared = parsed()
+                with self.changed:
+                    self._write_index(prepared)
+                    self._indexed_seq = max(self._indexed_seq, reached)
+            if following is None:
+                return
+            parsing = following
 
-    def _parse(self, rows: list[tuple[int, str, bytes]]) -> list[_Prepared]:
-        """:func:`_prepare_rows`, in the index worker process when there is one."""
-        if self._index_worker and not self._closed:
+    def _parse_later(self, rows: list[tuple[int, str, bytes]]) -> Callable[[], list[_Prepared]]:
+        """Start parsing *rows* in the index worker (or not: then when called)."""
+        if self._index_worker and not self._closed and rows:
             try:
-                with self._pool_lock:
-                    if self._pool is None:
-                        # spawn, not fork: the process has threads (the server's, uvicorn's).
-                        self._pool = concurrent.futures.ProcessPoolExecutor(
-                            1, mp_context=multiprocessing.get_context("spawn")
-                        )
-                    pool = self._pool
-                return pool.submit(_prepare_rows, rows).result()
-            except Exception as exc:  # a dead or unstartable worker: parse here from now on
-                self._index_worker = False
-                if self.on_listener_error is not None:
-                    self.on_listener_error(exc)
-        return _prepare_rows(rows)
+                future = self._start_worker().submit(_prepare_rows, rows)
+            except Exception as exc:
+                self._worker_failed(exc)
+            else:
+
+                def result() -> list[_Prepared]:
+                    try:
+                        return future.result()
+                    except Exception as exc:  # a dead worker: parse here from now on
+                        self._worker_failed(exc)
+                        return _prepare_rows(rows)
+
+                return result
+        return lambda: _prepare_rows(rows)
+
+    def _start_worker(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                # spawn, not fork: the process has threads (the server's, uvicorn's). The first
+                # task starts the worker now, in the background, not on the first search.
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn")
+                )
+                self._pool.submit(int)
+            return self._pool
+
+    def _worker_failed(self, exc: BaseException) -> None:
+        self._index_worker = False
+        if self.on_listener_error is not None:
+            self.on_listener_error(exc)
 
     @staticmethod
     def _prepare(message: Message) -> tuple[int, IndexFields, str]:
