@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 
@@ -96,11 +97,12 @@ QUERIES = {
 
 
 @pytest.fixture(scope="module")
-def store() -> SQLiteStore:
+def store() -> Iterator[SQLiteStore]:
     store = SQLiteStore()
     for message in CORPUS:
         store.add(message)
-    return store
+    yield store
+    store.close()
 
 
 @pytest.mark.parametrize(("query", "expected"), list(QUERIES.items()))

@@ -11,6 +11,7 @@ deletions, a vocabulary too big to mirror in memory, a reopened file, and an old
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import random
 import smtplib
@@ -199,7 +200,8 @@ def test_a_schema_1_file_is_converted_and_keeps_its_messages(
         _assert_agrees(store, store.messages(), _queries(corpus[:31], seed=5))
     finally:
         store.close()
-    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
     assert "search_fts" not in tables
     assert "messages_v1" not in tables
 
@@ -207,7 +209,7 @@ def test_a_schema_1_file_is_converted_and_keeps_its_messages(
 def test_concurrent_sessions_are_all_stored_through_group_commit(tmp_path: Path) -> None:
     """Every 250 given by a server on SQLite is a stored, searchable message."""
     store = SQLiteStore(tmp_path / "mail.db")
-    with SMTPMock(store=store) as server:
+    with contextlib.closing(store), SMTPMock(store=store) as server:
 
         def session(client: int) -> int:
             sent = 0

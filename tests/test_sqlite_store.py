@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import smtplib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,20 @@ from smtpmock.store import SQLiteStore, StoreEvent
 from tests.mail import send
 
 RAW = b"From: A <a@x.com>\r\nTo: bob@y.com\r\nSubject: Hi\r\n\r\nbody\xff bytes \r\n.dot\r\n"
+
+
+@pytest.fixture
+def new_store() -> Iterator[Callable[..., SQLiteStore]]:
+    """``SQLiteStore(...)``, closed after the test."""
+    stores: list[SQLiteStore] = []
+
+    def make(*args: Any, **kwargs: Any) -> SQLiteStore:
+        stores.append(SQLiteStore(*args, **kwargs))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.close()
 
 
 def _msg(subject: str = "Hi", *, size: int = 0, age: float = 0.0) -> Message:
@@ -54,8 +70,10 @@ def test_reopen_keeps_ids_order_bytes_and_envelope(tmp_path: Path) -> None:
         again.close()
 
 
-def test_retention_by_count_evicts_oldest_first_and_notifies() -> None:
-    store = SQLiteStore(retention=Retention(max_messages=2))
+def test_retention_by_count_evicts_oldest_first_and_notifies(
+    new_store: Callable[..., SQLiteStore],
+) -> None:
+    store = new_store(retention=Retention(max_messages=2))
     events: list[StoreEvent] = []
     store.subscribe(events.append)
     ids = [store.add(_msg(str(i))).id for i in range(4)]
@@ -65,23 +83,23 @@ def test_retention_by_count_evicts_oldest_first_and_notifies() -> None:
     assert deleted == ids[:2]
 
 
-def test_retention_by_bytes_is_never_exceeded() -> None:
-    store = SQLiteStore(retention=Retention(max_bytes=500))
+def test_retention_by_bytes_is_never_exceeded(new_store: Callable[..., SQLiteStore]) -> None:
+    store = new_store(retention=Retention(max_bytes=500))
     for i in range(10):
         store.add(_msg(str(i), size=150))
         assert store.total_bytes <= 500
     assert [m.subject for m in store.messages()] == ["8", "9"]  # 3 x 195 B would be 585
 
 
-def test_retention_by_age_on_arrival() -> None:
-    store = SQLiteStore(retention=Retention(max_age=60))
+def test_retention_by_age_on_arrival(new_store: Callable[..., SQLiteStore]) -> None:
+    store = new_store(retention=Retention(max_age=60))
     store.add(_msg("old", age=3600))
     store.add(_msg("new"))
     assert [m.subject for m in store.messages()] == ["new"]
 
 
-def test_delete_and_clear() -> None:
-    store = SQLiteStore()
+def test_delete_and_clear(new_store: Callable[..., SQLiteStore]) -> None:
+    store = new_store()
     a, b, c = (store.add(_msg(s)) for s in "abc")
     assert store.delete([b.id, "missing"]) == 1
     assert [m.id for m in store.messages()] == [a.id, c.id]
@@ -92,8 +110,10 @@ def test_delete_and_clear() -> None:
     assert store.total_bytes == 0
 
 
-def test_summaries_newest_first_paginated_without_bodies() -> None:
-    store = SQLiteStore()
+def test_summaries_newest_first_paginated_without_bodies(
+    new_store: Callable[..., SQLiteStore],
+) -> None:
+    store = new_store()
     for i in range(5):
         store.add(_msg(f"s{i}", size=10))
     total, page = store.summaries(start=1, limit=2)
@@ -162,8 +182,8 @@ def test_long_session_stores_one_transaction_per_message(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("bad", [b"", b"no headers at all", b"Subject: =?x-unknown?q?a?=\r\n\r\n"])
-def test_malformed_messages_are_stored(bad: bytes) -> None:
-    store = SQLiteStore()
+def test_malformed_messages_are_stored(bad: bytes, new_store: Callable[..., SQLiteStore]) -> None:
+    store = new_store()
     store.add(Message(bad))
     assert store.messages()[0].raw == bad
 

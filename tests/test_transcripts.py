@@ -4,6 +4,7 @@ marked, reachable from messages and for sessions that delivered nothing."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import smtplib
 from pathlib import Path
@@ -178,7 +179,8 @@ def test_storing_a_message_copies_its_own_transaction_not_the_whole_session(
         return original(entry)
 
     monkeypatch.setattr(TranscriptEntry, "to_dict", counting)
-    with SMTPMock(store=SQLiteStore(tmp_path / "mail.db")) as mock:
+    store = SQLiteStore(tmp_path / "mail.db")
+    with contextlib.closing(store), SMTPMock(store=store) as mock:
         with smtplib.SMTP(mock.host, mock.port) as smtp:
             for n in range(60):
                 smtp.sendmail("a@example.com", ["b@example.com"], f"Subject: {n}\r\n\r\nx\r\n")
@@ -186,6 +188,7 @@ def test_storing_a_message_copies_its_own_transaction_not_the_whole_session(
         assert len(stored) == 60
     # Each excerpt: the opening (greeting, EHLO and its reply) plus one transaction (~9 lines).
     assert converted < 60 * 20, f"{converted} entries converted for 60 messages"
-    last = SQLiteStore(tmp_path / "mail.db").messages()[-1]
+    with contextlib.closing(SQLiteStore(tmp_path / "mail.db")) as again:
+        last = again.messages()[-1]
     assert last.transcript is not None
     assert last.transcript.commands[:2] == ["EHLO", "MAIL"]

@@ -294,11 +294,6 @@ class SQLiteStore(Store):
         self._index_worker = index_worker
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        if index_worker:
-            try:
-                self._start_worker()
-            except Exception:  # no worker processes here: parse in this process
-                self._index_worker = False
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -315,6 +310,8 @@ class SQLiteStore(Store):
             ).fetchone()
             indexed = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM indexed").fetchone()
         except sqlite3.Error as exc:
+            if hasattr(self, "_db"):
+                self._db.close()
             raise ConfigurationError(
                 f"cannot use {self.path!r} as a smtpmock database: {exc}"
             ) from exc
@@ -327,6 +324,11 @@ class SQLiteStore(Store):
         self._wake = threading.Event()
         self._closed = False
         self._indexer: threading.Thread | None = None
+        if index_worker:
+            try:
+                self._start_worker()
+            except Exception:  # no worker processes here: parse in this process
+                self._index_worker = False
 
     def _migrate(self) -> None:
         db = self._db
