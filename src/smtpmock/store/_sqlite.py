@@ -119,7 +119,7 @@ _INDEX_BATCH = 200  # messages parsed and indexed per transaction
 _SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
 _MAX_CONTAINING = 5000  # known words containing a needle word, beyond which it filters nothing
 _MAX_PREFIXES = 300  # FTS5 prefix terms one needle word may become
-_MAX_KNOWN_TERMS = 200_000  # vocabulary mirrored in memory (beyond it, the table is asked)
+_MAX_KNOWN_TERMS = 100_000  # vocabulary mirrored in memory (beyond it, the table is asked)
 
 
 def _addr(name: str, address: str) -> dict[str, str]:
@@ -237,8 +237,9 @@ def _fts_word(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-_Prepared = tuple[int, IndexFields, str, list[str]]
-"""What indexing needs of one message: seq, search fields, list entry (JSON), distinct words."""
+_Prepared = tuple[int, IndexFields, str, str]
+"""What indexing needs of one message: seq, search fields, list entry (JSON), distinct words
+(space-separated: one string, not a list of thousands, to cross from the worker process)."""
 
 
 def _prepare_rows(rows: list[tuple[int, str, bytes]]) -> list[_Prepared]:
@@ -261,9 +262,10 @@ class _TextPlan:
     needle: str = ""
 
 
-def _distinct_words(text: str) -> list[str]:
-    """The words of *text*, each once, in order of first appearance: what `words_fts` holds."""
-    return list(dict.fromkeys(tokens(text)))
+def _distinct_words(text: str) -> str:
+    """The words of *text*, each once, in order of first appearance, space-separated: what
+    `words_fts` holds for it."""
+    return " ".join(dict.fromkeys(tokens(text)))
 
 
 class SQLiteStore(Store):
@@ -455,7 +457,7 @@ class SQLiteStore(Store):
         if free is not None:
             db.execute(
                 "INSERT INTO words_fts (words_fts, rowid, free) VALUES ('delete', ?, ?)",
-                (seq, " ".join(_distinct_words(free[0]))),
+                (seq, _distinct_words(free[0])),
             )
         db.execute("DELETE FROM indexed WHERE seq = ?", (seq,))
         db.execute("DELETE FROM texts WHERE seq = ?", (seq,))
@@ -645,7 +647,6 @@ class SQLiteStore(Store):
             )
         }
         prepared = [p for p in prepared if p[0] in present]
-        words = [p[3] for p in prepared]
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
@@ -664,23 +665,23 @@ class SQLiteStore(Store):
             # repeats would only cost tokenizing.
             db.executemany(
                 "INSERT INTO words_fts (rowid, free) VALUES (?, ?)",
-                [(p[0], " ".join(w)) for p, w in zip(prepared, words, strict=True)],
+                [(p[0], p[3]) for p in prepared],
             )
             db.executemany(
                 f"INSERT INTO fieldwords_fts (rowid, {_FIELD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                 [(seq, *(getattr(f, c) for c in _FIELDS)) for seq, f, _, _ in prepared],
             )
-            self._add_vocabulary(prepared, words)
+            self._add_vocabulary(prepared)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             self._known = None  # reloaded from the table next time
             raise
 
-    def _add_vocabulary(self, prepared: list[_Prepared], words: list[list[str]]) -> None:
+    def _add_vocabulary(self, prepared: list[_Prepared]) -> None:
         """Record every word of *prepared* in `terms` (with where it was seen) and `suffixes`."""
         db = self._db
-        seen = dict.fromkeys(set().union(*words), _FREE_BIT)
+        seen = dict.fromkeys(set().union(*(p[3].split() for p in prepared)), _FREE_BIT)
         for _, fields, _, _ in prepared:
             for column, bit in _FIELD_BITS.items():
                 for word in tokens(getattr(fields, column)):
