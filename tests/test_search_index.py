@@ -247,3 +247,24 @@ def test_parsing_in_a_worker_process_gives_the_same_answers(
     finally:
         store.close()
     assert not [p for p in workers if p.is_alive()]  # close() ends the worker
+
+
+def test_pages_of_a_word_found_inside_many_words(corpus: list[Message]) -> None:
+    """A needle inside many words (prefix terms) is counted and paged from one read."""
+    store = SQLiteStore()
+    try:
+        store.add_many(corpus)
+        store.flush_index()
+        search = parse("ka")
+        want = [m.id for m in corpus if search.matches(m)]
+        assert len(want) > 60
+        assert "*" in (store._word_query(search) or ("", ""))[1]  # the prefix-term path
+        total, everything = store.summaries(search, limit=None, newest_first=False)
+        assert total == len(want)
+        assert [s["ID"] for s in everything] == want
+        total, page = store.summaries(search, start=10, limit=20)
+        assert total == len(want)
+        assert [s["ID"] for s in page] == want[::-1][10:30]
+        assert store.summaries(search, after=corpus[-1].seq)[0] == 0
+    finally:
+        store.close()

@@ -967,6 +967,29 @@ class SQLiteStore(Store):
             if words is not None:
                 # Count and page from the word index alone (no row read per match).
                 table, match = words
+                if "*" in match:
+                    # Prefix terms: FTS5 merges their doclists for each statement, so read the
+                    # matches once and count and cut the page here.
+                    seqs = [
+                        r[0]
+                        for r in self._db.execute(
+                            f"SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid > ? "
+                            f"ORDER BY rowid {order}",
+                            [match, after],
+                        )
+                    ]
+                    page = seqs[start:] if limit is None else seqs[start : start + limit]
+                    found: dict[int, str] = {}
+                    for i in range(0, len(page), 500):
+                        chunk = page[i : i + 500]
+                        found.update(
+                            self._db.execute(
+                                "SELECT seq, summary FROM indexed "
+                                f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                                chunk,
+                            )
+                        )
+                    return len(seqs), [json.loads(found[seq]) for seq in page if seq in found]
                 total = self._db.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? AND rowid > ?",
                     [match, after],
