@@ -807,9 +807,9 @@ class SQLiteStore(Store):
             return _TextPlan(fts=fts, match=match)  # the words found are the answer
         return _TextPlan(fts=fts, match=match, check=check, needle=needle)
 
-    def _text_sql(self, field: str, needle: str) -> tuple[str, list[object]]:
-        """SQL for "*needle* is a substring of *field*"."""
-        plan = self._text_plan(field, needle)
+    @staticmethod
+    def _plan_sql(plan: _TextPlan) -> tuple[str, list[object]]:
+        """SQL for one substring term, from its plan."""
         if plan.nothing:
             return "0", []
         clauses: list[str] = []
@@ -822,19 +822,23 @@ class SQLiteStore(Store):
             params.append(plan.needle)
         return " AND ".join(clauses), params
 
-    def _word_query(self, search: Search | None) -> tuple[str, str] | None:
+    def _word_query(
+        self, search: Search | None, plan_for: Callable[[str, str], _TextPlan] | None = None
+    ) -> tuple[str, str] | None:
         """``(table, MATCH expression)`` when one word index alone answers *search*.
 
         That is when every term is a substring test answered exactly by its words, all in the
         same index: then counting and paging read only that index, not a row per match.
+        *plan_for*: where the terms' plans come from (default :meth:`_text_plan`).
         """
+        plan_for = plan_for or self._text_plan
         if search is None or not search.terms:
             return None
         table, matches = None, []
         for term, compiled in search._compiled():
             if term.negated or compiled.text is None:
                 return None
-            plan = self._text_plan(*compiled.text)
+            plan = plan_for(*compiled.text)
             if plan.fts is None or plan.check is not None or table not in (None, plan.fts):
                 return None
             table = plan.fts
@@ -848,12 +852,21 @@ class SQLiteStore(Store):
         Called with the store held and after :meth:`_index_pending`. The condition is only
         built when no single word index answers the search.
         """
-        words = self._word_query(search)
+        plans: dict[tuple[str, str], _TextPlan] = {}
+
+        def plan_for(field: str, needle: str) -> _TextPlan:
+            # Each term is planned once (a plan costs a vocabulary range scan) whether the word
+            # query or the general condition ends up using it.
+            if (field, needle) not in plans:
+                plans[field, needle] = self._text_plan(field, needle)
+            return plans[field, needle]
+
+        words = self._word_query(search, plan_for)
         if words is not None:
             return words, "", []
         if search is None:
             return None, "1", []
-        where, params = search.sql(self._text_sql)
+        where, params = search.sql(lambda field, needle: self._plan_sql(plan_for(field, needle)))
         return None, where, params
 
     # ------------------------------------------------------------------ reading
