@@ -88,6 +88,28 @@ def which_smtpd_python() -> str | None:
     return None
 
 
+def process_tree(pid: int) -> list[int]:
+    """*pid* and its live descendants (Linux ``/proc``)."""
+    found, todo = [], [pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in children.read_text().split()]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time *pid* and its live descendants have used so far."""
+    total = 0
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProcess:
     """A server subprocess, started in its own session and always ended on exit.
 
@@ -231,23 +253,11 @@ class ServerProcess:
 
     def processes(self) -> list[int]:
         """The process and its live descendants (``smtpmock serve`` has an index worker)."""
-        found, todo = [], [self.pid]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            for children in Path(f"/proc/{pid}/task").glob("*/children"):
-                with contextlib.suppress(OSError):
-                    todo += [int(c) for c in children.read_text().split()]
-        return found
+        return process_tree(self.pid)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process and its live descendants have used (``/proc``)."""
-        total = 0
-        for pid in self.processes():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+        return tree_cpu_seconds(self.pid)
 
     def rss_kib(self) -> int:
         """Resident memory of the process and its live descendants, in KiB (Linux)."""

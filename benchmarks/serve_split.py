@@ -38,6 +38,9 @@ import smtpmock.store._sqlite as sqlite_store
 from smtpmock import SMTPMock
 from smtpmock.store import MemoryStore, SQLiteStore, Store
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import tree_cpu_seconds
+
 SHAPES = (("1 client, new conn.", "-s 1 -m 2000"), ("10 clients, new conn.", "-s 10 -m 4000"),
           ("10 clients x 100/conn.", "-s 10 -m 1000 -d"))  # fmt: skip
 
@@ -53,16 +56,6 @@ async def _inline_write(self: base.GroupCommit) -> None:
         self._writer = None
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its live children (the index worker) so far."""
-    total = time.process_time()
-    for children in Path("/proc/self/task").glob("*/children"):
-        for pid in children.read_text().split():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
 def run(label: str, make_store: Callable[[Path], Store], source: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="smtpmock-split-"))
     try:
@@ -70,13 +63,13 @@ def run(label: str, make_store: Callable[[Path], Store], source: str) -> None:
         with SMTPMock(store=store) as mock:
             for shape, args in SHAPES:
                 count = int(args.split("-m ")[1].split()[0])
-                cpu, wall = cpu_seconds(), time.perf_counter()
+                cpu, wall = tree_cpu_seconds(os.getpid()), time.perf_counter()
                 subprocess.run(
                     [source, *args.split(), "-l", "1024", "-f", "a@example.com",
                      "-t", "b@example.com", f"127.0.0.1:{mock.port}"],
                     check=True,
                 )  # fmt: skip
-                wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+                wall, cpu = time.perf_counter() - wall, tree_cpu_seconds(os.getpid()) - cpu
                 print(
                     f"{label:36} {shape:24} {count / wall:7.0f} msg/s {cpu / count * 1e6:7.0f} us"
                 )
