@@ -9,6 +9,7 @@ import smtplib
 import subprocess
 import sys
 import threading
+import time
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -91,6 +92,9 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     for thread in threads:
         thread.start()
     assert enough.wait(60)
+    assert served.proc is not None
+    children = _children(served.proc.pid)  # the index worker and multiprocessing's tracker
+    assert children or sys.platform != "linux"
     served.kill()
     served.close()
     stop.set()
@@ -102,6 +106,31 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         stored = {m.subject for m in client.messages}
         assert set(acked) <= stored
         assert len(acked) >= 200
+    # The worker processes do not outlive a killed server.
+    deadline = time.monotonic() + 15
+    while [c for c in children if _alive(c)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [c for c in children if _alive(c)], f"left behind: {children}"
+
+
+def _children(pid: int) -> list[int]:
+    """Live descendants of *pid* (Linux /proc; empty elsewhere)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for tasks in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            kids = [int(k) for k in tasks.read_text().split()]
+            found += kids
+            todo += kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether *pid* still runs (a zombie waiting for its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_environment_variables_and_flags(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ import concurrent.futures
 import datetime as _dt
 import json
 import multiprocessing
+import os
 import sqlite3
 import threading
 import time
@@ -240,6 +241,18 @@ def _fts_word(word: str) -> str:
 _Prepared = tuple[int, IndexFields, str, str]
 """What indexing needs of one message: seq, search fields, list entry (JSON), distinct words
 (space-separated: one string, not a list of thousands, to cross from the worker process)."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In the index worker: end it when its parent is gone (killed with SIGKILL, say), which
+    the pool's own pipes do not notice."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="smtpmock-parent-watch", daemon=True).start()
 
 
 def _prepare_rows(rows: list[tuple[int, str, bytes]]) -> list[_Prepared]:
@@ -588,7 +601,10 @@ class SQLiteStore(Store):
                 # spawn, not fork: the process has threads (the server's, uvicorn's). The first
                 # task starts the worker now, in the background, not on the first search.
                 self._pool = concurrent.futures.ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn")
+                    1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
                 )
                 self._pool.submit(int)
             return self._pool
