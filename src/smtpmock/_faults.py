@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
+from ._loop import readable, writable
 from ._message import Message
 
 if TYPE_CHECKING:
@@ -961,9 +962,9 @@ def _note(protocol: SMTPProtocol, rule: FaultRule, event: FaultEvent) -> None:
 def _drop(protocol: SMTPProtocol) -> None:
     # abort(), not close(): close() would still flush whatever aiosmtpd writes next (the reply
     # to end of data), and the point is that the client gets no reply at all.
-    transport = protocol.transport
-    if isinstance(transport, asyncio.WriteTransport):
-        transport.abort()
+    writer = writable(protocol.transport)
+    if writer is not None:
+        writer.abort()
 
 
 async def _refuse(protocol: SMTPProtocol, stage: str, reply: str, closing: bool) -> None:
@@ -1030,9 +1031,9 @@ class _Throttle:
 
     def data_received(self, data: bytes) -> None:
         self.pending += data
-        transport = self.protocol.transport
-        if transport is not None and isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
+        reader = readable(self.protocol.transport)
+        if reader is not None:
+            reader.pause_reading()
         if self.handle is None:
             delay = max(0.0, self.next_time - self.loop.time())
             self.handle = self.loop.call_later(delay, self._feed)
@@ -1051,8 +1052,8 @@ class _Throttle:
         self.next_time = self.loop.time() + pause
         if self.pending:
             self.handle = self.loop.call_later(pause, self._feed)
-        elif isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
-            transport.resume_reading()
+        elif (reader := readable(transport)) is not None and not reader.is_closing():
+            reader.resume_reading()
 
     def eof_received(self) -> bool | None:
         # Hand over what is still held back before the end of the stream, or it is lost.

@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._faults import FaultsArgument, FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
+from ._loop import new_event_loop, writable
 from ._message import Message
 from ._protocol import SessionSupport, SMTPProtocol, StageHook
 from ._tls import TLSMaterial, tls_material
@@ -175,7 +176,12 @@ class SMTPMock(Mailbox):
             return self
 
     def _run(self, ready: threading.Event, outcome: dict[str, Any]) -> None:
-        loop = asyncio.new_event_loop()
+        try:
+            loop = new_event_loop()
+        except BaseException as exc:  # SMTPMOCK_EVENT_LOOP names no loop that can be made
+            outcome["error"] = exc
+            ready.set()
+            return
         try:
             state = _ServerState(self.config, self._store, loop)
             state.hooks = self._hooks
@@ -408,18 +414,15 @@ class SMTPMock(Mailbox):
 def _close_connection(transport: asyncio.BaseTransport | None) -> None:
     if transport is None or transport.is_closing():
         return
+    writer = writable(transport)
     try:
-        pending = (
-            transport.get_write_buffer_size()
-            if isinstance(transport, asyncio.WriteTransport)
-            else 0
-        )
+        pending = writer.get_write_buffer_size() if writer is not None else 0
     except Exception:  # a TLS transport mid-handshake may not know yet
         pending = 1
-    if pending == 0 and isinstance(transport, asyncio.WriteTransport):
+    if pending == 0 and writer is not None:
         # Nothing left to send: abort at once. close() on a TLS connection would wait for the
         # peer's close_notify, which an idle client never sends.
-        transport.abort()
+        writer.abort()
     else:
         transport.close()  # flush what is queued, within the grace period of _close_loop
 
@@ -437,9 +440,9 @@ async def _drain_connections(state: _ServerState, grace: float) -> None:
         for waiter in waiters:
             waiter.cancel()
     for protocol in list(state.connections):
-        transport = protocol.transport
-        if isinstance(transport, asyncio.WriteTransport):
-            transport.abort()
+        writer = writable(protocol.transport)
+        if writer is not None:
+            writer.abort()
     await asyncio.sleep(0)
 
 

@@ -1,0 +1,59 @@
+"""The event loop smtpmock's server threads run, and transport checks that hold for any loop.
+
+uvloop (libuv) is used where it is installed (it is a dependency on CPython outside Windows):
+it accepts and answers connections with about half the CPU of the stdlib loop, which is where
+ingest spends most of its time (``benchmarks/PROFILE.md``). ``SMTPMOCK_EVENT_LOOP=asyncio``
+chooses the stdlib loop. uvloop's transports implement asyncio's interface without subclassing
+its classes, so transports are tested for what they can do, never with ``isinstance``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import cast
+
+from ._errors import ConfigurationError
+
+__all__ = ["LOOP_ENV", "loop_name", "new_event_loop", "readable", "writable"]
+
+LOOP_ENV = "SMTPMOCK_EVENT_LOOP"
+
+
+def loop_name() -> str:
+    """``"uvloop"`` or ``"asyncio"``: the loop :func:`new_event_loop` makes."""
+    choice = os.environ.get(LOOP_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "uvloop", "asyncio"):
+        raise ConfigurationError(f"{LOOP_ENV} must be auto, uvloop or asyncio, not {choice!r}")
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigurationError(f"{LOOP_ENV}=uvloop, but uvloop is not installed") from None
+        return "asyncio"
+    return "uvloop"
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind :func:`loop_name` names."""
+    if loop_name() == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def writable(transport: asyncio.BaseTransport | None) -> asyncio.WriteTransport | None:
+    """*transport* as a write transport, or ``None`` when it is none (or gone)."""
+    if transport is None or not hasattr(transport, "abort"):
+        return None
+    return cast(asyncio.WriteTransport, transport)
+
+
+def readable(transport: asyncio.BaseTransport | None) -> asyncio.ReadTransport | None:
+    """*transport* as a read transport (one that can pause reading), or ``None``."""
+    if transport is None or not hasattr(transport, "pause_reading"):
+        return None
+    return cast(asyncio.ReadTransport, transport)
