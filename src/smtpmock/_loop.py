@@ -11,38 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import cast
 
 from ._errors import ConfigurationError
 
-__all__ = ["LOOP_ENV", "loop_name", "new_event_loop", "readable", "writable"]
+__all__ = ["LOOP_ENV", "loop_factory", "readable", "writable"]
 
 LOOP_ENV = "SMTPMOCK_EVENT_LOOP"
 
 
-def loop_name() -> str:
-    """``"uvloop"`` or ``"asyncio"``: the loop :func:`new_event_loop` makes."""
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes a server thread's loop: uvloop's or asyncio's ``new_event_loop``.
+
+    Raises :class:`~smtpmock.ConfigurationError` when :data:`LOOP_ENV` names no loop that can be
+    made here; called by ``start()`` in the caller's thread, before any thread is started.
+    """
     choice = os.environ.get(LOOP_ENV, "auto").strip().lower() or "auto"
     if choice not in ("auto", "uvloop", "asyncio"):
         raise ConfigurationError(f"{LOOP_ENV} must be auto, uvloop or asyncio, not {choice!r}")
     if choice == "asyncio":
-        return "asyncio"
+        return asyncio.new_event_loop
     try:
-        import uvloop  # noqa: F401
+        import uvloop
     except ImportError:
         if choice == "uvloop":
             raise ConfigurationError(f"{LOOP_ENV}=uvloop, but uvloop is not installed") from None
-        return "asyncio"
-    return "uvloop"
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A new event loop of the kind :func:`loop_name` names."""
-    if loop_name() == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 def writable(transport: asyncio.BaseTransport | None) -> asyncio.WriteTransport | None:

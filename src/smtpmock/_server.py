@@ -29,7 +29,7 @@ from ._errors import (
 )
 from ._faults import FaultsArgument, FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
-from ._loop import new_event_loop, writable
+from ._loop import loop_factory, writable
 from ._message import Message
 from ._protocol import SessionSupport, SMTPProtocol, StageHook
 from ._tls import TLSMaterial, tls_material
@@ -159,11 +159,12 @@ class SMTPMock(Mailbox):
         with self._lifecycle:
             if self._thread is not None:
                 return self
+            make_loop = loop_factory()
             ready = threading.Event()
             outcome: dict[str, Any] = {}
             thread = threading.Thread(
                 target=self._run,
-                args=(ready, outcome),
+                args=(make_loop, ready, outcome),
                 name=f"smtpmock-{self._requested[0]}:{self._requested[1]}",
                 daemon=True,
             )
@@ -175,13 +176,13 @@ class SMTPMock(Mailbox):
             self._thread = thread
             return self
 
-    def _run(self, ready: threading.Event, outcome: dict[str, Any]) -> None:
-        try:
-            loop = new_event_loop()
-        except BaseException as exc:  # SMTPMOCK_EVENT_LOOP names no loop that can be made
-            outcome["error"] = exc
-            ready.set()
-            return
+    def _run(
+        self,
+        make_loop: Callable[[], asyncio.AbstractEventLoop],
+        ready: threading.Event,
+        outcome: dict[str, Any],
+    ) -> None:
+        loop = make_loop()
         try:
             state = _ServerState(self.config, self._store, loop)
             state.hooks = self._hooks
