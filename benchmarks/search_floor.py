@@ -1,0 +1,88 @@
+"""Where a body-word search's time goes in a filled SQLite store: the floor FTS5 sets.
+
+::
+
+    python benchmarks/fill_store.py --db /tmp/b/s100k.db --count 100000   # once, ~5 minutes
+    python benchmarks/search_floor.py --db /tmp/b/s100k.db tovu kabralim jorlimkes com
+
+For each needle (a free-text substring search): the FTS5 expression the store plans for it,
+then, best of ``--repeat`` runs, the time to count its matches in SQLite, to read all their
+rowids into Python, to count the same words written as exact terms instead of prefixes, and
+to read each containing word's doclist once (``group_concat``), with the postings those
+words hold together. Opens the store as ``serve`` does and only reads from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import time
+from collections.abc import Callable
+
+from smtpmock.store._sqlite import _FREE_BIT, SQLiteStore
+
+
+def best_ms(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", required=True, help="a database filled by fill_store.py")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("needles", nargs="+")
+    args = parser.parse_args()
+    store = SQLiteStore(args.db)
+    db: sqlite3.Connection = store._db
+
+    def count(expr: str) -> int:
+        sql = "SELECT count(*) FROM words_fts WHERE words_fts MATCH ?"
+        return int(db.execute(sql, [expr]).fetchone()[0])
+
+    def read_all(expr: str) -> None:
+        sql = "SELECT rowid FROM words_fts WHERE words_fts MATCH ? ORDER BY rowid DESC"
+        db.execute(sql, [expr]).fetchall()
+
+    def read_doclists(words: list[str]) -> None:
+        sql = "SELECT group_concat(rowid) FROM words_fts WHERE words_fts MATCH ?"
+        for word in words:
+            db.execute(sql, [f'"{word}"']).fetchone()
+
+    print("| needle | matches | FTS5 terms | words | postings | count | rowids to Python "
+          "| count, exact words | read doclists |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for needle in args.needles:
+        expr = store._expansion(needle, _FREE_BIT)
+        if not expr:
+            print(f"| {needle} | (no plan: {'none' if expr == '' else 'too many words'}) |")
+            continue
+        words = [
+            r[0]
+            for r in db.execute(
+                "SELECT term FROM terms WHERE cols & ? AND instr(term, ?) > 0", [_FREE_BIT, needle]
+            )
+        ]
+        exact = " OR ".join(f'"{w}"' for w in words)
+        postings = sum(count(f'"{w}"') for w in words)
+        figures = [
+            best_ms(lambda e=expr: count(e), args.repeat),
+            best_ms(lambda e=expr: read_all(e), args.repeat),
+            best_ms(lambda e=exact: count(e), args.repeat),
+            best_ms(lambda w=words: read_doclists(w), args.repeat),
+        ]
+        print(
+            f"| `{needle}` | {count(expr):,} | {len(expr.split(' OR '))} | {len(words)} "
+            f"| {postings:,} | " + " | ".join(f"{ms:.1f} ms" for ms in figures) + " |"
+        )
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
