@@ -29,9 +29,20 @@ on every text. The results are those of Python's ``in`` on
 :func:`~smtpmock._search.index_fields`, which ``tests/test_search.py`` and
 ``tests/test_search_index.py`` check.
 
+Counting and paging such a search (:meth:`SQLiteStore.count`, :meth:`SQLiteStore.summaries`)
+reads per-word bitmaps instead of FTS5 when the search is on the free text (``_bits.py``): the
+messages are cut into blocks of 4,096 consecutive ``seq``; each finished block has, per word,
+the set of its messages containing it (``wordbits``) and the set of them still stored
+(``bitblocks``); the block being filled is kept in memory and written when the next one
+starts. A needle standing for a hundred words then costs a hundred small reads per block,
+however many messages contain them. After a restart the block being filled is rebuilt from
+``texts`` in the background; until then, and for a file written before bitmaps existed until
+they are built, the messages past the last finished block are counted through FTS5.
+
 Cost: a word inside very many others (``the``, ``to``, most two-letter needles) stands for
-hundreds of prefix terms and matches nearly every message; such a search costs time in
-proportion to the messages times the terms (see ``benchmarks/RESULTS.md``).
+hundreds of prefix terms; :meth:`SQLiteStore.search` (which returns whole messages) reads them
+through FTS5 in time proportional to the messages times the terms (see
+``benchmarks/RESULTS.md``).
 
 Durability: WAL journal with ``synchronous=NORMAL``. That survives the server process being
 killed (SIGKILL); surviving a power cut would need ``synchronous=FULL``.
@@ -42,6 +53,7 @@ from __future__ import annotations
 import base64
 import bisect
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import json
 import multiprocessing
@@ -49,7 +61,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +71,11 @@ from .._message import Message
 from .._search import IndexFields, Search, index_fields, tokens
 from .._transcript import Transcript
 from ._base import Retention, Store
+from ._bits import BlockBits, decode, page, range_mask
 
 __all__ = ["MAX_INDEX_LAG", "SQLiteStore", "message_summary"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
@@ -99,6 +112,13 @@ CREATE TABLE IF NOT EXISTS terms (
 CREATE TABLE IF NOT EXISTS suffixes (
     suffix TEXT NOT NULL, term INTEGER NOT NULL, PRIMARY KEY (suffix, term)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bitmeta (block_size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bitblocks (block INTEGER PRIMARY KEY, alive BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS wordbits (
+    term TEXT NOT NULL, block INTEGER NOT NULL, bits BLOB NOT NULL, PRIMARY KEY (term, block)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS openblock (block INTEGER NOT NULL, upto INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS openbits (term TEXT PRIMARY KEY, bits BLOB NOT NULL) WITHOUT ROWID;
 """
 
 # The header fields that search matches as substrings, as columns of `indexed` and of
@@ -117,6 +137,7 @@ MAX_INDEX_LAG = 1000
 _INDEX_QUIET = 0.05  # seconds without a new message before the background indexer starts
 _FTS_HASH = 16 * 1024 * 1024  # bytes of pending word index FTS5 keeps in memory
 _INDEX_BATCH = 200  # messages parsed and indexed per transaction
+_UPKEEP_DELAY = 1.0  # seconds after opening before the background bitmap upkeep starts
 _SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
 _MAX_CONTAINING = 5000  # known words containing a needle word, beyond which it filters nothing
 _MAX_PREFIXES = 300  # FTS5 prefix terms one needle word may become
@@ -273,6 +294,16 @@ class _TextPlan:
     match: str | None = None
     check: str | None = None  # SQL that tests each candidate with `needle` (instr)
     needle: str = ""
+    words: tuple[str, ...] = ()  # when the words alone answer it: every word that matches
+
+
+@dataclass(frozen=True)
+class _WordQuery:
+    """A search that one word index answers alone: a MATCH expression on *table*."""
+
+    table: str
+    match: str
+    groups: tuple[tuple[str, ...], ...]  # per term of the search, the words that match it
 
 
 def _distinct_words(text: str) -> str:
@@ -294,6 +325,8 @@ class SQLiteStore(Store):
     dies, parsing goes on in this process. The worker is started with ``spawn``, so a script
     that uses this needs the usual ``if __name__ == "__main__":`` guard.
     """
+
+    _BITS_BLOCK = 4096  # messages per block of the word bitmaps (see _bits.py)
 
     def __init__(
         self,
@@ -333,10 +366,23 @@ class SQLiteStore(Store):
         self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
         # Every message with seq <= _indexed_seq is in the index (or was deleted).
         self._indexed_seq = int(indexed[0])
+        self._bits_size = self._BITS_BLOCK
+        self._bits_gen = 0  # bumped when every bitmap is dropped (a rebuild in flight is void)
+        try:
+            self._bits_open()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise ConfigurationError(
+                f"cannot use {self.path!r} as a smtpmock database: {exc}"
+            ) from exc
         self._known: dict[str, int] | None = None  # the vocabulary ({term: cols}), when mirrored
         self._complete = False  # whether _known holds the whole vocabulary
         self._last_insert = 0.0
         self._wake = threading.Event()
+        self._stopping = threading.Event()  # set by close()
+        # Rebuilding the word bitmaps waits this long after opening: a server being started
+        # on the file has its GIL to itself until it is up.
+        self._upkeep_from = time.monotonic() + _UPKEEP_DELAY
         self._closed = False
         self._indexer: threading.Thread | None = None
         if index_worker:
@@ -344,12 +390,19 @@ class SQLiteStore(Store):
                 self._start_worker()
             except Exception:  # no worker processes here: parse in this process
                 self._index_worker = False
+        if self._acc is None or self._purge:
+            self._start_indexer()  # the word bitmaps to rebuild or clean up
 
     def _migrate(self) -> None:
         db = self._db
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if version == SCHEMA_VERSION or "messages" not in tables:
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            return
+        if version == 2:
+            # Schema 3 adds the word bitmaps, which the indexer builds for the stored messages.
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             return
@@ -414,6 +467,7 @@ class SQLiteStore(Store):
             db.execute("ROLLBACK")
             row = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
             self._count, self._bytes = int(row[0]), int(row[1])
+            self._bits_load()  # an eviction may have changed them
             raise
         self._last_insert = time.monotonic()
         self._start_indexer()
@@ -474,34 +528,34 @@ class SQLiteStore(Store):
             )
         db.execute("DELETE FROM indexed WHERE seq = ?", (seq,))
         db.execute("DELETE FROM texts WHERE seq = ?", (seq,))
+        self._bits_forget(seq)
 
     def _remove(self, ids: Iterable[str]) -> list[str]:
         removed: list[str] = []
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._bits_transaction() as db:
             for id in ids:
                 row = db.execute("SELECT seq FROM messages WHERE id = ?", (id,)).fetchone()
                 if row is not None:
                     self._delete_seqs([int(row[0])])
                     removed.append(id)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return removed
 
     def _remove_all(self) -> int:
         count = self._count
         db = self._db
         db.execute("BEGIN IMMEDIATE")
-        for table in ("messages", "raw", "indexed", "texts", "terms", "suffixes"):
+        for table in (
+            *("messages", "raw", "indexed", "texts", "terms", "suffixes"),
+            *("wordbits", "bitblocks", "openblock", "openbits"),
+        ):
             db.execute(f"DELETE FROM {table}")
         for fts in ("words_fts", "fieldwords_fts"):
             db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')")
         db.execute("COMMIT")
         self._count, self._bytes = 0, 0
         self._known, self._complete = {}, True
+        self._bits_gen += 1
+        self._bits_load()
         return count
 
     # ------------------------------------------------------------------ indexing
@@ -527,10 +581,18 @@ class SQLiteStore(Store):
                     continue
                 try:
                     self._index_pending(limit=_INDEX_BATCH)
+                    if time.monotonic() >= self._upkeep_from:
+                        self._bits_upkeep()
                 except Exception as exc:  # reported, and retried by the next read
                     if self.on_listener_error is not None:
                         self.on_listener_error(exc)
                     break
+            self._stopping.wait(self._upkeep_from - time.monotonic())
+            try:
+                self._bits_upkeep()
+            except Exception as exc:  # reported; retried when the next message is indexed
+                if self.on_listener_error is not None:
+                    self.on_listener_error(exc)
 
     def flush_index(self) -> None:
         """Index every stored message now, rather than when the indexer or a search gets to it.
@@ -688,10 +750,12 @@ class SQLiteStore(Store):
                 [(seq, *(getattr(f, c) for c in _FIELDS)) for seq, f, _, _ in prepared],
             )
             self._add_vocabulary(prepared)
+            self._bits_add(prepared)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             self._known = None  # reloaded from the table next time
+            self._bits_load()
             raise
 
     def _add_vocabulary(self, prepared: list[_Prepared]) -> None:
@@ -756,17 +820,283 @@ class SQLiteStore(Store):
             known.update(db.execute(f"SELECT term, cols FROM terms WHERE term IN ({marks})", chunk))
         return known
 
+    # ------------------------------------------------------------------ word bitmaps
+
+    @contextlib.contextmanager
+    def _bits_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; on failure rolled back, and the bitmaps' memory reloaded."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._bits_load()
+            raise
+
+    def _bits_open(self) -> None:
+        """Check the bitmaps were built with this block size (else drop them), then load."""
+        db = self._db
+        row = db.execute("SELECT block_size FROM bitmeta").fetchone()
+        if row is None or row[0] != self._bits_size:
+            db.execute("BEGIN IMMEDIATE")
+            for table in ("bitmeta", "bitblocks", "wordbits", "openblock", "openbits"):
+                db.execute(f"DELETE FROM {table}")
+            db.execute("INSERT INTO bitmeta (block_size) VALUES (?)", (self._bits_size,))
+            db.execute("COMMIT")
+        self._bits_load()
+
+    def _bits_load(self) -> None:
+        """The in-memory side of the bitmaps, from the tables (on open, and after a rollback).
+
+        ``_built``: every block below it is in `bitblocks` or has no indexed message.
+        ``_acc``: block ``_built`` being filled, or ``None`` while it has indexed messages
+        that are not in it (after a restart, say): then :meth:`_bits_upkeep` rebuilds it.
+        ``_purge``: blocks whose messages are all gone, their `wordbits` still to delete.
+        """
+        db, size = self._db, self._bits_size
+        self._alive: dict[int, int] = {}
+        self._purge: set[int] = set()
+        for block, alive in db.execute("SELECT block, alive FROM bitblocks"):
+            self._alive[block] = int.from_bytes(alive, "little")
+            if not alive:
+                self._purge.add(block)
+        if self._alive:
+            built = max(self._alive) + 1
+        else:
+            first = db.execute("SELECT MIN(seq) FROM messages").fetchone()[0]
+            built = (self._last_seq + 1 if first is None else int(first)) // size
+        self._built = built
+        self._acc: BlockBits | None = None
+        if self._indexed_seq < max(built * size, 1):  # (no seq 0)
+            self._acc = BlockBits(built, size)
+
+    def _bits_add(self, prepared: list[_Prepared]) -> None:
+        """Add indexed messages (in seq order) to the block being filled; a message of a later
+        block writes that one out first. In the indexing transaction."""
+        acc = self._acc
+        if acc is None:
+            return  # rebuilt from `texts` by _bits_upkeep, these included
+        same: list[tuple[int, list[str]]] = []
+        for seq, _, _, words in prepared:
+            block = seq // self._bits_size
+            if block < acc.block:  # not expected (indexing goes in seq order): rebuild
+                self._acc = None
+                return
+            if block > acc.block:
+                acc.add_many(same)
+                same = []
+                self._bits_write(acc)
+                acc = self._acc = BlockBits(block, self._bits_size)
+                self._built = block
+            same.append((seq, words.split()))
+        acc.add_many(same)
+
+    def _bits_write(self, bits: BlockBits) -> None:
+        if not bits.alive:
+            return
+        self._db.executemany(
+            "INSERT OR REPLACE INTO wordbits (term, block, bits) VALUES (?, ?, ?)", bits.rows()
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO bitblocks (block, alive) VALUES (?, ?)",
+            (bits.block, bits.alive.to_bytes(self._bits_size // 8, "little")),
+        )
+        self._alive[bits.block] = bits.alive
+
+    def _bits_forget(self, seq: int) -> None:
+        """An indexed message is deleted (in the deleting transaction)."""
+        block = seq // self._bits_size
+        bit = 1 << (seq - block * self._bits_size)
+        acc = self._acc
+        if acc is not None and block == acc.block:
+            acc.alive &= ~bit
+            return
+        alive = self._alive.get(block)
+        if alive is None or not alive & bit:
+            return
+        alive &= ~bit
+        self._alive[block] = alive
+        blob = alive.to_bytes(self._bits_size // 8, "little") if alive else b""
+        self._db.execute("UPDATE bitblocks SET alive = ? WHERE block = ?", (blob, block))
+        if not alive:
+            self._purge.add(block)
+
+    def _bits_upkeep(self) -> None:
+        """Background work of the bitmaps: delete the words of blocks whose messages are all
+        gone, and rebuild the block being filled (and any before it) from `texts` when the
+        one in memory is missing."""
+        while self._purge and not self._closed:
+            with self.changed:
+                if not self._purge:
+                    break
+                block = min(self._purge)
+                with self._bits_transaction() as db:
+                    db.execute(
+                        "DELETE FROM wordbits WHERE block = ? AND term IN (SELECT term FROM terms)",
+                        (block,),
+                    )
+                    db.execute("DELETE FROM bitblocks WHERE block = ?", (block,))
+                self._purge.discard(block)
+                self._alive.pop(block, None)
+        size = self._bits_size
+        while self._acc is None and not self._closed:
+            with self.changed:
+                gen, block, upto = self._bits_gen, self._built, self._indexed_seq
+            lo, hi = block * size, (block + 1) * size - 1
+            bits = self._bits_read(block, lo, min(hi, upto))
+            if bits is None:
+                return  # closing: half a block must not be kept (or written out by close)
+            with self.changed:
+                if gen != self._bits_gen or self._acc is not None or self._built != block:
+                    continue  # cleared or rebuilt meanwhile
+                now = self._indexed_seq
+                if now > upto and upto < hi:  # indexed while this was being read
+                    bits.add_texts(
+                        self._db.execute(
+                            "SELECT seq, free FROM texts WHERE seq > ? AND seq <= ? ORDER BY seq",
+                            (max(upto, lo - 1), min(hi, now)),
+                        ).fetchall()
+                    )
+                present = 0
+                for (seq,) in self._db.execute(
+                    "SELECT seq FROM indexed WHERE seq BETWEEN ? AND ?", (lo, hi)
+                ):
+                    present |= 1 << (seq - lo)
+                bits.alive &= present  # deleted while this was being read
+                if now <= hi:
+                    self._acc = bits  # the block being filled
+                    continue
+                with self._bits_transaction():
+                    self._bits_write(bits)
+                following = self._db.execute(
+                    "SELECT MIN(seq) FROM indexed WHERE seq > ?", (hi,)
+                ).fetchone()[0]
+                self._built = block + 1 if following is None else int(following) // size
+
+    def _bits_read(self, block: int, lo: int, hi: int) -> BlockBits | None:
+        """The bitmaps of messages ``lo..hi`` of *block*, from `texts` (read 32 at a time with
+        the store held, tokenized without it: a few MB of words at once, not a block's);
+        ``None`` when the store is closed before the end."""
+        bits = BlockBits(block, self._bits_size)
+        at = lo - 1
+        with self.changed:
+            # The same block as written out by close(): exact up to its `upto`.
+            saved = self._db.execute("SELECT block, upto FROM openblock").fetchone()
+            if saved is not None and saved[0] == block and lo <= saved[1] <= hi:
+                bits.words = {
+                    term: decode(blob, self._bits_size)
+                    for term, blob in self._db.execute("SELECT term, bits FROM openbits")
+                }
+                for (seq,) in self._db.execute(
+                    "SELECT seq FROM indexed WHERE seq BETWEEN ? AND ?", (lo, saved[1])
+                ):
+                    bits.alive |= 1 << (seq - lo)
+                at = saved[1]
+        while at < hi:
+            if self._closed:
+                return None
+            with self.changed:
+                rows = self._db.execute(
+                    "SELECT seq, free FROM texts WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT 32",
+                    (at, hi),
+                ).fetchall()
+            if not rows:
+                break
+            bits.add_texts(rows)
+            at = rows[-1][0]
+        return bits
+
+    def _bits_save_open(self) -> None:
+        """Write the block being filled to `openblock`/`openbits` (on close), so that the next
+        open reads it back instead of rebuilding it from every message of the block."""
+        acc, db = self._acc, self._db
+        if acc is None or not acc.alive:
+            return
+        with self._bits_transaction():
+            db.execute("DELETE FROM openblock")
+            db.execute("DELETE FROM openbits")
+            db.executemany(
+                "INSERT INTO openbits (term, bits) VALUES (?, ?)",
+                [(term, blob) for term, _, blob in acc.rows()],
+            )
+            db.execute(
+                "INSERT INTO openblock (block, upto) VALUES (?, ?)",
+                (acc.block, self._indexed_seq),
+            )
+
+    def _bits_matches(
+        self, query: _WordQuery, after: int, until: int | None
+    ) -> tuple[dict[int, int], list[int]]:
+        """The matches of a free-text word query with ``after < seq <= until``: ``({block:
+        bits}, seqs past the blocks)``. The blocks' from the bitmaps, the rest (messages that
+        no bitmap holds yet) from FTS5. Called with the store held, after indexing."""
+        size, acc, db = self._bits_size, self._acc, self._db
+        covered = (self._built + (acc is not None)) * size  # seqs below it are in bitmaps
+        low = (after + 1) // size
+        high = covered // size if until is None else min(covered // size, until // size)
+        finished = min(high, self._built - 1)  # the blocks in `wordbits`
+        result: dict[int, int] | None = None
+        for words in query.groups:
+            found: dict[int, int] = {}
+            if self._alive:
+                for i in range(0, len(words), 500):
+                    chunk = words[i : i + 500]
+                    for block, blob in db.execute(
+                        f"SELECT block, bits FROM wordbits WHERE term IN "
+                        f"({','.join('?' * len(chunk))}) AND block >= ? AND block <= ?",
+                        [*chunk, low, finished],
+                    ):
+                        found[block] = found.get(block, 0) | decode(blob, size)
+            if acc is not None and low <= acc.block <= high:
+                held = acc.words
+                bits = 0
+                for word in words:
+                    bits |= held.get(word, 0)
+                if bits:
+                    found[acc.block] = bits
+            if result is None:
+                result = found
+            else:
+                result = {b: v & found[b] for b, v in result.items() if b in found}
+        blocks: dict[int, int] = {}
+        for block, found_bits in (result or {}).items():
+            alive = acc.alive if acc is not None and block == acc.block else self._alive.get(block)
+            bits = found_bits & (alive or 0) & range_mask(block, size, after, until)
+            if bits:
+                blocks[block] = bits
+        rest: list[int] = []
+        if self._indexed_seq >= covered and (until is None or until >= covered):
+            table = query.table
+            rest = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid >= ? "
+                    "AND rowid > ? AND rowid <= ? ORDER BY rowid",
+                    [query.match, covered, after, self._last_seq if until is None else until],
+                )
+            ]
+        return blocks, rest
+
+    def _summaries_of(self, seqs: list[int]) -> list[dict[str, Any]]:
+        """The list entries of *seqs*, in that order (those still stored)."""
+        found: dict[int, str] = {}
+        for i in range(0, len(seqs), 500):
+            chunk = seqs[i : i + 500]
+            found.update(
+                self._db.execute(
+                    f"SELECT seq, summary FROM indexed WHERE seq IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        return [json.loads(found[seq]) for seq in seqs if seq in found]
+
     # ------------------------------------------------------------------ substring SQL
 
-    def _expansion(self, word: str, cols: int) -> str | None:
-        """An FTS5 query matching exactly the indexed words that contain *word*.
-
-        Every known word seen in one of the places *cols* that contains *word* (a range scan of
-        `suffixes`), written as few terms as possible: a word ``x + word + y`` is covered by the
-        prefix term ``"x + word"*``, which matches only words containing *word*, so one prefix
-        stands for every word it begins. ``""`` when no word contains it; ``None`` when it is in
-        too many words to narrow a search down.
-        """
+    def _containing(self, word: str, cols: int) -> list[str] | None:
+        """Every known word seen in one of the places *cols* that contains *word*, sorted (a
+        range scan of `suffixes`); ``None`` when it is in too many words to narrow a search."""
         head = word[:_SUFFIX_CHARS]
         query = (
             "SELECT DISTINCT t.term FROM suffixes s JOIN terms t ON t.id = s.term "
@@ -779,7 +1109,21 @@ class SQLiteStore(Store):
         found = self._db.execute(f"{query} LIMIT {_MAX_CONTAINING + 1}", params).fetchall()
         if len(found) > _MAX_CONTAINING:
             return None
-        terms = sorted(r[0] for r in found)
+        return sorted(r[0] for r in found)
+
+    def _expansion(self, word: str, cols: int) -> str | None:
+        """An FTS5 query matching exactly the indexed words that contain *word*.
+
+        The words of :meth:`_containing`, written as few terms as possible: a word
+        ``x + word + y`` is covered by the prefix term ``"x + word"*``, which matches only words
+        containing *word*, so one prefix stands for every word it begins. ``""`` when no word
+        contains it; ``None`` when it is in too many words to narrow a search down.
+        """
+        terms = self._containing(word, cols)
+        return None if terms is None else self._prefix_terms(word, terms)
+
+    @staticmethod
+    def _prefix_terms(word: str, terms: list[str]) -> str | None:
         prefixes = sorted({t[: t.index(word) + len(word)] for t in terms})
         fts_terms: list[str] = []
         last = ""
@@ -809,18 +1153,22 @@ class SQLiteStore(Store):
             cols = sum(_FIELD_BITS[c] for c in columns)
         words = tokens(needle)
         groups: list[str] = []
+        containing: list[str] = []
         for word in dict.fromkeys(words):
-            expansion = self._expansion(word, cols)
-            if expansion is None:
+            terms = self._containing(word, cols)
+            expansion = None if terms is None else self._prefix_terms(word, terms)
+            if terms is None or expansion is None:
                 continue  # in too many words to narrow anything down
             if not expansion:
                 return _TextPlan(nothing=True)  # no stored message has this word there
             groups.append(expansion)
+            containing = terms
         if not groups:
             return _TextPlan(check=check, needle=needle)
         match = column_filter + "(" + " AND ".join(f"({g})" for g in groups) + ")"
         if len(words) == 1 and words[0] == needle:
-            return _TextPlan(fts=fts, match=match)  # the words found are the answer
+            # The words found are the answer.
+            return _TextPlan(fts=fts, match=match, words=tuple(containing))
         return _TextPlan(fts=fts, match=match, check=check, needle=needle)
 
     @staticmethod
@@ -840,8 +1188,8 @@ class SQLiteStore(Store):
 
     def _word_query(
         self, search: Search | None, plan_for: Callable[[str, str], _TextPlan] | None = None
-    ) -> tuple[str, str] | None:
-        """``(table, MATCH expression)`` when one word index alone answers *search*.
+    ) -> _WordQuery | None:
+        """The word index query, when one word index alone answers *search*.
 
         That is when every term is a substring test answered exactly by its words, all in the
         same index: then counting and paging read only that index, not a row per match.
@@ -850,7 +1198,7 @@ class SQLiteStore(Store):
         plan_for = plan_for or self._text_plan
         if search is None or not search.terms:
             return None
-        table, matches = None, []
+        table, matches, groups = None, [], []
         for term, compiled in search._compiled():
             if term.negated or compiled.text is None:
                 return None
@@ -859,10 +1207,11 @@ class SQLiteStore(Store):
                 return None
             table = plan.fts
             matches.append(f"({plan.match})")
+            groups.append(plan.words)
         assert table is not None
-        return table, " AND ".join(matches)
+        return _WordQuery(table, " AND ".join(matches), tuple(groups))
 
-    def _query(self, search: Search | None) -> tuple[tuple[str, str] | None, str, list[object]]:
+    def _query(self, search: Search | None) -> tuple[_WordQuery | None, str, list[object]]:
         """``(word query or None, SQL condition, its parameters)`` for *search*.
 
         Called with the store held and after :meth:`_index_pending`. The condition is only
@@ -943,7 +1292,7 @@ class SQLiteStore(Store):
         with self.changed:
             words, where, params = self._query(search)
             if words is not None:
-                table, match = words
+                table, match = words.table, words.match
                 rows = self._db.execute(
                     f"SELECT seq, m.envelope, r.data FROM (SELECT rowid AS seq FROM {table} "
                     f"WHERE {table} MATCH ? AND rowid > ?) JOIN messages m USING (seq) "
@@ -964,8 +1313,11 @@ class SQLiteStore(Store):
         with self.changed:
             until = self._last_seq if before is None else before
             words, where, params = self._query(search)
+            if words is not None and words.table == "words_fts":
+                blocks, rest = self._bits_matches(words, after, until)
+                return sum(bits.bit_count() for bits in blocks.values()) + len(rest)
             if words is not None:
-                table, match = words
+                table, match = words.table, words.match
                 row = self._db.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? "
                     "AND rowid > ? AND rowid <= ?",
@@ -993,9 +1345,26 @@ class SQLiteStore(Store):
         order = "DESC" if newest_first else "ASC"
         with self.changed:
             words, where, params = self._query(search)
+            if words is not None and words.table == "words_fts":
+                # Count and page from the word bitmaps (and FTS5 for what they do not hold).
+                blocks, rest = self._bits_matches(words, after, None)
+                in_blocks = sum(bits.bit_count() for bits in blocks.values())
+                end = None if limit is None else start + limit
+                if newest_first:
+                    seqs = rest[::-1][start:end]
+                    more = None if end is None else end - start - len(seqs)
+                    if more is None or more > 0:
+                        seqs += page(blocks, self._bits_size, max(0, start - len(rest)), more, True)
+                else:
+                    seqs = page(blocks, self._bits_size, start, limit, False)
+                    more = None if end is None else end - start - len(seqs)
+                    if more is None or more > 0:
+                        first = max(0, start - in_blocks)
+                        seqs += rest[first:] if more is None else rest[first : first + more]
+                return in_blocks + len(rest), self._summaries_of(seqs)
             if words is not None:
                 # Count and page from the word index alone (no row read per match).
-                table, match = words
+                table, match = words.table, words.match
                 if "*" in match:
                     # Prefix terms: FTS5 merges their doclists for each statement, so read the
                     # matches once and count and cut the page here.
@@ -1007,18 +1376,8 @@ class SQLiteStore(Store):
                             [match, after],
                         )
                     ]
-                    page = seqs[start:] if limit is None else seqs[start : start + limit]
-                    found: dict[int, str] = {}
-                    for i in range(0, len(page), 500):
-                        chunk = page[i : i + 500]
-                        found.update(
-                            self._db.execute(
-                                "SELECT seq, summary FROM indexed "
-                                f"WHERE seq IN ({','.join('?' * len(chunk))})",
-                                chunk,
-                            )
-                        )
-                    return len(seqs), [json.loads(found[seq]) for seq in page if seq in found]
+                    page_seqs = seqs[start:] if limit is None else seqs[start : start + limit]
+                    return len(seqs), self._summaries_of(page_seqs)
                 total = self._db.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? AND rowid > ?",
                     [match, after],
@@ -1055,10 +1414,13 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self._closed = True
+        self._stopping.set()
         self._wake.set()
         if self._indexer is not None and self._indexer is not threading.current_thread():
             self._indexer.join()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         with self.changed:
+            with contextlib.suppress(sqlite3.Error):  # else rebuilt from `texts` next time
+                self._bits_save_open()
             self._db.close()
