@@ -871,13 +871,24 @@ class SQLiteStore(Store):
         self._acc: BlockBits | None = None
         if self._indexed_seq < max(built * size, 1):  # (no seq 0)
             self._acc = BlockBits(built, size)
+        # Otherwise messages up to _bits_floor are rebuilt from `texts`, and those indexed
+        # later are collected per block in _bits_later as they are indexed.
+        self._bits_floor = self._indexed_seq
+        self._bits_later: dict[int, BlockBits] = {}
 
     def _bits_add(self, prepared: list[_Prepared]) -> None:
         """Add indexed messages (in seq order) to the block being filled; a message of a later
         block writes that one out first. In the indexing transaction."""
         acc = self._acc
         if acc is None:
-            return  # rebuilt from `texts` by _bits_upkeep, these included
+            # Being rebuilt from `texts` (up to _bits_floor) by _bits_upkeep: keep these for it.
+            size = self._bits_size
+            for seq, _, _, words in prepared:
+                if seq > self._bits_floor:
+                    block = seq // size
+                    held = self._bits_later.setdefault(block, BlockBits(block, size))
+                    held.add(seq, words.split())
+            return
         same: list[tuple[int, list[str]]] = []
         for seq, _, _, words in prepared:
             block = seq // self._bits_size
@@ -913,6 +924,8 @@ class SQLiteStore(Store):
         if acc is not None and block == acc.block:
             acc.alive &= ~bit
             return
+        if acc is None and block in self._bits_later:
+            self._bits_later[block].alive &= ~bit
         alive = self._alive.get(block)
         if alive is None or not alive & bit:
             return
@@ -943,22 +956,21 @@ class SQLiteStore(Store):
         size = self._bits_size
         while self._acc is None and not self._closed:
             with self.changed:
-                gen, block, upto = self._bits_gen, self._built, self._indexed_seq
+                gen, block, floor = self._bits_gen, self._built, self._bits_floor
             lo, hi = block * size, (block + 1) * size - 1
-            bits = self._bits_read(block, lo, min(hi, upto))
+            # Messages up to the floor from `texts`; those indexed since were collected then.
+            bits = self._bits_read(block, lo, min(hi, floor))
             if bits is None:
                 return  # closing: half a block must not be kept (or written out by close)
             with self.changed:
                 if gen != self._bits_gen or self._acc is not None or self._built != block:
                     continue  # cleared or rebuilt meanwhile
+                later = self._bits_later.pop(block, None)
+                if later is not None:
+                    bits.alive |= later.alive
+                    for word, found in later.words.items():
+                        bits.words[word] = bits.words.get(word, 0) | found
                 now = self._indexed_seq
-                if now > upto and upto < hi:  # indexed while this was being read
-                    bits.add_texts(
-                        self._db.execute(
-                            "SELECT seq, free FROM texts WHERE seq > ? AND seq <= ? ORDER BY seq",
-                            (max(upto, lo - 1), min(hi, now)),
-                        ).fetchall()
-                    )
                 present = 0
                 for (seq,) in self._db.execute(
                     "SELECT seq FROM indexed WHERE seq BETWEEN ? AND ?", (lo, hi)
