@@ -66,10 +66,11 @@ def main() -> None:
           "| count, exact words | read doclists | store: count | store: first page |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for needle in args.needles:
-        expr = store._expansion(needle, _FREE_BIT)
-        if not expr:
-            print(f"| {needle} | (no plan: {'none' if expr == '' else 'too many words'}) |")
+        plan = store._text_plan("free", needle)
+        if plan.match is None:
+            print(f"| {needle} | (no plan: {'none' if plan.nothing else 'too many words'}) |")
             continue
+        expr = plan.match
         words = [
             r[0]
             for r in db.execute(

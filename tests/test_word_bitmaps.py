@@ -86,6 +86,19 @@ def _stop_indexer(store: SQLiteStore) -> None:
     store._closed = closed
 
 
+def _filled(path: Path, messages: list[Message], *, killed: bool = False) -> None:
+    """Store and index *messages* in the file *path*, then close the store, or (*killed*)
+    end it as SIGKILL would: without writing out the block being filled."""
+    store = SQLiteStore(path)
+    store.add_many(messages)
+    store.flush_index()
+    if killed:
+        _stop_indexer(store)
+        store._db.close()
+    else:
+        store.close()
+
+
 def _blocks_in_tables(store: SQLiteStore) -> set[int]:
     return {r[0] for r in store._db.execute("SELECT DISTINCT block FROM wordbits")}
 
@@ -164,10 +177,7 @@ def test_retention_evicts_whole_blocks_and_their_bitmaps() -> None:
 def test_a_reopened_file_rebuilds_the_block_being_filled(tmp_path: Path) -> None:
     path = tmp_path / "mail.db"
     corpus = _corpus(250, seed=24)
-    store = SQLiteStore(path)
-    store.add_many(corpus[:170])
-    store.flush_index()
-    store.close()  # writes block 10 as far as it got (seq 170)
+    _filled(path, corpus[:170])  # close() writes block 10 as far as it got (seq 170)
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT block, upto FROM openblock").fetchall() == [(10, 170)]
     again = SQLiteStore(path)
@@ -190,11 +200,7 @@ def test_a_reopened_file_rebuilds_the_block_being_filled(tmp_path: Path) -> None
 def test_a_store_that_was_not_closed_rebuilds_its_bitmaps(tmp_path: Path) -> None:
     path = tmp_path / "mail.db"
     corpus = _corpus(100, seed=29)
-    store = SQLiteStore(path)
-    store.add_many(corpus)
-    store.flush_index()
-    _stop_indexer(store)
-    store._db.close()  # as if killed: the block being filled is not written out
+    _filled(path, corpus, killed=True)
     again = SQLiteStore(path)
     try:
         _assert_pages(again, corpus, QUERIES)
@@ -209,10 +215,7 @@ def test_a_store_that_was_not_closed_rebuilds_its_bitmaps(tmp_path: Path) -> Non
 def test_a_schema_2_file_gets_its_bitmaps_built(tmp_path: Path) -> None:
     path = tmp_path / "mail.db"
     corpus = _corpus(120, seed=25)
-    store = SQLiteStore(path)
-    store.add_many(corpus)
-    store.flush_index()
-    store.close()
+    _filled(path, corpus)
     with sqlite3.connect(path) as db:  # as smtpmock 0.x before the bitmaps left it
         for table in ("bitmeta", "bitblocks", "wordbits"):
             db.execute(f"DROP TABLE {table}")
@@ -233,10 +236,7 @@ def test_a_different_block_size_drops_and_rebuilds_the_bitmaps(
 ) -> None:
     path = tmp_path / "mail.db"
     corpus = _corpus(100, seed=26)
-    store = SQLiteStore(path)
-    store.add_many(corpus)
-    store.flush_index()
-    store.close()
+    _filled(path, corpus)
     monkeypatch.setattr(SQLiteStore, "_BITS_BLOCK", 32)
     again = SQLiteStore(path)
     try:
@@ -284,11 +284,7 @@ def test_a_rebuild_cut_short_by_close_keeps_nothing_half_done(
     monkeypatch.setattr(SQLiteStore, "_BITS_BLOCK", 64)  # block 1 (seqs 64..127): 2 slices
     path = tmp_path / "mail.db"
     corpus = _corpus(110, seed=30)
-    store = SQLiteStore(path)
-    store.add_many(corpus)
-    store.flush_index()
-    _stop_indexer(store)
-    store._db.close()  # killed: block 1 is rebuilt from `texts` on the next open
+    _filled(path, corpus, killed=True)  # block 1 is rebuilt from `texts` on the next open
     again = SQLiteStore(path)
     _stop_indexer(again)
     read = BlockBits.add_texts

@@ -113,9 +113,6 @@ class BlockBits:
     alive: int = 0
     words: dict[str, int] = field(default_factory=dict)
 
-    def add(self, seq: int, words: Iterable[str]) -> None:
-        self.add_many([(seq, words)])
-
     def add_many(self, messages: Sequence[tuple[int, Iterable[str]]]) -> None:
         """Add messages of this block, in seq order, each with its distinct words.
 
@@ -136,6 +133,13 @@ class BlockBits:
         for word, bits in local.items():
             found[word] = found.get(word, 0) | (bits << base)
         self.alive |= alive << base
+
+    def merge(self, other: BlockBits) -> None:
+        """Add the messages of *other*, bitmaps of the same block."""
+        self.alive |= other.alive
+        found = self.words
+        for word, bits in other.words.items():
+            found[word] = found.get(word, 0) | bits
 
     def add_texts(self, messages: Iterable[tuple[int, str]]) -> None:
         """Add messages from their free text (as `texts` holds it), tokenized as indexed."""

@@ -55,6 +55,7 @@ import bisect
 import concurrent.futures
 import contextlib
 import datetime as _dt
+import itertools
 import json
 import multiprocessing
 import os
@@ -120,6 +121,9 @@ CREATE TABLE IF NOT EXISTS wordbits (
 CREATE TABLE IF NOT EXISTS openblock (block INTEGER NOT NULL, upto INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS openbits (term TEXT PRIMARY KEY, bits BLOB NOT NULL) WITHOUT ROWID;
 """
+
+# The tables of the word bitmaps (see _bits.py and SQLiteStore._bits_load).
+_BIT_TABLES = ("bitblocks", "wordbits", "openblock", "openbits")
 
 # The header fields that search matches as substrings, as columns of `indexed` and of
 # `fieldwords_fts` (in this order).
@@ -544,10 +548,7 @@ class SQLiteStore(Store):
         count = self._count
         db = self._db
         db.execute("BEGIN IMMEDIATE")
-        for table in (
-            *("messages", "raw", "indexed", "texts", "terms", "suffixes"),
-            *("wordbits", "bitblocks", "openblock", "openbits"),
-        ):
+        for table in ("messages", "raw", "indexed", "texts", "terms", "suffixes", *_BIT_TABLES):
             db.execute(f"DELETE FROM {table}")
         for fts in ("words_fts", "fieldwords_fts"):
             db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')")
@@ -840,11 +841,10 @@ class SQLiteStore(Store):
         db = self._db
         row = db.execute("SELECT block_size FROM bitmeta").fetchone()
         if row is None or row[0] != self._bits_size:
-            db.execute("BEGIN IMMEDIATE")
-            for table in ("bitmeta", "bitblocks", "wordbits", "openblock", "openbits"):
-                db.execute(f"DELETE FROM {table}")
-            db.execute("INSERT INTO bitmeta (block_size) VALUES (?)", (self._bits_size,))
-            db.execute("COMMIT")
+            with self._bits_transaction():
+                for table in ("bitmeta", *_BIT_TABLES):
+                    db.execute(f"DELETE FROM {table}")
+                db.execute("INSERT INTO bitmeta (block_size) VALUES (?)", (self._bits_size,))
         self._bits_load()
 
     def _bits_load(self) -> None:
@@ -879,30 +879,24 @@ class SQLiteStore(Store):
     def _bits_add(self, prepared: list[_Prepared]) -> None:
         """Add indexed messages (in seq order) to the block being filled; a message of a later
         block writes that one out first. In the indexing transaction."""
-        acc = self._acc
-        if acc is None:
-            # Being rebuilt from `texts` (up to _bits_floor) by _bits_upkeep: keep these for it.
-            size = self._bits_size
-            for seq, _, _, words in prepared:
-                if seq > self._bits_floor:
-                    block = seq // size
-                    held = self._bits_later.setdefault(block, BlockBits(block, size))
-                    held.add(seq, words.split())
-            return
-        same: list[tuple[int, list[str]]] = []
-        for seq, _, _, words in prepared:
-            block = seq // self._bits_size
+        size = self._bits_size
+        for block, group in itertools.groupby(prepared, key=lambda p: p[0] // size):
+            messages = [(seq, words.split()) for seq, _, _, words in group]
+            acc = self._acc
+            if acc is None:
+                # Being rebuilt from `texts` (up to _bits_floor) by _bits_upkeep: keep these
+                # for it.
+                later = [m for m in messages if m[0] > self._bits_floor]
+                self._bits_later.setdefault(block, BlockBits(block, size)).add_many(later)
+                continue
             if block < acc.block:  # not expected (indexing goes in seq order): rebuild
                 self._acc = None
                 return
             if block > acc.block:
-                acc.add_many(same)
-                same = []
                 self._bits_write(acc)
-                acc = self._acc = BlockBits(block, self._bits_size)
+                acc = self._acc = BlockBits(block, size)
                 self._built = block
-            same.append((seq, words.split()))
-        acc.add_many(same)
+            acc.add_many(messages)
 
     def _bits_write(self, bits: BlockBits) -> None:
         if not bits.alive:
@@ -967,16 +961,14 @@ class SQLiteStore(Store):
                     continue  # cleared or rebuilt meanwhile
                 later = self._bits_later.pop(block, None)
                 if later is not None:
-                    bits.alive |= later.alive
-                    for word, found in later.words.items():
-                        bits.words[word] = bits.words.get(word, 0) | found
+                    bits.merge(later)
                 now = self._indexed_seq
                 present = 0
                 for (seq,) in self._db.execute(
                     "SELECT seq FROM indexed WHERE seq BETWEEN ? AND ?", (lo, hi)
                 ):
                     present |= 1 << (seq - lo)
-                bits.alive &= present  # deleted while this was being read
+                bits.alive &= present  # not indexed, or deleted while this was being read
                 if now <= hi:
                     self._acc = bits  # the block being filled
                     continue
@@ -1001,10 +993,8 @@ class SQLiteStore(Store):
                     term: decode(blob, self._bits_size)
                     for term, blob in self._db.execute("SELECT term, bits FROM openbits")
                 }
-                for (seq,) in self._db.execute(
-                    "SELECT seq FROM indexed WHERE seq BETWEEN ? AND ?", (lo, saved[1])
-                ):
-                    bits.alive |= 1 << (seq - lo)
+                # Every seq up to `upto`: the caller keeps only those still indexed.
+                bits.alive = (1 << (saved[1] - lo + 1)) - 1
                 at = saved[1]
         while at < hi:
             if self._closed:
@@ -1123,19 +1113,15 @@ class SQLiteStore(Store):
             return None
         return sorted(r[0] for r in found)
 
-    def _expansion(self, word: str, cols: int) -> str | None:
-        """An FTS5 query matching exactly the indexed words that contain *word*.
-
-        The words of :meth:`_containing`, written as few terms as possible: a word
-        ``x + word + y`` is covered by the prefix term ``"x + word"*``, which matches only words
-        containing *word*, so one prefix stands for every word it begins. ``""`` when no word
-        contains it; ``None`` when it is in too many words to narrow a search down.
-        """
-        terms = self._containing(word, cols)
-        return None if terms is None else self._prefix_terms(word, terms)
-
     @staticmethod
     def _prefix_terms(word: str, terms: list[str]) -> str | None:
+        """An FTS5 query matching exactly *terms*, the words of :meth:`_containing` for *word*.
+
+        Written as few terms as possible: a word ``x + word + y`` is covered by the prefix term
+        ``"x + word"*``, which matches only words containing *word*, so one prefix stands for
+        every word it begins. ``""`` when no word contains it; ``None`` when that takes more
+        than :data:`_MAX_PREFIXES` terms.
+        """
         prefixes = sorted({t[: t.index(word) + len(word)] for t in terms})
         fts_terms: list[str] = []
         last = ""
