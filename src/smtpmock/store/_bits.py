@@ -113,8 +113,10 @@ class BlockBits:
     alive: int = 0
     words: dict[str, int] = field(default_factory=dict)
 
-    def add_many(self, messages: Sequence[tuple[int, Iterable[str]]]) -> None:
-        """Add messages of this block, in seq order, each with its distinct words.
+    def add_many(self, messages: Sequence[tuple[int, str | Iterable[str]]]) -> None:
+        """Add messages of this block, in seq order, each with its distinct words (or those
+        words in one string, space-separated: split one message at a time, so that a batch's
+        hundreds of thousands of words never exist as objects at once).
 
         The bits are first set in ints that span only these messages (a few bytes, cheap to
         OR once per word of each message), then shifted into place once per word.
@@ -127,7 +129,7 @@ class BlockBits:
         for seq, words in messages:
             bit = 1 << (seq - self.block * self.size - base)
             alive |= bit
-            for word in words:
+            for word in words.split() if isinstance(words, str) else words:
                 local[word] = local.get(word, 0) | bit
         found = self.words
         for word, bits in local.items():

@@ -52,13 +52,11 @@ from __future__ import annotations
 
 import base64
 import bisect
-import concurrent.futures
 import contextlib
 import datetime as _dt
+import functools
 import itertools
 import json
-import multiprocessing
-import os
 import sqlite3
 import threading
 import time
@@ -73,6 +71,7 @@ from .._search import IndexFields, Search, index_fields, tokens
 from .._transcript import Transcript
 from ._base import Retention, Store
 from ._bits import BlockBits, decode, page, range_mask
+from ._worker import ParseWorker
 
 __all__ = ["MAX_INDEX_LAG", "SQLiteStore", "message_summary"]
 
@@ -141,6 +140,7 @@ MAX_INDEX_LAG = 1000
 _INDEX_QUIET = 0.05  # seconds without a new message before the background indexer starts
 _FTS_HASH = 16 * 1024 * 1024  # bytes of pending word index FTS5 keeps in memory
 _INDEX_BATCH = 200  # messages parsed and indexed per transaction
+_TRIM_EVERY = 1.0  # seconds at least between two _release_free_memory() after indexing
 _UPKEEP_DELAY = 1.0  # seconds after opening before the background bitmap upkeep starts
 _SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
 _MAX_CONTAINING = 5000  # known words containing a needle word, beyond which it filters nothing
@@ -268,16 +268,30 @@ _Prepared = tuple[int, IndexFields, str, str]
 (space-separated: one string, not a list of thousands, to cross from the worker process)."""
 
 
-def _exit_with_parent(parent: int) -> None:
-    """In the index worker: end it when its parent is gone (killed with SIGKILL, say), which
-    the pool's own pipes do not notice."""
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or ``None`` where there is none (macOS, Windows, musl)."""
+    try:
+        import ctypes
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except Exception:
+        return None
+    return trim
 
-    threading.Thread(target=watch, name="smtpmock-parent-watch", daemon=True).start()
+
+def _release_free_memory() -> None:
+    """Hand the C heap's free pages back to the OS (``malloc_trim``; elsewhere a no-op).
+
+    Indexing a batch allocates tens of MB for a moment (the parsed texts, their words, FTS5's
+    pending index) in the indexer's and the worker reader's malloc arenas; glibc keeps freed
+    arena memory resident, so a server's memory would stay at its highest point. Trimming
+    takes about 2 ms at 100k messages and releases the GIL (ctypes); measured in
+    ``benchmarks/PROFILE.md`` ("Resident memory").
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _prepare_rows(rows: list[tuple[int, str, bytes]]) -> list[_Prepared]:
@@ -323,11 +337,10 @@ class SQLiteStore(Store):
     older smtpmock is converted on open. Listing and search (:meth:`summaries`) read only the
     index tables, never the raw bytes.
 
-    *index_worker*: parse messages for the index in one worker process (started on first use,
-    ended by :meth:`close`), so that indexing does not take the GIL from an SMTP server
-    running in this process; ``smtpmock serve`` turns it on. If the worker cannot start or
-    dies, parsing goes on in this process. The worker is started with ``spawn``, so a script
-    that uses this needs the usual ``if __name__ == "__main__":`` guard.
+    *index_worker*: parse messages for the index in one worker process (a ``python`` child
+    started with the store, ended by :meth:`close` or when this process ends), so that
+    indexing does not take the GIL from an SMTP server running in this process; ``smtpmock
+    serve`` turns it on. If the worker cannot start or dies, parsing goes on in this process.
     """
 
     _BITS_BLOCK = 4096  # messages per block of the word bitmaps (see _bits.py)
@@ -344,7 +357,7 @@ class SQLiteStore(Store):
         # Parse messages for the index in a worker process: the parsing is pure Python and
         # would otherwise hold the GIL that an SMTP server in this process needs.
         self._index_worker = index_worker
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pool: ParseWorker | None = None
         self._pool_lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -382,6 +395,7 @@ class SQLiteStore(Store):
         self._known: dict[str, int] | None = None  # the vocabulary ({term: cols}), when mirrored
         self._complete = False  # whether _known holds the whole vocabulary
         self._last_insert = 0.0
+        self._trimmed = 0.0  # time.monotonic() of the last _release_free_memory()
         self._wake = threading.Event()
         self._stopping = threading.Event()  # set by close()
         # Rebuilding the word bitmaps waits this long after opening: a server being started
@@ -612,6 +626,7 @@ class SQLiteStore(Store):
         """
         after = self._indexed_seq  # the last message handed to parsing
         parsing: tuple[Callable[[], list[_Prepared]], int] | None = None
+        wrote = False
         while not self._closed:
             following = None
             if after < self._last_seq and (limit is None or limit > 0):
@@ -635,9 +650,14 @@ class SQLiteStore(Store):
                 with self.changed:
                     self._write_index(prepared)
                     self._indexed_seq = max(self._indexed_seq, reached)
+                del prepared
+                wrote = True
             if following is None:
-                return
+                break
             parsing = following
+        if wrote and time.monotonic() - self._trimmed >= _TRIM_EVERY:
+            self._trimmed = time.monotonic()
+            _release_free_memory()
 
     def _parse_later(self, rows: list[tuple[int, str, bytes]]) -> Callable[[], list[_Prepared]]:
         """Start parsing *rows* in the index worker (or not: then when called)."""
@@ -658,18 +678,10 @@ class SQLiteStore(Store):
                 return result
         return lambda: _prepare_rows(rows)
 
-    def _start_worker(self) -> concurrent.futures.ProcessPoolExecutor:
+    def _start_worker(self) -> ParseWorker:
         with self._pool_lock:
             if self._pool is None:
-                # spawn, not fork: the process has threads (the server's, uvicorn's). The first
-                # task starts the worker now, in the background, not on the first search.
-                self._pool = concurrent.futures.ProcessPoolExecutor(
-                    1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_exit_with_parent,
-                    initargs=(os.getpid(),),
-                )
-                self._pool.submit(int)
+                self._pool = ParseWorker()
             return self._pool
 
     def _worker_failed(self, exc: BaseException) -> None:
@@ -762,7 +774,10 @@ class SQLiteStore(Store):
     def _add_vocabulary(self, prepared: list[_Prepared]) -> None:
         """Record every word of *prepared* in `terms` (with where it was seen) and `suffixes`."""
         db = self._db
-        seen = dict.fromkeys(set().union(*(p[3].split() for p in prepared)), _FREE_BIT)
+        distinct: set[str] = set()
+        for p in prepared:  # one message's words at a time (not the batch's as objects)
+            distinct.update(p[3].split())
+        seen = dict.fromkeys(distinct, _FREE_BIT)
         for _, fields, _, _ in prepared:
             for column, bit in _FIELD_BITS.items():
                 for word in tokens(getattr(fields, column)):
@@ -881,7 +896,7 @@ class SQLiteStore(Store):
         block writes that one out first. In the indexing transaction."""
         size = self._bits_size
         for block, group in itertools.groupby(prepared, key=lambda p: p[0] // size):
-            messages = [(seq, words.split()) for seq, _, _, words in group]
+            messages = [(seq, words) for seq, _, _, words in group]
             acc = self._acc
             if acc is None:
                 # Being rebuilt from `texts` (up to _bits_floor) by _bits_upkeep: keep these

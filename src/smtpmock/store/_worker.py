@@ -1,0 +1,185 @@
+"""A child process that runs one function on batches of work: the SQLite store's index parser.
+
+``concurrent.futures.ProcessPoolExecutor`` would do the same with more parts: with the
+``spawn`` start method (the only safe one in a process that has threads) it re-imports the
+parent's ``__main__`` in the child (so a script needs an ``if __name__ == "__main__":`` guard),
+starts multiprocessing's resource tracker as a third process (12 MiB resident), and does not
+notice a parent killed with SIGKILL. This worker is ``python -c`` with two pipes:
+
+* requests go down the child's stdin and replies come up its stdout, each one pickle with an
+  8-byte length in front, in order; a thread in the parent reads the replies as they come, so
+  neither side can block the other on a full pipe;
+* the child ends when its stdin closes: when the parent calls :meth:`ParseWorker.shutdown`,
+  exits, or is killed;
+* a child that dies fails the pending futures with :class:`WorkerGone` (the store then parses
+  in its own process).
+
+The pipes are private to the two processes, so unpickling what comes through them is safe.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import importlib
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
+
+__all__ = ["ParseWorker", "WorkerGone"]
+
+_HEADER = struct.Struct("<Q")
+_A = TypeVar("_A")
+_R = TypeVar("_R")
+
+# The child: the parent's sys.path first (smtpmock may be importable only through it), then
+# the loop of main().
+_BOOTSTRAP = (
+    "import sys; sys.path[:0] = sys.argv[1:]; from smtpmock.store._worker import main; main()"
+)
+
+
+class WorkerGone(Exception):
+    """The worker process has ended (or could not start); the work was not done."""
+
+
+def _write(stream: IO[bytes], value: object) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _read(stream: IO[bytes]) -> Any:
+    """The next value, or raise ``EOFError`` at the end of the stream."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+def main() -> None:
+    """The child's loop: read ``(module, function, argument)``, answer ``(ok, value)``."""
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print() must not corrupt the reply stream
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides, and the
+    # child ends when the parent closes its stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            module, name, argument = _read(requests)
+        except EOFError:
+            return
+        try:
+            result = (True, getattr(importlib.import_module(module), name)(argument))
+        except Exception as exc:
+            result = (False, exc)
+        try:
+            _write(replies, result)
+        except Exception as exc:  # the result would not pickle: say so instead
+            _write(replies, (False, WorkerGone(f"unpicklable result: {exc!r}")))
+
+
+class ParseWorker(concurrent.futures.Executor):
+    """One child process running module-level functions on picklable arguments, in order.
+
+    ``submit(function, argument)`` returns a future; *function* must be importable by its
+    module and name in the child.
+    """
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP, *[p for p in sys.path if p]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        # Futures in the order of their requests; the reader pops them without a lock (deque's
+        # append and popleft are atomic), so a writer blocked on a full pipe never stops the
+        # reader that lets the child go on.
+        self._pending: deque[concurrent.futures.Future[Any]] = deque()
+        self._write_lock = threading.Lock()  # one request at a time, in _pending's order
+        self._gone = False
+        self._reader = threading.Thread(
+            target=self._read_replies, name="smtpmock-index-worker-replies", daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def submit(  # type: ignore[override]
+        self, fn: Callable[[_A], _R], argument: _A, /
+    ) -> concurrent.futures.Future[_R]:
+        future: concurrent.futures.Future[_R] = concurrent.futures.Future()
+        with self._write_lock:
+            if self._gone:
+                raise WorkerGone("the index worker process has ended")
+            self._pending.append(future)
+            try:
+                assert self._proc.stdin is not None
+                _write(self._proc.stdin, (fn.__module__, fn.__qualname__, argument))
+            except (OSError, ValueError) as exc:  # the child is gone (EPIPE) or shut down
+                with contextlib.suppress(ValueError):  # unless the reader failed it already
+                    self._pending.remove(future)
+                raise WorkerGone(f"the index worker process has ended: {exc}") from exc
+        return future
+
+    def _read_replies(self) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        while True:
+            try:
+                ok, value = _read(stdout)
+            except Exception:  # EOF, or a torn reply from a child that died mid-write
+                break
+            try:
+                future = self._pending.popleft()
+            except IndexError:  # not expected: a reply nobody asked for
+                break
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        with self._write_lock:  # no request can be added now
+            self._gone = True
+            pending, self._pending = list(self._pending), deque()
+        code = self._proc.poll()
+        for future in pending:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled
+                future.set_exception(
+                    WorkerGone(f"the index worker process ended (exit code {code})")
+                )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Close the child's stdin (it ends when it has answered what it has read), and with
+        *wait* wait for it; a child that does not end within 10 s is killed."""
+        with self._write_lock:
+            self._gone = True
+            if cancel_futures:
+                for future in self._pending:
+                    future.cancel()
+            with contextlib.suppress(OSError, ValueError):
+                assert self._proc.stdin is not None
+                self._proc.stdin.close()
+        if not wait:
+            return
+        try:
+            self._proc.wait(10.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
