@@ -339,7 +339,7 @@ def _rss_kib() -> int:
 
 
 @pytest.mark.skipif(
-    _sqlite._malloc_trim() is None or not Path("/proc/self/status").exists(),
+    _worker._malloc_trim() is None or not Path("/proc/self/status").exists(),
     reason="glibc's malloc_trim and /proc are needed",
 )
 def test_freed_index_memory_goes_back_to_the_os() -> None:
@@ -354,7 +354,7 @@ def test_freed_index_memory_goes_back_to_the_os() -> None:
     thread.start()
     thread.join()
     before = _rss_kib()
-    _sqlite._release_free_memory()
+    _worker.release_free_memory()
     after = _rss_kib()
     assert len(kept) == 200
     # 80 MB were allocated and 79.6 MB freed, in pieces glibc would have kept.

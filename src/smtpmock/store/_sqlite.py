@@ -54,7 +54,6 @@ import base64
 import bisect
 import contextlib
 import datetime as _dt
-import functools
 import itertools
 import json
 import sqlite3
@@ -71,7 +70,7 @@ from .._search import IndexFields, Search, index_fields, tokens
 from .._transcript import Transcript
 from ._base import Retention, Store
 from ._bits import BlockBits, decode, page, range_mask
-from ._worker import ParseWorker
+from ._worker import ParseWorker, release_free_memory
 
 __all__ = ["MAX_INDEX_LAG", "SQLiteStore", "message_summary"]
 
@@ -140,7 +139,7 @@ MAX_INDEX_LAG = 1000
 _INDEX_QUIET = 0.05  # seconds without a new message before the background indexer starts
 _FTS_HASH = 16 * 1024 * 1024  # bytes of pending word index FTS5 keeps in memory
 _INDEX_BATCH = 200  # messages parsed and indexed per transaction
-_TRIM_EVERY = 1.0  # seconds at least between two _release_free_memory() after indexing
+_TRIM_EVERY = 1.0  # seconds at least between two release_free_memory() while indexing
 _UPKEEP_DELAY = 1.0  # seconds after opening before the background bitmap upkeep starts
 _SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
 _MAX_CONTAINING = 5000  # known words containing a needle word, beyond which it filters nothing
@@ -268,32 +267,6 @@ _Prepared = tuple[int, IndexFields, str, str]
 (space-separated: one string, not a list of thousands, to cross from the worker process)."""
 
 
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or ``None`` where there is none (macOS, Windows, musl)."""
-    try:
-        import ctypes
-
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
-    except Exception:
-        return None
-    return trim
-
-
-def _release_free_memory() -> None:
-    """Hand the C heap's free pages back to the OS (``malloc_trim``; elsewhere a no-op).
-
-    Indexing a batch allocates tens of MB for a moment (the parsed texts, their words, FTS5's
-    pending index) in the indexer's and the worker reader's malloc arenas; glibc keeps freed
-    arena memory resident, so a server's memory would stay at its highest point. Trimming
-    takes about 2 ms at 100k messages and releases the GIL (ctypes); measured in
-    ``benchmarks/PROFILE.md`` ("Resident memory").
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 def _prepare_rows(rows: list[tuple[int, str, bytes]]) -> list[_Prepared]:
     """Parse stored rows into what the index needs (in an index worker process, or not)."""
     prepared = []
@@ -395,7 +368,8 @@ class SQLiteStore(Store):
         self._known: dict[str, int] | None = None  # the vocabulary ({term: cols}), when mirrored
         self._complete = False  # whether _known holds the whole vocabulary
         self._last_insert = 0.0
-        self._trimmed = 0.0  # time.monotonic() of the last _release_free_memory()
+        self._trimmed = 0.0  # time.monotonic() of the last release_free_memory()
+        self._untrimmed = False  # whether indexing has freed memory since
         self._wake = threading.Event()
         self._stopping = threading.Event()  # set by close()
         # Rebuilding the word bitmaps waits this long after opening: a server being started
@@ -602,6 +576,7 @@ class SQLiteStore(Store):
                     if self.on_listener_error is not None:
                         self.on_listener_error(exc)
                     break
+            self._trim(force=True)  # caught up: mail has stopped for now
             self._stopping.wait(self._upkeep_from - time.monotonic())
             try:
                 self._bits_upkeep()
@@ -655,9 +630,19 @@ class SQLiteStore(Store):
             if following is None:
                 break
             parsing = following
-        if wrote and time.monotonic() - self._trimmed >= _TRIM_EVERY:
-            self._trimmed = time.monotonic()
-            _release_free_memory()
+        if wrote:
+            self._untrimmed = True
+            self._trim(force=False)
+
+    def _trim(self, *, force: bool) -> None:
+        """Hand what indexing freed back to the OS (see :func:`release_free_memory`): after
+        an indexing pass at most every :data:`_TRIM_EVERY` seconds, and whenever the
+        background indexer has caught up (*force*), so an idle server is trimmed."""
+        now = time.monotonic()
+        if self._untrimmed and (force or now - self._trimmed >= _TRIM_EVERY):
+            self._untrimmed = False
+            self._trimmed = now
+            release_free_memory()
 
     def _parse_later(self, rows: list[tuple[int, str, bytes]]) -> Callable[[], list[_Prepared]]:
         """Start parsing *rows* in the index worker (or not: then when called)."""
