@@ -10,7 +10,9 @@ then, best of ``--repeat`` runs, the time to count its matches in SQLite, to rea
 rowids into Python, to count the same words written as exact terms instead of prefixes, and
 to read each containing word's doclist once (``group_concat``), with the postings those
 words hold together; then what the store itself takes to count and to give the first page of
-50 (``SQLiteStore.count`` and ``summaries``), which read the word bitmaps (``_bits.py``).
+50 (``SQLiteStore.count`` and ``summaries``), which read the word bitmaps (``_bits.py``); for a
+needle with no FTS5 expression (inside more words than FTS5 terms or the planner's list
+allow), only those two.
 Opens the store as ``serve`` does; a file without bitmaps (written before they existed) gets
 them built first, and the time that takes is printed.
 """
@@ -68,7 +70,22 @@ def main() -> None:
     for needle in args.needles:
         plan = store._text_plan("free", needle)
         if plan.match is None:
-            print(f"| {needle} | (no plan: {'none' if plan.nothing else 'too many words'}) |")
+            # No FTS5 expression: the store counts and pages it from the bitmaps of its words
+            # (when it knows them) or checks every text with instr.
+            if plan.nothing:
+                why = "matches nothing"
+            elif plan.words:
+                why = f"{len(plan.words):,} words, too many for FTS5: bitmaps only"
+            else:
+                why = "in too many words to list: instr on every text"
+            store_ms = [
+                best_ms(lambda n=needle: store.count(parse(n)), args.repeat),
+                best_ms(lambda n=needle: store.summaries(parse(n)), args.repeat),
+            ]
+            print(
+                f"| `{needle}` | {store.count(parse(needle)):,} | ({why}) | | | | | | "
+                "| " + " | ".join(f"{ms:.1f} ms" for ms in store_ms) + " |"
+            )
             continue
         expr = plan.match
         words = [

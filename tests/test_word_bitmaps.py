@@ -16,7 +16,7 @@ import pytest
 
 from smtpmock import Message
 from smtpmock._search import index_fields, parse
-from smtpmock.store import Retention, SQLiteStore
+from smtpmock.store import Retention, SQLiteStore, _sqlite
 from smtpmock.store._bits import BlockBits, decode, encode, page, range_mask
 
 from .test_search_index import _corpus
@@ -304,3 +304,40 @@ def test_a_rebuild_cut_short_by_close_keeps_nothing_half_done(
         _assert_pages(third, corpus, QUERIES)
     finally:
         third.close()
+
+
+def test_needles_inside_too_many_words_for_fts5_are_counted_from_the_bitmaps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A needle whose words take more FTS5 prefix terms than a query may hold has no FTS5
+    expression; its count and pages come from the bitmaps of its words (read a few words at a
+    time, full blocks left out of the next read), past them from ``instr`` on the texts, and
+    whole messages (``search``) from ``instr`` on every text, all as Python answers them."""
+    monkeypatch.setattr(_sqlite, "_MAX_PREFIXES", 1)
+    monkeypatch.setattr(_sqlite, "_WORDS_PER_READ", 7)
+    path = tmp_path / "mail.db"
+    corpus = _corpus(260, seed=31)
+    _filled(path, corpus[:170])  # block 10 is saved up to seq 170, and rebuilt on open
+    store = SQLiteStore(path)
+    try:
+        _stop_indexer(store)
+        plans = {q: store._text_plan("free", q) for q in ("ka", "a", "lo", "mi")}
+        assert all(p.fts is None and p.check for p in plans.values())  # no FTS5 expression
+        assert all(len(p.words) > 7 for p in plans.values())  # several reads of `wordbits`
+        queries = [*QUERIES, "a ka", "ka lo mi"]
+        _assert_pages(store, corpus[:170], queries)  # block 10 and later: instr on texts
+        store.add_many(corpus[170:210])
+        _assert_pages(store, corpus[:210], queries)
+        store._bits_upkeep()
+        assert store._acc is not None
+        store.delete({m.id for m in corpus[:210:4]})
+        store.add_many(corpus[210:])
+        kept = [m for i, m in enumerate(corpus) if i >= 210 or i % 4]
+        _assert_pages(store, kept, queries)
+        fields = [(m.id, index_fields(m)) for m in kept]
+        for query in ("ka", "a", "a ka"):
+            search = parse(query)
+            want = [id for id, f in fields if search.test_fields(f)]
+            assert [m.id for m in store.search(search)] == want, query
+    finally:
+        store.close()

@@ -144,6 +144,7 @@ _UPKEEP_DELAY = 1.0  # seconds after opening before the background bitmap upkeep
 _SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
 _MAX_CONTAINING = 5000  # known words containing a needle word, beyond which it filters nothing
 _MAX_PREFIXES = 300  # FTS5 prefix terms one needle word may become
+_WORDS_PER_READ = 500  # words per read of `wordbits` (after each, full blocks are left out)
 _MAX_KNOWN_TERMS = 100_000  # vocabulary mirrored in memory (beyond it, the table is asked)
 
 
@@ -285,7 +286,10 @@ class _TextPlan:
     match: str | None = None
     check: str | None = None  # SQL that tests each candidate with `needle` (instr)
     needle: str = ""
-    words: tuple[str, ...] = ()  # when the words alone answer it: every word that matches
+    # When the words alone answer it: every word that matches. Also set, with no FTS5
+    # expression (fts None, check set), for a free-text needle inside too many words to write
+    # as FTS5 terms: the word bitmaps count and page it, other reads check every text.
+    words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -293,8 +297,9 @@ class _WordQuery:
     """A search that one word index answers alone: a MATCH expression on *table*."""
 
     table: str
-    match: str
+    match: str | None  # None: a term has no FTS5 expression (words_fts only; see _TextPlan)
     groups: tuple[tuple[str, ...], ...]  # per term of the search, the words that match it
+    needles: tuple[str, ...] = ()  # per term, its substring (for what no bitmap holds yet)
 
 
 def _distinct_words(text: str) -> str:
@@ -1043,14 +1048,29 @@ class SQLiteStore(Store):
         for words in query.groups:
             found: dict[int, int] = {}
             if self._alive:
-                for i in range(0, len(words), 500):
-                    chunk = words[i : i + 500]
+                blocks_sql, blocks_args = "block >= ? AND block <= ?", [low, finished]
+                step = _WORDS_PER_READ
+                for i in range(0, len(words), step):
+                    chunk = words[i : i + step]
                     for block, blob in db.execute(
                         f"SELECT block, bits FROM wordbits WHERE term IN "
-                        f"({','.join('?' * len(chunk))}) AND block >= ? AND block <= ?",
-                        [*chunk, low, finished],
+                        f"({','.join('?' * len(chunk))}) AND {blocks_sql}",
+                        [*chunk, *blocks_args],
                     ):
                         found[block] = found.get(block, 0) | decode(blob, size)
+                    if i + step >= len(words):
+                        break
+                    # A block where every message in range already matches needs no more of
+                    # the words (a short needle's first few hundred words fill most blocks).
+                    open_blocks = []
+                    for block in range(low, finished + 1):
+                        want = self._alive.get(block, 0) & range_mask(block, size, after, until)
+                        if want and found.get(block, 0) & want != want:
+                            open_blocks.append(block)
+                    if not open_blocks:
+                        break
+                    blocks_sql = f"block IN ({','.join('?' * len(open_blocks))})"
+                    blocks_args = open_blocks
             if acc is not None and low <= acc.block <= high:
                 held = acc.words
                 bits = 0
@@ -1070,15 +1090,21 @@ class SQLiteStore(Store):
                 blocks[block] = bits
         rest: list[int] = []
         if self._indexed_seq >= covered and (until is None or until >= covered):
-            table = query.table
-            rest = [
-                r[0]
-                for r in db.execute(
+            table, last = query.table, self._last_seq if until is None else until
+            if query.match is not None:
+                found_sql = (
                     f"SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid >= ? "
-                    "AND rowid > ? AND rowid <= ? ORDER BY rowid",
-                    [query.match, covered, after, self._last_seq if until is None else until],
+                    "AND rowid > ? AND rowid <= ? ORDER BY rowid"
                 )
-            ]
+                found_args: list[object] = [query.match, covered, after, last]
+            else:  # a needle with no FTS5 expression: the definition itself, on those texts
+                checks = " AND ".join("instr(free, ?) > 0" for _ in query.needles)
+                found_sql = (
+                    f"SELECT seq FROM texts WHERE seq >= ? AND seq > ? AND seq <= ? AND {checks} "
+                    "ORDER BY seq"
+                )
+                found_args = [covered, after, last, *query.needles]
+            rest = [r[0] for r in db.execute(found_sql, found_args)]
         return blocks, rest
 
     def _summaries_of(self, seqs: list[int]) -> list[dict[str, Any]]:
@@ -1152,9 +1178,14 @@ class SQLiteStore(Store):
         words = tokens(needle)
         groups: list[str] = []
         containing: list[str] = []
+        alone = len(words) == 1 and words[0] == needle  # the words found are the answer
         for word in dict.fromkeys(words):
             terms = self._containing(word, cols)
             expansion = None if terms is None else self._prefix_terms(word, terms)
+            if terms and expansion is None and alone and field == "free":
+                # Too many FTS5 prefix terms, but the words are known: counts and pages read
+                # their bitmaps (_bits_matches); anything else checks every text.
+                return _TextPlan(check=check, needle=needle, words=tuple(terms))
             if terms is None or expansion is None:
                 continue  # in too many words to narrow anything down
             if not expansion:
@@ -1164,8 +1195,7 @@ class SQLiteStore(Store):
         if not groups:
             return _TextPlan(check=check, needle=needle)
         match = column_filter + "(" + " AND ".join(f"({g})" for g in groups) + ")"
-        if len(words) == 1 and words[0] == needle:
-            # The words found are the answer.
+        if alone:
             return _TextPlan(fts=fts, match=match, words=tuple(containing))
         return _TextPlan(fts=fts, match=match, check=check, needle=needle)
 
@@ -1196,24 +1226,39 @@ class SQLiteStore(Store):
         plan_for = plan_for or self._text_plan
         if search is None or not search.terms:
             return None
-        table, matches, groups = None, [], []
+        table: str | None = None
+        matches: list[str | None] = []
+        groups, needles = [], []
         for term, compiled in search._compiled():
             if term.negated or compiled.text is None:
                 return None
-            plan = plan_for(*compiled.text)
-            if plan.fts is None or plan.check is not None or table not in (None, plan.fts):
+            field, needle = compiled.text
+            plan = plan_for(field, needle)
+            if plan.fts is None and plan.words and field == "free":
+                fts, match = "words_fts", None  # the bitmaps' words, no FTS5 expression
+            elif plan.fts is None or plan.check is not None:
                 return None
-            table = plan.fts
-            matches.append(f"({plan.match})")
+            else:
+                fts, match = plan.fts, f"({plan.match})"
+            if table not in (None, fts):
+                return None
+            table = fts
+            matches.append(match)
             groups.append(plan.words)
+            needles.append(needle)
         assert table is not None
-        return _WordQuery(table, " AND ".join(matches), tuple(groups))
+        expression = None if None in matches else " AND ".join(m or "" for m in matches)
+        return _WordQuery(table, expression, tuple(groups), tuple(needles))
 
-    def _query(self, search: Search | None) -> tuple[_WordQuery | None, str, list[object]]:
+    def _query(
+        self, search: Search | None, *, bitmaps: bool = True
+    ) -> tuple[_WordQuery | None, str, list[object]]:
         """``(word query or None, SQL condition, its parameters)`` for *search*.
 
         Called with the store held and after :meth:`_index_pending`. The condition is only
-        built when no single word index answers the search.
+        built when no single word index answers the search. *bitmaps*: whether the caller
+        reads a free-text word query from the word bitmaps (counts and pages); if not, a word
+        query without an FTS5 expression (:class:`_TextPlan`) gives the condition instead.
         """
         plans: dict[tuple[str, str], _TextPlan] = {}
 
@@ -1225,7 +1270,7 @@ class SQLiteStore(Store):
             return plans[field, needle]
 
         words = self._word_query(search, plan_for)
-        if words is not None:
+        if words is not None and (bitmaps or words.match is not None):
             return words, "", []
         if search is None:
             return None, "1", []
@@ -1288,7 +1333,7 @@ class SQLiteStore(Store):
         """Full messages matching *search* with ``seq`` above *after*, in arrival order."""
         self._index_pending()
         with self.changed:
-            words, where, params = self._query(search)
+            words, where, params = self._query(search, bitmaps=False)
             if words is not None:
                 table, match = words.table, words.match
                 rows = self._db.execute(
@@ -1316,6 +1361,7 @@ class SQLiteStore(Store):
                 return sum(bits.bit_count() for bits in blocks.values()) + len(rest)
             if words is not None:
                 table, match = words.table, words.match
+                assert match is not None  # (only words_fts has terms without one)
                 row = self._db.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? "
                     "AND rowid > ? AND rowid <= ?",
@@ -1363,6 +1409,7 @@ class SQLiteStore(Store):
             if words is not None:
                 # Count and page from the word index alone (no row read per match).
                 table, match = words.table, words.match
+                assert match is not None  # (only words_fts has terms without one)
                 if "*" in match:
                     # Prefix terms: FTS5 merges their doclists for each statement, so read the
                     # matches once and count and cut the page here.
