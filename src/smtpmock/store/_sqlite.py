@@ -35,7 +35,9 @@ messages are cut into blocks of 4,096 consecutive ``seq``; each finished block h
 the set of its messages containing it (``wordbits``) and the set of them still stored
 (``bitblocks``); the block being filled is kept in memory and written when the next one
 starts. A needle standing for a hundred words then costs a hundred small reads per block,
-however many messages contain them. After a restart the block being filled is rebuilt from
+however many messages contain them; one standing for thousands (a short fragment: more words
+than one FTS5 query may hold as prefix terms) is answered from the bitmaps alone, read a few
+hundred words at a time and leaving out the blocks already full. After a restart the block being filled is rebuilt from
 ``texts`` in the background; until then, and for a file written before bitmaps existed until
 they are built, the messages past the last finished block are counted through FTS5.
 
