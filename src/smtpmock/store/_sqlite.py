@@ -37,9 +37,10 @@ the set of its messages containing it (``wordbits``) and the set of them still s
 starts. A needle standing for a hundred words then costs a hundred small reads per block,
 however many messages contain them; one standing for thousands (a short fragment: more words
 than one FTS5 query may hold as prefix terms) is answered from the bitmaps alone, read a few
-hundred words at a time and leaving out the blocks already full. After a restart the block being filled is rebuilt from
-``texts`` in the background; until then, and for a file written before bitmaps existed until
-they are built, the messages past the last finished block are counted through FTS5.
+hundred words at a time and leaving out the blocks already full. After a restart the block
+being filled is rebuilt from ``texts`` in the background; until then, and for a file written
+before bitmaps existed until they are built, the messages past the last finished block are
+counted through FTS5.
 
 Cost: a word inside very many others (``the``, ``to``, most two-letter needles) stands for
 hundreds of prefix terms; :meth:`SQLiteStore.search` (which returns whole messages) reads them
