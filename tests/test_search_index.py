@@ -244,6 +244,10 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+_PROC = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+
+
+@_PROC
 def test_parsing_in_a_worker_process_gives_the_same_answers(
     tmp_path: Path, corpus: list[Message]
 ) -> None:
@@ -286,6 +290,7 @@ def test_a_worker_that_dies_leaves_parsing_to_the_store(
         store.close()
 
 
+@_PROC
 def test_the_worker_ends_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
     """A parent killed with SIGKILL leaves no worker behind: its pipe closes, the child ends."""
     script = tmp_path / "parent.py"
