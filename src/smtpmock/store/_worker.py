@@ -119,6 +119,15 @@ def main() -> None:
         release_free_memory()  # a batch of parsed mail was just let go
 
 
+def _settle(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> None:
+    """Give *future* its result (*ok*) or exception, unless it was cancelled meanwhile."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 class ParseWorker(concurrent.futures.Executor):
     """One child process running module-level functions on picklable arguments, in order.
 
@@ -176,20 +185,13 @@ class ParseWorker(concurrent.futures.Executor):
                 future = self._pending.popleft()
             except IndexError:  # not expected: a reply nobody asked for
                 break
-            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            _settle(future, ok, value)
         with self._write_lock:  # no request can be added now
             self._gone = True
             pending, self._pending = list(self._pending), deque()
         code = self._proc.poll()
         for future in pending:
-            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled
-                future.set_exception(
-                    WorkerGone(f"the index worker process ended (exit code {code})")
-                )
+            _settle(future, False, WorkerGone(f"the index worker process ended (exit code {code})"))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Close the child's stdin (it ends when it has answered what it has read), and with
@@ -197,7 +199,8 @@ class ParseWorker(concurrent.futures.Executor):
         with self._write_lock:
             self._gone = True
             if cancel_futures:
-                for future in self._pending:
+                # A copy: the reader pops futures without the lock, while cancel() runs.
+                for future in list(self._pending):
                     future.cancel()
             with contextlib.suppress(OSError, ValueError):
                 assert self._proc.stdin is not None
