@@ -1041,7 +1041,8 @@ class SQLiteStore(Store):
     ) -> tuple[dict[int, int], list[int]]:
         """The matches of a free-text word query with ``after < seq <= until``: ``({block:
         bits}, seqs past the blocks)``. The blocks' from the bitmaps, the rest (messages that
-        no bitmap holds yet) from FTS5. Called with the store held, after indexing."""
+        no bitmap holds yet) from FTS5, or with ``instr`` on their texts when the query has no
+        FTS5 expression. Called with the store held, after indexing."""
         size, acc, db = self._bits_size, self._acc, self._db
         covered = (self._built + (acc is not None)) * size  # seqs below it are in bitmaps
         low = (after + 1) // size
