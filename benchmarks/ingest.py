@@ -219,13 +219,24 @@ class AiosmtpdTarget(Target):
 
 
 class AsyncioFloorTarget(Target):
-    """Not a baseline of the issue: the cost floor of any asyncio server (``PROFILE.md``)."""
+    """Not a baseline of the issue: the cost floor of an asyncio server (``PROFILE.md``).
 
-    name = "asyncio-floor"
+    ``asyncio-floor``: the callback model on asyncio's loop; ``asyncio-floor-uvloop`` the same
+    on uvloop; ``streams-floor-uvloop``: aiosmtpd's model (a task and a ``StreamReader`` per
+    connection) with nothing else, on uvloop as smtpmock.
+    """
+
+    def __init__(self, name: str = "asyncio-floor") -> None:
+        self.name = name
+        self.args = {
+            "asyncio-floor": [],
+            "asyncio-floor-uvloop": ["--loop", "uvloop"],
+            "streams-floor-uvloop": ["--loop", "uvloop", "--model", "streams"],
+        }[name]
 
     def start(self) -> ServerProcess:
         script = HERE / "baselines" / "asyncio_floor.py"
-        return ServerProcess([VENV_PYTHON, str(script)]).start()
+        return ServerProcess([VENV_PYTHON, str(script), *self.args]).start()
 
 
 class SmtpdTarget(Target):
@@ -274,10 +285,14 @@ class SmtpSinkTarget(Target):
         return None  # smtp-sink keeps no count: trust the client
 
 
+FLOORS = ("asyncio-floor", "asyncio-floor-uvloop", "streams-floor-uvloop")
+
+
 def all_targets(extra: bool = False) -> list[Target]:
     """The targets of issue 7; with *extra*, also the asyncio floor (for the profile)."""
     targets = [SMTPMockTarget(), ServeTarget(), AiosmtpdTarget(), SmtpdTarget(), SmtpSinkTarget()]
-    return [*targets, AsyncioFloorTarget()] if extra else targets
+    floors = [AsyncioFloorTarget(n) for n in FLOORS]
+    return [*targets, *floors] if extra else targets
 
 
 # ------------------------------------------------------------------------------ clients
@@ -487,7 +502,8 @@ def main() -> None:
     parser.add_argument(
         "--targets",
         help="comma-separated target names: smtpmock, smtpmock serve, aiosmtpd, smtpd, "
-        "smtp-sink, and asyncio-floor (not in the default set)",
+        "smtp-sink, and the floors asyncio-floor, asyncio-floor-uvloop, streams-floor-uvloop "
+        "(not in the default set)",
     )
     parser.add_argument("--shapes", help="comma-separated subset of: single,concurrent,reuse")
     parser.add_argument("--loadgen", action="store_true", help="use loadgen.py, not smtp-source")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import smtplib
 import socket
 import threading
+import weakref
 
 import pytest
 
@@ -247,3 +250,53 @@ def test_client_disconnecting_mid_data_leaves_nothing() -> None:
 def test_unknown_option_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown option"):
         SMTPMock(colour="blue")
+
+
+def _session_protocol(mock: SMTPMock) -> weakref.ReferenceType[object]:
+    async def current() -> weakref.ReferenceType[object]:
+        [protocol] = mock._state.connections
+        return weakref.ref(protocol)
+
+    return mock.run_in_loop(current)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("tls", [None, "starttls", "implicit"])
+@pytest.mark.parametrize("ending", ["quit", "hang-up", "hang-up in DATA"])
+def test_an_ended_connection_is_freed_without_the_garbage_collector(
+    ending: str, tls: str | None
+) -> None:
+    # Every object of a connection must go when it ends (no reference cycle left for the
+    # cyclic collector): under load, cycles made the collector run for every few messages.
+    async def loop_turn() -> None:
+        await asyncio.sleep(0)
+
+    gc.collect()
+    gc.disable()
+    try:
+        with SMTPMock(tls=tls) as mock:
+            client: smtplib.SMTP
+            if tls == "implicit":
+                context = mock.client_ssl_context()
+                client = smtplib.SMTP_SSL(mock.host, mock.port, timeout=10, context=context)
+            else:
+                client = smtplib.SMTP(mock.host, mock.port, timeout=10)
+                if tls == "starttls":
+                    client.starttls(context=mock.client_ssl_context())
+            client.sendmail("a@example.com", ["b@example.com"], "Subject: x\r\n\r\nbody\r\n")
+            protocol = _session_protocol(mock)
+            if ending == "quit":
+                client.quit()
+            else:
+                if ending == "hang-up in DATA":
+                    client.mail("a@example.com")
+                    client.rcpt("b@example.com")
+                    client.putcmd("DATA")
+                    assert client.getreply()[0] == 354
+                    client.send(b"Subject: half\r\n")
+                client.close()
+            [transcript] = mock.wait_for_sessions(1)
+            for _ in range(3):
+                mock.run_in_loop(loop_turn)
+            assert protocol() is None, f"the protocol of {transcript.commands} is still alive"
+    finally:
+        gc.enable()

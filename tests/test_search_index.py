@@ -391,3 +391,31 @@ def test_the_worker_takes_requests_while_its_replies_fill_the_pipe() -> None:
         worker.shutdown()
     with pytest.raises(_worker.WorkerGone):
         worker.submit(bytes, b"late")
+
+
+def _wait_indexed(store: SQLiteStore, seq: int, timeout: float = 10.0) -> None:
+    # The background indexer has no event to wait on; this test watches it from outside.
+    deadline = time.monotonic() + timeout
+    while store._indexed_seq < seq:
+        assert time.monotonic() < deadline, f"indexed up to {store._indexed_seq}, not {seq}"
+        time.sleep(0.01)
+
+
+def test_the_background_indexer_wakes_for_new_mail_and_for_the_lag_limit(
+    tmp_path: Path, corpus: list[Message], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "mail.db")
+    try:
+        # idle: the first message wakes it, and so does one after it has caught up
+        store.add(Message(corpus[0].raw))
+        _wait_indexed(store, 1)
+        store.add(Message(corpus[1].raw))
+        _wait_indexed(store, 2)
+        # mail that never stops (no quiet period): the lag limit alone makes it index
+        monkeypatch.setattr(_sqlite, "_INDEX_QUIET", 3600.0)
+        monkeypatch.setattr(_sqlite, "MAX_INDEX_LAG", 5)
+        for message in corpus[2:30]:
+            store.add(Message(message.raw))
+        _wait_indexed(store, 30 - 5)
+    finally:
+        store.close()

@@ -116,6 +116,18 @@ _RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
 _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
 
+def _unstuff(lines: bytes) -> bytes:
+    """*lines* (whole CRLF-ended lines) without the transparency dot of each (RFC 5321 4.5.2)."""
+    if lines.startswith(b"."):
+        lines = lines[1:]
+    return lines.replace(b"\r\n.", b"\r\n")
+
+
+def _longest_line(lines: bytes) -> int:
+    """The length, CRLF included, of the longest of *lines* (whole CRLF-ended lines)."""
+    return max(map(len, lines.split(b"\r\n"))) + 2
+
+
 def with_enhanced_code(reply: str) -> str:
     """Insert the RFC 3463 status code a reply line lacks (``250 OK`` -> ``250 2.0.0 OK``)."""
     code, sep, text = reply[:3], reply[3:4], reply[4:]
@@ -242,6 +254,7 @@ class SMTPProtocol(SMTP):
         self.authenticated_user: str | None = None
         self._refused = False
         self._starting_tls = False
+        self._quitting = False  # QUIT was answered: the session ends after this command
         self._last_activity = 0.0  # loop.time() of the last command or DATA line
         config = state.config
         accounts = self.support.accounts
@@ -433,6 +446,28 @@ class SMTPProtocol(SMTP):
         if self.transcript is not None:
             self.support.transcripts.close(self.transcript)
         super().connection_lost(error)
+        task = self._handler_coroutine
+        if task is None or task.done():
+            self._release()
+        else:
+            task.add_done_callback(lambda _: self._release())
+
+    def _release(self) -> None:
+        """Drop what refers back to this protocol once its session is over.
+
+        The bound methods aiosmtpd keeps per connection (command, AUTH and hook tables, the
+        handler) make a reference cycle of every connection, which only the cyclic garbage
+        collector could free; without them the connection is freed as soon as it is gone.
+        """
+        self._smtp_methods = {}
+        self._auth_methods = {}
+        self._handle_hooks = {}
+        self._authenticator = None
+        self._timeout_handle = None
+        self._client_connected_cb = None
+        self.event_handler = None
+        self._handler_coroutine = None
+        self._writer = None  # type: ignore[assignment]  # it refers back to this protocol
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """Note that the client is active (each command and each DATA line).
@@ -478,6 +513,9 @@ class SMTPProtocol(SMTP):
                 line = await self._read_command()
                 if line is not None:
                     await self._dispatch(line)
+                    if self._quitting:
+                        self._writer.close()
+                        return
             except _ConnectionClosed:
                 return
             except asyncio.CancelledError:
@@ -615,6 +653,17 @@ class SMTPProtocol(SMTP):
         lines.append("HELP")
         # One write for the whole reply (aiosmtpd sends each line as its own segment).
         await self._send(*[f"250-{line}" for line in lines[:-1]], f"250 {lines[-1]}")
+
+    @syntax("QUIT")
+    async def smtp_QUIT(self, arg: str | None) -> None:
+        # aiosmtpd's QUIT cancels the session's task, so every connection that ends well
+        # ends with a CancelledError and its traceback; here the session just returns.
+        if arg:
+            await self.push("501 Syntax: QUIT")
+            return
+        status = await self._call_handler_hook("QUIT")
+        await self.push("221 Bye" if status is MISSING else status)
+        self._quitting = True
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str | None) -> None:
@@ -851,6 +900,16 @@ class SMTPProtocol(SMTP):
                     continue
                 except asyncio.IncompleteReadError as exc:
                     raise _ConnectionClosed from exc
+                if not refused and (block == b".\r\n" or block.endswith(b"\r\n.\r\n")):
+                    # The block ends with the end marker: take it whole when no line in it
+                    # is over a limit, which is what the lines one by one would give.
+                    body = _unstuff(block[:-3])
+                    if (line_limit is None or _longest_line(body) <= line_limit) and (
+                        not size_limit or len(content) + len(body) <= size_limit
+                    ):
+                        self._reset_timeout()
+                        content += body
+                        break
                 parts = block.split(b"\r\n")  # the block ends in CRLF: parts[-1] is b""
                 lines = [part + b"\r\n" for part in parts[:-1]]
                 next_line = 0

