@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import shutil
 import smtplib
+import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ from smtpmock import ConfigurationError, Message, Retention, SMTPMock
 from smtpmock._search import parse
 from smtpmock.store import SQLiteStore, StoreEvent
 from tests.mail import send
+from tests.rawsmtp import RawSMTP
 
 RAW = b"From: A <a@x.com>\r\nTo: bob@y.com\r\nSubject: Hi\r\n\r\nbody\xff bytes \r\n.dot\r\n"
 
@@ -197,3 +203,91 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"cannot use .* as a smtpmock database"):
         SQLiteStore(path)
     assert path.read_bytes() == b"this is not sqlite" * 100  # nothing overwritten
+
+
+def test_try_add_many_stores_only_when_the_store_is_free(
+    new_store: Callable[..., SQLiteStore],
+) -> None:
+    store = new_store()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.changed:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert store.try_add_many([_msg("busy")]) is False
+        assert len(store) == 0  # nothing half done
+    finally:
+        release.set()
+        holder.join()
+    assert store.try_add_many([_msg("free")]) is True
+    assert [m.subject for m in store.messages()] == ["free"]
+
+
+def test_a_busy_store_does_not_hold_the_server_and_the_250_still_follows_the_commit(
+    tmp_path: Path,
+) -> None:
+    # Commits run on the event loop only when the store is free; while another thread holds
+    # it (an indexing pass, a search), the commit waits in a thread and other sessions go on.
+    store = SQLiteStore(tmp_path / "mail.db")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.changed:
+            held.set()
+            release.wait(10)
+
+    with contextlib.closing(store), SMTPMock(store=store) as mock:
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(10)
+            with RawSMTP(mock.host, mock.port) as sender:
+                assert sender.reply()[0] == 220
+                for command in ("EHLO a", "MAIL FROM:<a@example.com>", "RCPT TO:<b@x.com>"):
+                    assert sender.command(command)[0] == 250
+                assert sender.command("DATA")[0] == 354
+                sender.send(b"Subject: held\r\n\r\nbody\r\n.\r\n")
+                # the loop still serves another session while that commit waits
+                with RawSMTP(mock.host, mock.port) as other:
+                    assert other.reply()[0] == 220
+                    assert other.command("NOOP")[0] == 250
+                assert len(store) == 0  # not committed: no 250 yet
+                release.set()
+                assert sender.reply()[0] == 250
+                assert [m.subject for m in store.messages()] == ["held"]
+        finally:
+            release.set()
+            holder.join()
+
+
+def test_the_wal_is_checkpointed_off_the_storing_path(tmp_path: Path) -> None:
+    # Automatic checkpoints are off (they would run inside a commit on the event loop); the
+    # indexer copies the WAL into the database file once it has caught up.
+    path = tmp_path / "mail.db"
+    store = SQLiteStore(path)
+    try:
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        store.add_many([_msg(f"m{n}") for n in range(30)])
+        deadline = time.monotonic() + 10
+        while True:
+            copy = tmp_path / "copy.db"
+            shutil.copyfile(path, copy)  # the database file alone, without its WAL
+            with contextlib.closing(sqlite3.connect(copy)) as db:
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+                stored = (
+                    db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+                    if ("messages" in tables)
+                    else 0
+                )
+            if stored == 30:
+                break
+            assert time.monotonic() < deadline, f"{stored} of 30 messages in the database file"
+            time.sleep(0.05)
+    finally:
+        store.close()

@@ -142,6 +142,18 @@ class Store(ABC):
             self._emit(StoreEvent("added", (message,)))
         return messages
 
+    def try_add_many(self, messages: Sequence[Message]) -> bool:
+        """:meth:`add_many` if the store is free right now; ``False`` (nothing done) if another
+        thread holds it (an indexing pass, a search), so a caller that must not wait (an event
+        loop) can hand the write to a thread instead."""
+        if not self.changed.acquire(blocking=False):
+            return False
+        try:
+            self.add_many(messages)
+        finally:
+            self.changed.release()
+        return True
+
     def delete(self, ids: Iterable[str]) -> int:
         """Delete the messages with these ids; return how many existed."""
         with self.changed:
@@ -190,11 +202,14 @@ class Store(ABC):
 class GroupCommit:
     """Deliveries from many SMTP sessions, stored by one :meth:`Store.add_many` per round.
 
-    For a store that does I/O (SQLite): each round runs in a worker thread, so the event loop is
-    never held; the messages that arrive while a round is being written go together in the next
-    one, so under load one commit serves many messages. :meth:`add` returns once its message is
-    committed (so ``250`` still follows the commit) and raises what storing it raised. When a
-    round fails, its messages are retried one by one, so one bad message fails alone.
+    For a store that does I/O (SQLite): a round is written on the event loop when the store is
+    free (:meth:`Store.try_add_many`: a commit of a few messages costs less than the two thread
+    switches of handing it over), and in a worker thread when another thread holds the store
+    (an indexing pass, a search), so the loop never waits for one. The messages that arrive
+    while a round is being written go together in the next one, so under load one commit
+    serves many messages. :meth:`add` returns once its message is committed (so ``250`` still
+    follows the commit) and raises what storing it raised. When a round fails, its messages are
+    retried one by one, so one bad message fails alone.
     """
 
     def __init__(self, store: Store) -> None:
@@ -216,14 +231,14 @@ class GroupCommit:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    await asyncio.to_thread(self.store.add_many, [m for m, _ in batch])
+                    await self._store([m for m, _ in batch])
                 except Exception as exc:
                     if len(batch) == 1:
                         _settle(batch[0][1], exc)
                         continue
                     for message, done in batch:
                         try:
-                            await asyncio.to_thread(self.store.add_many, [message])
+                            await self._store([message])
                         except Exception as one:
                             _settle(done, one)
                         else:
@@ -233,6 +248,10 @@ class GroupCommit:
                     _settle(done, None)
         finally:
             self._writer = None
+
+    async def _store(self, messages: list[Message]) -> None:
+        if not self.store.try_add_many(messages):
+            await asyncio.to_thread(self.store.add_many, messages)
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:

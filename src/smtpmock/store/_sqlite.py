@@ -344,6 +344,10 @@ class SQLiteStore(Store):
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # No automatic checkpoints: one would run inside whichever commit crossed the
+            # threshold (an fsync included), and commits run on the SMTP server's event loop
+            # when the store is free (GroupCommit). The indexer checkpoints (_checkpoint).
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._migrate()
             # Indexing writes a batch of messages per transaction; a 16 MiB in-memory word
             # index per transaction (the default is 1 MiB) halves what FTS5 spends on it.
@@ -588,12 +592,14 @@ class SQLiteStore(Store):
                     continue
                 try:
                     self._index_pending(limit=_INDEX_BATCH)
+                    self._checkpoint()
                     if time.monotonic() >= self._upkeep_from:
                         self._bits_upkeep()
                 except Exception as exc:  # reported, and retried by the next read
                     if self.on_listener_error is not None:
                         self.on_listener_error(exc)
                     break
+            self._checkpoint()
             self._trim(force=True)  # caught up: mail has stopped for now
             self._stopping.wait(self._upkeep_from - time.monotonic())
             try:
@@ -601,6 +607,18 @@ class SQLiteStore(Store):
             except Exception as exc:  # reported; retried when the next message is indexed
                 if self.on_listener_error is not None:
                     self.on_listener_error(exc)
+
+    def _checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file (as far as no reader needs it), on
+        the indexer's thread: the commits of new mail never pay for it."""
+        if self._closed:
+            return
+        try:
+            with self.changed:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # reported; the next pass tries again
+            if self.on_listener_error is not None:
+                self.on_listener_error(exc)
 
     def flush_index(self) -> None:
         """Index every stored message now, rather than when the indexer or a search gets to it.
