@@ -291,3 +291,19 @@ def test_the_wal_is_checkpointed_off_the_storing_path(tmp_path: Path) -> None:
             time.sleep(0.05)
     finally:
         store.close()
+
+
+def test_the_wal_stays_about_one_indexing_pass_long(tmp_path: Path) -> None:
+    # A bulk load (add_many, then flush_index, in rounds) must not grow the WAL with the whole
+    # load: each indexing pass checkpoints, so the next round's writes reuse the WAL's start.
+    path = tmp_path / "mail.db"
+    store = SQLiteStore(path)
+    try:
+        for round_ in range(8):
+            store.add_many([_msg(f"r{round_} n{n}", size=2000) for n in range(150)])
+            store.flush_index()
+        wal = Path(f"{path}-wal").stat().st_size
+        database = path.stat().st_size
+    finally:
+        store.close()
+    assert wal < database / 2, f"WAL {wal} bytes beside a database file of {database}"

@@ -346,7 +346,7 @@ class SQLiteStore(Store):
             self._db.execute("PRAGMA synchronous=NORMAL")
             # No automatic checkpoints: one would run inside whichever commit crossed the
             # threshold (an fsync included), and commits run on the SMTP server's event loop
-            # when the store is free (GroupCommit). The indexer checkpoints (_checkpoint).
+            # when the store is free (GroupCommit). Indexing checkpoints (_checkpoint).
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._migrate()
             # Indexing writes a batch of messages per transaction; a 16 MiB in-memory word
@@ -592,7 +592,6 @@ class SQLiteStore(Store):
                     continue
                 try:
                     self._index_pending(limit=_INDEX_BATCH)
-                    self._checkpoint()
                     if time.monotonic() >= self._upkeep_from:
                         self._bits_upkeep()
                 except Exception as exc:  # reported, and retried by the next read
@@ -609,8 +608,9 @@ class SQLiteStore(Store):
                     self.on_listener_error(exc)
 
     def _checkpoint(self) -> None:
-        """Copy what the WAL holds into the database file (as far as no reader needs it), on
-        the indexer's thread: the commits of new mail never pay for it."""
+        """Copy what the WAL holds into the database file (as far as no reader needs it):
+        after each indexing pass and when the indexer has caught up, so the commits of new
+        mail never pay for it and the WAL stays within about one pass of writes."""
         if self._closed:
             return
         try:
@@ -667,6 +667,7 @@ class SQLiteStore(Store):
                 break
             parsing = following
         if wrote:
+            self._checkpoint()
             self._untrimmed = True
             self._trim(force=False)
 
