@@ -611,10 +611,10 @@ class SQLiteStore(Store):
         """Copy what the WAL holds into the database file (as far as no reader needs it):
         after each indexing pass and when the indexer has caught up, so the commits of new
         mail never pay for it and the WAL stays within about one pass of writes."""
-        if self._closed:
-            return
         try:
             with self.changed:
+                if self._closed:  # close() closes the connection under this lock
+                    return
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:  # reported; the next pass tries again
             if self.on_listener_error is not None:
