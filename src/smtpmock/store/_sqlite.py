@@ -598,7 +598,6 @@ class SQLiteStore(Store):
                     if self.on_listener_error is not None:
                         self.on_listener_error(exc)
                     break
-            self._checkpoint()
             self._trim(force=True)  # caught up: mail has stopped for now
             self._stopping.wait(self._upkeep_from - time.monotonic())
             try:
@@ -608,9 +607,9 @@ class SQLiteStore(Store):
                     self.on_listener_error(exc)
 
     def _checkpoint(self) -> None:
-        """Copy what the WAL holds into the database file (as far as no reader needs it):
-        after each indexing pass and when the indexer has caught up, so the commits of new
-        mail never pay for it and the WAL stays within about one pass of writes."""
+        """Copy what the WAL holds into the database file (as far as no reader needs it)
+        after each indexing pass that wrote, whichever thread ran it: the commits of new mail
+        never pay for it, and the WAL stays within about one pass of writes."""
         try:
             with self.changed:
                 if self._closed:  # close() closes the connection under this lock
@@ -1078,6 +1077,12 @@ class SQLiteStore(Store):
         high = covered // size if until is None else min(covered // size, until // size)
         finished = min(high, self._built - 1)  # the blocks in `wordbits`
         result: dict[int, int] | None = None
+        # Per finished block, the messages in range still stored: what a match can fill.
+        wanted = {
+            block: want
+            for block in range(low, finished + 1)
+            if (want := self._alive.get(block, 0) & range_mask(block, size, after, until))
+        }
         for words in query.groups:
             found: dict[int, int] = {}
             if self._alive:
@@ -1095,11 +1100,9 @@ class SQLiteStore(Store):
                         break
                     # A block where every message in range already matches needs no more of
                     # the words (a short needle's first few hundred words fill most blocks).
-                    open_blocks = []
-                    for block in range(low, finished + 1):
-                        want = self._alive.get(block, 0) & range_mask(block, size, after, until)
-                        if want and found.get(block, 0) & want != want:
-                            open_blocks.append(block)
+                    open_blocks = [
+                        b for b, want in wanted.items() if found.get(b, 0) & want != want
+                    ]
                     if not open_blocks:
                         break
                     blocks_sql = f"block IN ({','.join('?' * len(open_blocks))})"
