@@ -218,6 +218,13 @@ class AiosmtpdTarget(Target):
         return ServerProcess([VENV_PYTHON, str(HERE / "baselines" / "aiosmtpd_sink.py")]).start()
 
 
+FLOORS: dict[str, list[str]] = {  # target name: arguments of baselines/asyncio_floor.py
+    "asyncio-floor": [],
+    "asyncio-floor-uvloop": ["--loop", "uvloop"],
+    "streams-floor-uvloop": ["--loop", "uvloop", "--model", "streams"],
+}
+
+
 class AsyncioFloorTarget(Target):
     """Not a baseline of the issue: the cost floor of an asyncio server (``PROFILE.md``).
 
@@ -228,11 +235,7 @@ class AsyncioFloorTarget(Target):
 
     def __init__(self, name: str = "asyncio-floor") -> None:
         self.name = name
-        self.args = {
-            "asyncio-floor": [],
-            "asyncio-floor-uvloop": ["--loop", "uvloop"],
-            "streams-floor-uvloop": ["--loop", "uvloop", "--model", "streams"],
-        }[name]
+        self.args = FLOORS[name]
 
     def start(self) -> ServerProcess:
         script = HERE / "baselines" / "asyncio_floor.py"
@@ -283,9 +286,6 @@ class SmtpSinkTarget(Target):
 
     def count(self, server: ServerProcess) -> int | None:
         return None  # smtp-sink keeps no count: trust the client
-
-
-FLOORS = ("asyncio-floor", "asyncio-floor-uvloop", "streams-floor-uvloop")
 
 
 def all_targets(extra: bool = False) -> list[Target]:

@@ -205,10 +205,10 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     assert path.read_bytes() == b"this is not sqlite" * 100  # nothing overwritten
 
 
-def test_try_add_many_stores_only_when_the_store_is_free(
-    new_store: Callable[..., SQLiteStore],
-) -> None:
-    store = new_store()
+@contextlib.contextmanager
+def _held_elsewhere(store: SQLiteStore) -> Iterator[threading.Event]:
+    """The store held by another thread (as an indexing pass or a search holds it) until the
+    event given is set, or the block ends."""
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -220,11 +220,19 @@ def test_try_add_many_stores_only_when_the_store_is_free(
     holder.start()
     try:
         assert held.wait(10)
-        assert store.try_add_many([_msg("busy")]) is False
-        assert len(store) == 0  # nothing half done
+        yield release
     finally:
         release.set()
         holder.join()
+
+
+def test_try_add_many_stores_only_when_the_store_is_free(
+    new_store: Callable[..., SQLiteStore],
+) -> None:
+    store = new_store()
+    with _held_elsewhere(store):
+        assert store.try_add_many([_msg("busy")]) is False
+        assert len(store) == 0  # nothing half done
     assert store.try_add_many([_msg("free")]) is True
     assert [m.subject for m in store.messages()] == ["free"]
 
@@ -235,35 +243,25 @@ def test_a_busy_store_does_not_hold_the_server_and_the_250_still_follows_the_com
     # Commits run on the event loop only when the store is free; while another thread holds
     # it (an indexing pass, a search), the commit waits in a thread and other sessions go on.
     store = SQLiteStore(tmp_path / "mail.db")
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.changed:
-            held.set()
-            release.wait(10)
-
-    with contextlib.closing(store), SMTPMock(store=store) as mock:
-        holder = threading.Thread(target=hold)
-        holder.start()
-        try:
-            assert held.wait(10)
-            with RawSMTP(mock.host, mock.port) as sender:
-                assert sender.reply()[0] == 220
-                for command in ("EHLO a", "MAIL FROM:<a@example.com>", "RCPT TO:<b@x.com>"):
-                    assert sender.command(command)[0] == 250
-                assert sender.command("DATA")[0] == 354
-                sender.send(b"Subject: held\r\n\r\nbody\r\n.\r\n")
-                # the loop still serves another session while that commit waits
-                with RawSMTP(mock.host, mock.port) as other:
-                    assert other.reply()[0] == 220
-                    assert other.command("NOOP")[0] == 250
-                assert len(store) == 0  # not committed: no 250 yet
-                release.set()
-                assert sender.reply()[0] == 250
-                assert [m.subject for m in store.messages()] == ["held"]
-        finally:
-            release.set()
-            holder.join()
+    with (
+        contextlib.closing(store),
+        SMTPMock(store=store) as mock,
+        _held_elsewhere(store) as release,
+        RawSMTP(mock.host, mock.port) as sender,
+    ):
+        assert sender.reply()[0] == 220
+        for command in ("EHLO a", "MAIL FROM:<a@example.com>", "RCPT TO:<b@x.com>"):
+            assert sender.command(command)[0] == 250
+        assert sender.command("DATA")[0] == 354
+        sender.send(b"Subject: held\r\n\r\nbody\r\n.\r\n")
+        # the loop still serves another session while that commit waits
+        with RawSMTP(mock.host, mock.port) as other:
+            assert other.reply()[0] == 220
+            assert other.command("NOOP")[0] == 250
+        assert len(store) == 0  # not committed: no 250 yet
+        release.set()
+        assert sender.reply()[0] == 250
+        assert [m.subject for m in store.messages()] == ["held"]
 
 
 def test_the_wal_is_checkpointed_off_the_storing_path(tmp_path: Path) -> None:
