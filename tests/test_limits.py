@@ -123,6 +123,33 @@ def test_max_connections() -> None:
             assert four.reply()[0] == 220  # a freed slot is given to the next client
 
 
+@pytest.mark.parametrize("ending", ["quit", "hang-up after STARTTLS", "failed handshake"])
+def test_a_slot_is_freed_once_however_the_session_ends(ending: str) -> None:
+    """STARTTLS gives a session a second transport, and a failed handshake ends it early: the
+    slot must come back exactly once (not lost, not given back twice)."""
+    with SMTPMock(max_connections=1, tls="starttls") as mock:
+        for _ in range(3):
+            with RawSMTP(mock.host, mock.port) as raw:
+                assert raw.reply()[0] == 220
+                assert raw.command("EHLO client.test")[0] == 250
+                if ending == "quit":
+                    assert raw.command("QUIT")[0] == 221
+                elif ending == "hang-up after STARTTLS":
+                    assert raw.command("STARTTLS")[0] == 220
+                    raw.starttls(mock.client_ssl_context())
+                    assert raw.command("NOOP")[0] == 250
+                else:
+                    assert raw.command("STARTTLS")[0] == 220
+                    raw.send(b"not a TLS client hello\r\n" * 20)
+            mock.wait_for_sessions(len(mock.sessions))
+            with RawSMTP(mock.host, mock.port) as one:
+                assert one.reply()[0] == 220  # the slot came back
+                with RawSMTP(mock.host, mock.port) as two:
+                    assert two.reply()[0] == 421  # ... but only once
+                assert one.command("QUIT")[0] == 221
+            mock.wait_for_sessions(len(mock.sessions))
+
+
 @pytest.mark.parametrize(
     "options",
     [

@@ -63,13 +63,14 @@ def _build_both(
     return built[0], built[1]
 
 
-def _bound_names(table: dict[str, Any]) -> dict[str, tuple[str, bool]]:
-    """Each entry as (function name, whether it is bound to the protocol or the handler)."""
+def _bound_names(table: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
+    """Each entry as (function, what it is bound to if anything, whether it is built in)."""
     out = {}
     for key, value in table.items():
         method = getattr(value, "method", value)  # _AuthMechAttr wraps the method
+        function = getattr(method, "__func__", method)
         owner = type(getattr(method, "__self__", None)).__name__
-        out[key] = (f"{owner}.{method.__name__}", getattr(value, "is_builtin", None))
+        out[key] = (function.__qualname__, owner, getattr(value, "is_builtin", None))
     return out
 
 
@@ -99,9 +100,15 @@ def test_fast_constructor_builds_what_aiosmtpd_builds(
             assert getattr(got, "__func__", got) == getattr(expected, "__func__", expected), name
         elif name not in ("session_id", "event_handler"):
             assert got == expected, name
-    # The bound methods belong to the new object, not to a cached one.
-    assert fast._smtp_methods["EHLO"].__self__ is fast
-    assert fast._handle_hooks["DATA"].__self__ is fast.event_handler
+    # No table refers to a connection (which would make each one a reference cycle): the
+    # commands and built-in AUTH mechanisms are functions, the hooks belong to the handler.
+    assert fast._smtp_methods["EHLO"] is SMTPProtocol.smtp_EHLO
+    assert fast._handle_hooks["DATA"].__self__ is fast.event_handler is slow.event_handler
+    for table in (fast._smtp_methods, fast._handle_hooks, fast._auth_methods):
+        for value in table.values():
+            assert not isinstance(
+                getattr(getattr(value, "method", value), "__self__", None), SMTPProtocol
+            )
     assert type(SMTPProtocol.command_size_limits) is type(slow.command_size_limits)
 
 

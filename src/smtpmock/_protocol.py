@@ -13,7 +13,7 @@ refuses it sets ``protocol.data_end_reply`` to the reply to send instead of push
 
 What is smtpmock's own rather than aiosmtpd's, and why:
 
-* The command loop (:meth:`SMTPProtocol._serve`): command lines are limited by
+* The command loop (:meth:`SMTPProtocol._handle_client`): command lines are limited by
   ``max_command_length`` (500 5.5.2), a bare CR or NUL in a command is refused (so nothing a
   client puts in HELO or MAIL FROM can carry a second line anywhere), and every line goes to the
   session transcript.
@@ -46,7 +46,7 @@ import uuid
 from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 from aiosmtpd.smtp import (
     DATA_SIZE_DEFAULT,
@@ -64,7 +64,7 @@ from aiosmtpd.smtp import __ident__ as _AIOSMTPD_IDENT
 from aiosmtpd.smtp import log as _aiosmtpd_log
 
 from ._auth import Accounts, AuthAttempt, AuthLog
-from ._message import Message
+from ._message import Message, new_id
 from ._transcript import MASK, Transcript, TranscriptLog
 
 if TYPE_CHECKING:
@@ -174,26 +174,33 @@ _FAST_INIT_OPTIONS = frozenset(
 )
 
 
-_INTROSPECTION: dict[tuple[type, type], _Introspection] = {}
+_INTROSPECTION: dict[tuple[type, object], _Introspection] = {}
 
 
 class _Introspection(NamedTuple):
-    """The method names aiosmtpd's constructor looks up, found once per class pair."""
+    """aiosmtpd's method tables for one protocol class and handler, built once.
+
+    aiosmtpd binds every ``smtp_*``, ``auth_*`` and ``handle_*`` method per connection; bound
+    to the connection, they also make each connection a reference cycle. Here the command and
+    built-in AUTH tables hold the plain functions (the session passes itself), and the hook
+    table is bound to the handler, which is one object shared by every connection.
+    """
 
     auth: tuple[tuple[str, str, bool], ...]  # (mechanism, attribute, defined on the protocol)
-    hooks: tuple[tuple[str, str], ...]  # (hook name, handler attribute)
-    smtp: tuple[tuple[str, str], ...]  # (command verb, protocol attribute)
+    hooks: dict[str, Callable[..., Any]]  # hook name -> the handler's bound method
+    smtp: dict[str, Callable[..., Any]]  # command verb -> the protocol's function
     ehlo_hook_ver: str | None
+    auth_tables: dict[frozenset[str], dict[str, _AuthMechAttr]]  # by excluded mechanisms
 
     @classmethod
-    def of(cls, protocol: type, handler: type) -> _Introspection:
+    def of(cls, protocol: type, handler: object) -> _Introspection:
         found = _INTROSPECTION.get((protocol, handler))
         if found is None:
             found = _INTROSPECTION[(protocol, handler)] = cls._find(protocol, handler)
         return found
 
     @classmethod
-    def _find(cls, protocol: type, handler: type) -> _Introspection:
+    def _find(cls, protocol: type, handler: object) -> _Introspection:
         # The same names, in the same order, as aiosmtpd 1.4.6's inspect.getmembers/dir scans.
         auth = [
             (
@@ -209,25 +216,43 @@ class _Introspection(NamedTuple):
             for name in sorted(dir(owner))
             if name.startswith("auth_")
         ]
-        hooks = tuple(
-            (name.replace("handle_", ""), name)
+        hooks = {
+            name.replace("handle_", ""): getattr(handler, name)
             for name in sorted(dir(handler))
             if name.startswith("handle_")
-        )
+        }
         ehlo_hook_ver = None
-        ehlo = getattr(handler, "handle_EHLO", None)
+        ehlo = hooks.get("EHLO")
         if ehlo is not None:
             # aiosmtpd accepts the deprecated 4-argument form too (with a warning); ours has
             # none, and a handler with the old form is refused rather than half-supported.
-            if len(inspect.signature(ehlo).parameters) != 6:  # self + 5
+            if len(inspect.signature(ehlo).parameters) != 5:
                 raise TypeError("SMTPProtocol's handler needs the 5-argument handle_EHLO")
             ehlo_hook_ver = "new"
-        smtp = tuple(
-            (name.replace("smtp_", ""), name)
+        smtp = {
+            name.replace("smtp_", ""): getattr(protocol, name)
             for name in sorted(dir(protocol))
             if name.startswith("smtp_")
-        )
-        return cls(tuple(auth), hooks, smtp, ehlo_hook_ver)
+        }
+        return cls(tuple(auth), hooks, smtp, ehlo_hook_ver, {})
+
+    def auth_table(
+        self, protocol: type, handler: object, excluded: Iterable[str]
+    ) -> dict[str, _AuthMechAttr]:
+        """Mechanism -> method, without the *excluded* ones; built-in methods as functions."""
+        key = frozenset(excluded)
+        table = self.auth_tables.get(key)
+        if table is None:
+            table = self.auth_tables[key] = {
+                mechanism: _AuthMechAttr(getattr(protocol if builtin else handler, name), builtin)
+                for mechanism, name, builtin in self.auth
+                if mechanism not in key
+            }
+        return table
+
+
+def _unbound(method: Any) -> Any:
+    return getattr(method, "__func__", method)
 
 
 class SMTPProtocol(SMTP):
@@ -248,7 +273,7 @@ class SMTPProtocol(SMTP):
     ) -> None:
         self.state = state
         self.support = support or SessionSupport()
-        self.session_id = uuid.uuid4().hex
+        self.session_id = new_id()
         self.data_end_reply: str | None = None
         self.transcript: Transcript | None = None
         self.authenticated_user: str | None = None
@@ -267,13 +292,21 @@ class SMTPProtocol(SMTP):
             tls_context=tls_context,
             auth_require_tls=not config.auth_allow_plaintext,
             auth_exclude_mechanism=excluded,
-            authenticator=self._check_login,
+            authenticator=_check_login,
             **kwargs,
         )
         if self._fast_init and options.keys() <= _FAST_INIT_OPTIONS:
-            self._init_smtp(_Handler(self), **options)
+            self._init_smtp(_HANDLER, **options)
         else:
-            SMTP.__init__(self, _Handler(self), **options)
+            SMTP.__init__(self, _HANDLER, **options)
+            # aiosmtpd bound its tables to this connection; the session calls the functions.
+            self._smtp_methods = {verb: _unbound(m) for verb, m in self._smtp_methods.items()}
+            self._auth_methods = {
+                mechanism: _AuthMechAttr(
+                    _unbound(m.method) if m.is_builtin else m.method, m.is_builtin
+                )
+                for mechanism, m in self._auth_methods.items()
+            }
 
     def _init_smtp(
         self,
@@ -338,16 +371,13 @@ class SMTPProtocol(SMTP):
             self._auth_callback = login_always_fail
             self._authenticator = None
         self._auth_required = False
-        names = _Introspection.of(type(self), type(handler))
-        self._auth_methods = {
-            mechanism: _AuthMechAttr(getattr(self if builtin else handler, name), builtin)
-            for mechanism, name, builtin in names.auth
-        }
-        for excluded in auth_exclude_mechanism or ():
-            self._auth_methods.pop(excluded, None)
-        self._handle_hooks = {hook: getattr(handler, name) for hook, name in names.hooks}
+        cls = type(self)
+        names = _Introspection.of(cls, handler)
+        # Shared by every connection of the class (nothing may change them in place).
+        self._auth_methods = names.auth_table(cls, handler, auth_exclude_mechanism or ())
+        self._handle_hooks = names.hooks
         self._ehlo_hook_ver = names.ehlo_hook_ver
-        self._smtp_methods = {verb: getattr(self, name) for verb, name in names.smtp}
+        self._smtp_methods = names.smtp
         self._enforce_call_limit = False
 
     async def run_hooks(self, stage: str, arg: Any = None) -> bool:
@@ -356,6 +386,11 @@ class SMTPProtocol(SMTP):
             if await hook(self, stage, arg):
                 return True
         return False
+
+    async def handle_exception(self, error: Exception) -> str:
+        """The reply to a command that raised: the error is kept for ``check()``/``stop()``."""
+        self.state.record_error(error)
+        return "451 4.3.0 smtpmock internal error (the test will see it on check()/stop())"
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -390,11 +425,13 @@ class SMTPProtocol(SMTP):
         for line in lines:
             self._record("server", line)
         text = "\r\n".join(lines) + "\r\n"
-        writer = self._writer
-        writer.write(text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii"))
-        transport = writer.transport
+        # What the writer writes to (the TLS one after STARTTLS).
+        transport = cast("asyncio.WriteTransport | None", self.transport)
+        if transport is None:
+            raise _ConnectionClosed  # connection_lost has run
+        transport.write(text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii"))
         if transport.get_write_buffer_size() or transport.is_closing():
-            await writer.drain()
+            await self._writer.drain()
 
     def _write_now(self, text: str) -> None:
         """Write a reply from a synchronous callback (timeouts, refusals)."""
@@ -412,11 +449,12 @@ class SMTPProtocol(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # not the call that follows STARTTLS
         if first:
-            limit = self.state.config.max_connections
-            if limit is not None:
-                active = sum(1 for c in self.state.connections if not c._refused)
-                self._refused = active >= limit
-            self.state.connections.add(self)
+            state = self.state
+            limit = state.config.max_connections
+            self._refused = limit is not None and state.served >= limit
+            if not self._refused:
+                state.served += 1
+            state.connections.add(self)
             peer = transport.get_extra_info("peername")
             self.transcript = self.support.transcripts.open(self.session_id, _peer(peer))
             self._record("event", f"connected from {_format_peer(peer)}")
@@ -442,7 +480,11 @@ class SMTPProtocol(SMTP):
         self._record("event", f"TLS started ({version or 'unknown version'})")
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.state.connections.discard(self)
+        state = self.state
+        if self in state.connections:  # once, although STARTTLS makes a second transport
+            state.connections.discard(self)
+            if not self._refused:
+                state.served -= 1
         if self.transcript is not None:
             self.support.transcripts.close(self.transcript)
         super().connection_lost(error)
@@ -455,17 +497,13 @@ class SMTPProtocol(SMTP):
     def _release(self) -> None:
         """Drop what refers back to this protocol once its session is over.
 
-        The bound methods aiosmtpd keeps per connection (command, AUTH and hook tables, the
-        handler) make a reference cycle of every connection, which only the cyclic garbage
-        collector could free; without them the connection is freed as soon as it is gone.
+        The stream callback, the writer, the session task and the idle timer each refer back
+        to the connection and make a reference cycle, which only the cyclic garbage collector
+        could free; without them the connection is freed as soon as it is gone. (The method
+        tables are shared and unbound: see :class:`_Introspection`.)
         """
-        self._smtp_methods = {}
-        self._auth_methods = {}
-        self._handle_hooks = {}
-        self._authenticator = None
         self._timeout_handle = None
         self._client_connected_cb = None
-        self.event_handler = None
         self._handler_coroutine = None
         self._writer = None  # type: ignore[assignment]  # it refers back to this protocol
 
@@ -494,28 +532,46 @@ class SMTPProtocol(SMTP):
         self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded, closing")
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
-    async def _handle_client(self) -> None:
-        if self._refused:
-            await self.push(f"421 4.7.0 {self.hostname} Too many connections, try again later")
-            assert self.transport is not None
-            self.transport.close()
-            return
-        if self.state.hooks and await self.run_hooks("connect"):
-            return
-        await self._serve()
-
     # -- the command loop -------------------------------------------------------------------
 
-    async def _serve(self) -> None:
-        await self.push(f"220 {self.hostname} {self.__ident__}")
+    async def _handle_client(self) -> None:
+        """The session: the greeting, then the command loop.
+
+        One coroutine, with the command read inline: every await between the task and the
+        socket is a frame that each resumption passes through (6 or more per message).
+        """
+        try:
+            if self._refused:
+                await self.push(f"421 4.7.0 {self.hostname} Too many connections, try again later")
+                assert self.transport is not None
+                self.transport.close()
+                return
+            if self.state.hooks and await self.run_hooks("connect"):
+                return
+            await self.push(f"220 {self.hostname} {self.__ident__}")
+        except _ConnectionClosed:
+            return
+        reader = self._reader
+        limit = self.state.config.max_command_length
         while self.transport is not None:
             try:
-                line = await self._read_command()
-                if line is not None:
-                    await self._dispatch(line)
-                    if self._quitting:
-                        self._writer.close()
-                        return
+                try:
+                    line: bytes = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError as exc:
+                    raise _ConnectionClosed from exc
+                except asyncio.LimitOverrunError as exc:
+                    await self._discard_line(exc.consumed)
+                    await self._refuse_command("[command line too long, discarded]")
+                    continue
+                if len(line) > limit and (
+                    line[:5].upper() != b"AUTH " or len(line) > max(limit, _AUTH_LINE_LIMIT)
+                ):
+                    await self._refuse_command(f"[command line of {len(line)} octets, discarded]")
+                    continue
+                await self._dispatch(line.rstrip(b"\r\n"))
+                if self._quitting:
+                    self._writer.close()
+                    return
             except _ConnectionClosed:
                 return
             except asyncio.CancelledError:
@@ -538,27 +594,15 @@ class SMTPProtocol(SMTP):
                     status = await self.handle_exception(error)
                 except Exception as inner:  # pragma: no cover - defensive
                     status = f"451 4.3.0 error: {type(inner).__name__}"
-                await self.push(status)
+                try:
+                    await self.push(status)
+                except _ConnectionClosed:
+                    return
 
-    async def _read_command(self) -> bytes | None:
-        """The next command line without its line end, or ``None`` if it was refused."""
-        try:
-            line: bytes = await self._reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            raise _ConnectionClosed from exc
-        except asyncio.LimitOverrunError as exc:
-            await self._discard_line(exc.consumed)
-            self._record("client", "[command line too long, discarded]")
-            await self.push("500 5.5.2 Error: command line too long")
-            return None
-        limit = self.state.config.max_command_length
-        if line[:5].upper() == b"AUTH ":
-            limit = max(limit, _AUTH_LINE_LIMIT)
-        if len(line) > limit:
-            self._record("client", f"[command line of {len(line)} octets, discarded]")
-            await self.push("500 5.5.2 Error: command line too long")
-            return None
-        return line.rstrip(b"\r\n")
+    async def _refuse_command(self, shown: str) -> None:
+        """Answer a command line over ``max_command_length``; *shown* goes to the transcript."""
+        self._record("client", shown)
+        await self.push("500 5.5.2 Error: command line too long")
 
     async def _discard_line(self, pending: int) -> None:
         """Read and drop the rest of an over-long line, a buffer at a time."""
@@ -617,7 +661,7 @@ class SMTPProtocol(SMTP):
         self._reset_timeout()
         if self.state.hooks and await self.run_hooks(verb, arg):
             return
-        await method(arg)
+        await method(self, arg)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -996,7 +1040,13 @@ class SMTPProtocol(SMTP):
         if method is None:
             await self.push("504 5.5.4 Error: unrecognized authentication type")
             return
-        result = await method.method(self, args)
+        # Built-in mechanisms are functions of this class (aiosmtpd passes the session as
+        # their second argument too); a handler's are bound to the handler.
+        function: Any = method.method
+        if method.is_builtin:
+            result = await function(self, self, args)
+        else:
+            result = await function(self, args)
         if result is None or result is MISSING or result is False:
             return  # answered already by the mechanism
         if result.success:
@@ -1056,23 +1106,6 @@ class SMTPProtocol(SMTP):
         self._log_attempt("CRAM-MD5", user or None, success=ok)
         return AuthResult(success=ok, handled=False, auth_data=user)
 
-    def _check_login(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
-    ) -> AuthResult:
-        """aiosmtpd's authenticator for PLAIN and LOGIN."""
-        accounts = self.support.accounts
-        if not isinstance(data, LoginPassword) or accounts is None:
-            return AuthResult(success=False, handled=False)
-        user = data.login.decode("utf-8", "replace")
-        password = data.password.decode("utf-8", "replace")
-        try:
-            ok = accounts.check(mechanism, user, password)
-        except Exception as exc:
-            self.state.record_error(exc)
-            ok = False
-        self._log_attempt(mechanism, user, success=ok)
-        return AuthResult(success=ok, handled=False, auth_data=user)
-
     def _log_attempt(self, mechanism: str, user: str | None, *, success: bool) -> None:
         self.support.auth_log.add(
             AuthAttempt(
@@ -1084,6 +1117,24 @@ class SMTPProtocol(SMTP):
                 peer=_peer(self.session.peer if self.session else None),
             )
         )
+
+
+def _check_login(
+    server: SMTPProtocol, session: Any, envelope: Any, mechanism: str, data: Any
+) -> AuthResult:
+    """aiosmtpd's authenticator for PLAIN and LOGIN (it passes the session as *server*)."""
+    accounts = server.support.accounts
+    if not isinstance(data, LoginPassword) or accounts is None:
+        return AuthResult(success=False, handled=False)
+    user = data.login.decode("utf-8", "replace")
+    password = data.password.decode("utf-8", "replace")
+    try:
+        ok = accounts.check(mechanism, user, password)
+    except Exception as exc:
+        server.state.record_error(exc)
+        ok = False
+    server._log_attempt(mechanism, user, success=ok)
+    return AuthResult(success=ok, handled=False, auth_data=user)
 
 
 def _parse_params(options: list[str]) -> dict[str, str | None] | None:
@@ -1110,10 +1161,8 @@ def _check_rcpt_param(name: str, value: str | None) -> str | None:
 
 
 class _Handler:
-    """aiosmtpd's handler: builds the Message at end of data and delivers it."""
-
-    def __init__(self, protocol: SMTPProtocol) -> None:
-        self._protocol = protocol
+    """aiosmtpd's handler: builds the Message at end of data and delivers it. It keeps no
+    state (one object serves every connection: :data:`_HANDLER`)."""
 
     async def handle_DATA(self, server: SMTPProtocol, session: Any, envelope: Any) -> str:
         state = server.state
@@ -1151,9 +1200,8 @@ class _Handler:
             raise
         return f"250 2.0.0 OK: queued as {message.id}"
 
-    async def handle_exception(self, error: Exception) -> str:
-        self._protocol.state.record_error(error)
-        return "451 4.3.0 smtpmock internal error (the test will see it on check()/stop())"
+
+_HANDLER = _Handler()
 
 
 def _text(value: Any) -> str | None:

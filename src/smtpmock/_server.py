@@ -53,6 +53,8 @@ class _ServerState:
         self.store = store
         self.loop = loop
         self.connections: set[SMTPProtocol] = set()
+        self.served = 0
+        """How many of :attr:`connections` are being served (not refused by max_connections)."""
         self.hooks: list[StageHook] = []
         self.errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
