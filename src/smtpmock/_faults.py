@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -838,10 +838,17 @@ class FaultSet:
 
     # -- the stage hook
 
-    async def hook(self, protocol: SMTPProtocol, stage: str, arg: Any) -> bool:
-        """The stage hook :class:`~smtpmock.SMTPMock` registers: apply the rules to *stage*."""
+    def hook(self, protocol: SMTPProtocol, stage: str, arg: Any) -> Awaitable[bool] | bool:
+        """The stage hook :class:`~smtpmock.SMTPMock` registers: apply the rules to *stage*.
+
+        ``False`` at once while there are no rules (no coroutine on every command of every
+        session); otherwise the rules' work, to be awaited.
+        """
         if not self._rules:
             return False
+        return self._apply(protocol, stage, arg)
+
+    async def _apply(self, protocol: SMTPProtocol, stage: str, arg: Any) -> bool:
         ctx = _context(protocol, stage, arg)
         fired: list[tuple[FaultRule, float, FaultEvent]] = []
         with self._lock:

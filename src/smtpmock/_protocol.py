@@ -6,7 +6,9 @@ a ``deliver`` callable; it knows nothing about how they are stored or inspected.
 Stage hooks are how features that must act *before* aiosmtpd answers a command (fault
 injection, transcripts, limits) plug in without editing aiosmtpd's state machine: each hook is
 ``async def hook(protocol, stage, arg) -> bool`` and returns ``True`` when it has already answered
-(or closed) so the command must not run. Stages are ``"connect"``, each command verb as sent in
+(or closed) so the command must not run. A hook may also be a plain function that returns
+``False`` when it has nothing to do and an awaitable otherwise: it then costs no coroutine on
+the commands it leaves alone. Stages are ``"connect"``, each command verb as sent in
 upper case (``"EHLO"``, ``"MAIL"``, ``"RCPT"``, ``"DATA"``, ...), and ``"DATA_END"`` (the message
 is complete, before it is stored; the hook's argument is the :class:`Message`, and a hook that
 refuses it sets ``protocol.data_end_reply`` to the reply to send instead of pushing it).
@@ -72,7 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DRAIN_LIMIT", "SMTPProtocol", "SessionSupport", "StageHook"]
 
-StageHook = Callable[["SMTPProtocol", str, Any], Awaitable[bool]]
+StageHook = Callable[["SMTPProtocol", str, Any], "Awaitable[bool] | bool"]
 
 DRAIN_LIMIT = 16 << 20
 """Bytes of a refused DATA read and discarded before the connection is closed. Discarding costs
@@ -268,8 +270,47 @@ class SMTPProtocol(SMTP):
     """Build aiosmtpd's per-connection state from per-class caches (see :meth:`_init_smtp`);
     ``False`` runs aiosmtpd's own constructor (kept for the test that compares the two)."""
 
+    @classmethod
+    def factory(
+        cls, state: _ServerState, support: SessionSupport, **kwargs: Any
+    ) -> Callable[[], SMTPProtocol]:
+        """The server's protocol factory: every connection with the same options, worked out
+        once here rather than per connection."""
+        prepared = cls._options(state, support, kwargs)
+
+        def make() -> SMTPProtocol:
+            return cls(state, support=support, _prepared=prepared)
+
+        return make
+
+    @classmethod
+    def _options(
+        cls, state: _ServerState, support: SessionSupport, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """aiosmtpd's constructor options for a connection, and whether :meth:`_init_smtp`
+        can build it."""
+        config = state.config
+        accounts = support.accounts
+        excluded = ["PLAIN", "LOGIN", "CRAM-MD5"]
+        if accounts is not None:
+            excluded = [] if accounts.knows_passwords else ["CRAM-MD5"]
+        options = dict(
+            loop=state.loop,
+            tls_context=support.tls_context if not support.implicit_tls else None,
+            auth_require_tls=not config.auth_allow_plaintext,
+            auth_exclude_mechanism=excluded,
+            authenticator=_check_login,
+            **kwargs,
+        )
+        return options, cls._fast_init and options.keys() <= _FAST_INIT_OPTIONS
+
     def __init__(
-        self, state: _ServerState, *, support: SessionSupport | None = None, **kwargs: Any
+        self,
+        state: _ServerState,
+        *,
+        support: SessionSupport | None = None,
+        _prepared: tuple[dict[str, Any], bool] | None = None,
+        **kwargs: Any,
     ) -> None:
         self.state = state
         self.support = support or SessionSupport()
@@ -281,21 +322,8 @@ class SMTPProtocol(SMTP):
         self._starting_tls = False
         self._quitting = False  # QUIT was answered: the session ends after this command
         self._last_activity = 0.0  # loop.time() of the last command or DATA line
-        config = state.config
-        accounts = self.support.accounts
-        excluded = ["PLAIN", "LOGIN", "CRAM-MD5"]
-        if accounts is not None:
-            excluded = [] if accounts.knows_passwords else ["CRAM-MD5"]
-        tls_context = self.support.tls_context if not self.support.implicit_tls else None
-        options = dict(
-            loop=state.loop,
-            tls_context=tls_context,
-            auth_require_tls=not config.auth_allow_plaintext,
-            auth_exclude_mechanism=excluded,
-            authenticator=_check_login,
-            **kwargs,
-        )
-        if self._fast_init and options.keys() <= _FAST_INIT_OPTIONS:
+        options, fast = _prepared or self._options(state, self.support, kwargs)
+        if fast:
             self._init_smtp(_HANDLER, **options)
         else:
             SMTP.__init__(self, _HANDLER, **options)
@@ -380,10 +408,29 @@ class SMTPProtocol(SMTP):
         self._smtp_methods = names.smtp
         self._enforce_call_limit = False
 
-    async def run_hooks(self, stage: str, arg: Any = None) -> bool:
-        """Run the stage hooks in order; ``True`` if one of them handled the stage."""
-        for hook in self.state.hooks:
-            if await hook(self, stage, arg):
+    def _hooks_pending(self, stage: str, arg: Any) -> Awaitable[bool] | None:
+        """Run the stage hooks in order: ``None`` if none has work to do, else an awaitable
+        that is ``True`` if one of them handled the stage (the command must not run).
+
+        A hook with nothing to do for *stage* answers ``False`` without a coroutine (the fault
+        hook with no rules does, on every command); the first one that returns an awaitable,
+        and every hook after it, run in :meth:`_finish_hooks`.
+        """
+        hooks = self.state.hooks
+        for index, hook in enumerate(hooks):
+            outcome = hook(self, stage, arg)
+            if outcome is not False:
+                return self._finish_hooks(outcome, hooks[index + 1 :], stage, arg)
+        return None
+
+    async def _finish_hooks(
+        self, outcome: Awaitable[bool] | bool, rest: list[StageHook], stage: str, arg: Any
+    ) -> bool:
+        if outcome is True or (outcome is not False and await outcome):
+            return True
+        for hook in rest:
+            outcome = hook(self, stage, arg)
+            if outcome is True or (outcome is not False and await outcome):
                 return True
         return False
 
@@ -473,6 +520,11 @@ class SMTPProtocol(SMTP):
         elif not first:
             self._tls_started()
 
+    def data_received(self, data: bytes) -> None:
+        # StreamReaderProtocol's does the same through a weak reference to the reader; the
+        # session holds the reader itself (as _reader) for as long as it can receive.
+        self._reader.feed_data(data)
+
     def _tls_started(self) -> None:
         version = _tls_version(self.session.ssl if self.session else None)
         if self.transcript is not None:
@@ -546,8 +598,10 @@ class SMTPProtocol(SMTP):
                 assert self.transport is not None
                 self.transport.close()
                 return
-            if self.state.hooks and await self.run_hooks("connect"):
-                return
+            if self.state.hooks:
+                pending = self._hooks_pending("connect", None)
+                if pending is not None and await pending:
+                    return
             await self.push(f"220 {self.hostname} {self.__ident__}")
         except _ConnectionClosed:
             return
@@ -659,8 +713,10 @@ class SMTPProtocol(SMTP):
             await self.push(f'500 5.5.1 Error: command "{verb}" not recognized')
             return
         self._reset_timeout()
-        if self.state.hooks and await self.run_hooks(verb, arg):
-            return
+        if self.state.hooks:
+            pending = self._hooks_pending(verb, arg)
+            if pending is not None and await pending:
+                return
         await method(self, arg)
 
     # -- commands ---------------------------------------------------------------------------
@@ -705,8 +761,11 @@ class SMTPProtocol(SMTP):
         if arg:
             await self.push("501 Syntax: QUIT")
             return
-        status = await self._call_handler_hook("QUIT")
-        await self.push("221 Bye" if status is MISSING else status)
+        hook = self._handle_hooks.get("QUIT")
+        if hook is None:
+            await self._send("221 2.0.0 Bye")
+        else:
+            await self.push(await hook(self, self.session, self.envelope))
         self._quitting = True
 
     @syntax("STARTTLS", when="tls_context")
@@ -733,9 +792,30 @@ class SMTPProtocol(SMTP):
             return True
         return False
 
+    def _not_ready(self) -> str | None:
+        """The refusal of MAIL, RCPT or DATA before HELO/EHLO or a required AUTH (what
+        aiosmtpd's ``check_helo_needed`` and :meth:`check_auth_needed` answer), else ``None``.
+        A plain function: these checks pass on every transaction, and cost no coroutine then."""
+        session = self.session
+        assert session is not None
+        if not session.host_name:
+            return "503 Error: send HELO first"
+        if self.state.config.auth_required and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        return None
+
+    async def _handler_status(self, command: str, *args: Any) -> Any:
+        """What the handler's ``handle_<command>`` answers (``MISSING`` when it has none)."""
+        hook = self._handle_hooks.get(command)
+        if hook is None:
+            return MISSING
+        return await hook(self, self.session, self.envelope, *args)
+
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
+        refusal = self._not_ready()
+        if refusal is not None:
+            await self.push(refusal)
             return
         syntax_error = "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]"
         assert self.session is not None
@@ -759,13 +839,15 @@ class SMTPProtocol(SMTP):
         if size is not None and self.data_size_limit and int(size) > self.data_size_limit:
             await self.push("552 5.3.4 Error: message size exceeds fixed maximum message size")
             return
-        status = await self._call_handler_hook("MAIL", address, options)
-        if status is MISSING:
-            self.envelope.mail_from = address
-            self.envelope.mail_options.extend(options)
-            self.envelope.smtp_utf8 = smtputf8
-            status = "250 2.1.0 Sender OK"
-        await self.push(status)
+        if "MAIL" in self._handle_hooks:
+            status = await self._handler_status("MAIL", address, options)
+            if status is not MISSING:
+                await self.push(status)
+                return
+        self.envelope.mail_from = address
+        self.envelope.mail_options.extend(options)
+        self.envelope.smtp_utf8 = smtputf8
+        await self._send("250 2.1.0 Sender OK")
 
     async def _path_and_params(
         self,
@@ -820,7 +902,9 @@ class SMTPProtocol(SMTP):
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("RCPT"):
+        refusal = self._not_ready()
+        if refusal is not None:
+            await self.push(refusal)
             return
         assert self.session is not None
         assert self.envelope is not None
@@ -845,14 +929,16 @@ class SMTPProtocol(SMTP):
         if limit is not None and len(self.envelope.rcpt_tos) >= limit:
             await self.push("452 4.5.3 Error: too many recipients")
             return
-        status = await self._call_handler_hook("RCPT", address, options)
-        if status is MISSING:
-            self.envelope.rcpt_tos.append(address)
-            self.envelope.rcpt_options.extend(options)
-            assert isinstance(self.envelope, _Envelope)
-            self.envelope.params_by_rcpt.setdefault(address, []).extend(options)
-            status = "250 2.1.5 Recipient OK"
-        await self.push(status)
+        if "RCPT" in self._handle_hooks:
+            status = await self._handler_status("RCPT", address, options)
+            if status is not MISSING:
+                await self.push(status)
+                return
+        self.envelope.rcpt_tos.append(address)
+        self.envelope.rcpt_options.extend(options)
+        assert isinstance(self.envelope, _Envelope)
+        self.envelope.params_by_rcpt.setdefault(address, []).extend(options)
+        await self._send("250 2.1.5 Recipient OK")
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's address parser, with a fast path for the common ``<local@domain>``.
@@ -885,7 +971,9 @@ class SMTPProtocol(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+        refusal = self._not_ready()
+        if refusal is not None:
+            await self.push(refusal)
             return
         assert self.envelope is not None
         if self.envelope.mail_from is None:
@@ -906,7 +994,7 @@ class SMTPProtocol(SMTP):
         self._record("event", f"[message content: {len(content)} octets]")
         self.envelope.content = content
         self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
+        status = await self._handler_status("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 2.0.0 OK" if status is MISSING else status)
 
@@ -1183,7 +1271,8 @@ class _Handler:
             session_id=server.session_id,
         )
         message.transcript = server.transcript
-        if state.hooks and await server.run_hooks("DATA_END", message):
+        pending = server._hooks_pending("DATA_END", message) if state.hooks else None
+        if pending is not None and await pending:
             # A hook refused the message; aiosmtpd pushes whatever we return, so the hook
             # leaves its reply here rather than pushing it itself.
             return server.data_end_reply or "451 4.3.0 message refused"

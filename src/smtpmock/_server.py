@@ -234,10 +234,7 @@ class SMTPMock(Mailbox):
             auth_log=self._auth_log,
         )
 
-        def factory() -> SMTPProtocol:
-            return SMTPProtocol(state, support=support, **kwargs)
-
-        return factory
+        return SMTPProtocol.factory(state, support, **kwargs)
 
     def stop(self) -> None:
         """Stop the server: close every connection and join the thread. Idempotent.

@@ -116,8 +116,9 @@ class SharedServer:
 
     # ------------------------------------------------------------------ server side
 
-    async def _hook(self, protocol: SMTPProtocol, stage: str, arg: Any) -> bool:
-        # Runs in the server's loop thread; never answers a command itself.
+    def _hook(self, protocol: SMTPProtocol, stage: str, arg: Any) -> bool:
+        # Runs in the server's loop thread; never answers a command itself, and never waits
+        # (so it is a plain function: no coroutine per command).
         # The lock: end() reads these maps from the test's thread.
         if stage == "MAIL":
             with self._lock:
