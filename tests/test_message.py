@@ -214,3 +214,30 @@ def test_message_built_directly_parses_lazily() -> None:
     assert message.attachments == []
     assert "direct" in repr(message)
     assert "x@example.com" in message.summary()
+
+
+def test_messages_with_the_same_address_headers_parse_alike_and_apart() -> None:
+    # Short address headers are parsed once and remembered: every message still gets its own
+    # list, with the same decoded names, and one message's list changes nothing in another's.
+    raw = (
+        b"From: =?utf-8?q?Chlo=C3=A9?= <chloe@example.com>\r\n"
+        b"To: Bob <bob@example.com>, carol@example.com\r\n\r\nhi\r\n"
+    )
+    first, second = Message(raw), Message(raw)
+    assert (
+        first.to
+        == second.to
+        == [
+            Address("Bob", "bob@example.com"),
+            Address("", "carol@example.com"),
+        ]
+    )
+    assert first.from_ == second.from_ == Address("Chloé", "chloe@example.com")
+    first.to.append(Address("", "mallory@example.com"))
+    assert len(second.to) == 2
+    assert len(Message(raw).to) == 2
+    # A list too long to remember gives the same answer as a short one would.
+    many = ", ".join(f"user{n}@example.com" for n in range(200)).encode()
+    assert [a.address for a in Message(b"To: " + many + b"\r\n\r\nx").to][
+        -1
+    ] == "user199@example.com"

@@ -216,8 +216,11 @@ def envelope_dict(message: Message) -> dict[str, Any]:
     }
 
 
-def message_from_envelope(raw: bytes, envelope: dict[str, Any]) -> Message:
-    """Rebuild a :class:`~smtpmock.Message` from its raw bytes and :func:`envelope_dict`."""
+def message_from_envelope(
+    raw: bytes, envelope: dict[str, Any], *, transcript: bool = True
+) -> Message:
+    """Rebuild a :class:`~smtpmock.Message` from its raw bytes and :func:`envelope_dict`
+    (without its session transcript unless *transcript*: indexing never reads it)."""
     peer = envelope.get("peer")
     message = Message(
         raw,
@@ -236,9 +239,9 @@ def message_from_envelope(raw: bytes, envelope: dict[str, Any]) -> Message:
         session_id=envelope.get("session_id"),
     )
     message.seq = int(envelope.get("seq") or 0)
-    transcript = envelope.get("transcript")
-    if transcript:
-        message.transcript = Transcript.from_dict(transcript)
+    stored = envelope.get("transcript") if transcript else None
+    if stored:
+        message.transcript = Transcript.from_dict(stored)
     return message
 
 
@@ -274,7 +277,7 @@ _Prepared = tuple[int, IndexFields, str, str]
 def _prepare_rows(rows: list[tuple[int, str, bytes]]) -> list[_Prepared]:
     """Parse stored rows into what the index needs (in an index worker process, or not)."""
     prepared = []
-    for message in SQLiteStore._rows_to_messages(rows):
+    for message in SQLiteStore._rows_to_messages(rows, transcripts=False):
         seq, fields, summary = SQLiteStore._prepare(message)
         prepared.append((seq, fields, summary, _distinct_words(fields.free_text)))
     return prepared
@@ -1316,10 +1319,14 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------ reading
 
     @staticmethod
-    def _rows_to_messages(rows: list[tuple[int, str, bytes]]) -> list[Message]:
+    def _rows_to_messages(
+        rows: list[tuple[int, str, bytes]], *, transcripts: bool = True
+    ) -> list[Message]:
         messages = []
         for seq, envelope, raw in rows:
-            message = message_from_envelope(bytes(raw), json.loads(envelope))
+            message = message_from_envelope(
+                bytes(raw), json.loads(envelope), transcript=transcripts
+            )
             message.seq = seq  # the column is the truth (a converted file's JSON may lack it)
             messages.append(message)
         return messages
