@@ -10,6 +10,7 @@ with ``COUNT <n>``: the number of messages it stored.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import re
@@ -110,6 +111,9 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+_SERVER_NUMBERS = itertools.count(1)
+
+
 class ServerProcess:
     """A server subprocess, started in its own session and always ended on exit.
 
@@ -150,7 +154,8 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         WORK.mkdir(exist_ok=True)
-        stderr_path = self.stderr_path or WORK / "server-stderr.log"
+        # One file per server of this run: several servers can run side by side.
+        stderr_path = self.stderr_path or WORK / f"server-stderr-{next(_SERVER_NUMBERS)}.log"
         self._stderr = open(stderr_path, "w")  # noqa: SIM115 - closed in stop()
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(

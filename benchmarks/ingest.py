@@ -17,8 +17,9 @@ Targets, each a fresh server process on 127.0.0.1 and a free port per shape:
 
 Shapes: one client with a new connection per message; 10 concurrent clients with a new
 connection per message; 10 clients sending 100 messages per connection. The client is Postfix's
-``smtp-source`` when installed, else ``loadgen.py``. Each shape is run ``--repeat`` times after a
-short warm-up and the median rate is reported; the rate counts what the server says it stored
+``smtp-source`` when installed, else ``loadgen.py``. The servers of a shape run side by side,
+each warmed up, and each round runs the shape once against each of them in a rotating order
+(``--repeat`` rounds); the median rate is reported; the rate counts what the server says it stored
 (smtpmock, and the baselines' own counters), falling back to what the client sent (smtp-sink).
 Every run is bounded in time: a server that stalls is measured on what it stored by then.
 """
@@ -26,6 +27,7 @@ Every run is bounded in time: a server that stalls is measured on what it stored
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -34,7 +36,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -359,57 +361,61 @@ class Measurement:
     cpu_us: float | None = None  # server CPU time per stored message, median of the runs
 
 
-def _runs(  # noqa: PLR0917 - private helper of measure()
-    target: Target,
-    shape: Shape,
-    messages: int,
-    repeat: int,
-    client: Client,
-    run_timeout: float,
-    rates: list[float],
-    cpu: list[float],
-    notes: list[str],
-    deadline: float,
-) -> None:
-    with target.start() as server:
-        port = target.port(server)
-        warm = client(port, Shape("warm", "", 1, True), 20, 30.0)
-        if warm.error:
-            notes.append(f"warm-up failed: {warm.error}")
-            return
-        for attempt in range(repeat):
-            if attempt and time.monotonic() > deadline:
-                notes.append(f"{attempt} of {repeat} runs: the ingest time budget was spent")
-                break
-            before = target.count(server)
-            cpu_before = server.cpu_seconds()
-            run = client(port, shape, messages, run_timeout)
-            cpu_used = server.cpu_seconds() - cpu_before
-            after = target.count(server)
-            stored = None if before is None or after is None else after - before
-            if stored is not None:
-                if run.sent is not None and stored != run.sent:
-                    notes.append(f"client sent {run.sent}, server stored {stored}")
-                delivered = stored
-            elif run.sent is not None:
-                delivered = run.sent
-            else:
-                notes.append(run.error or f"client stopped after {run_timeout:g}s, count unknown")
-                continue
-            if run.timed_out:
-                notes.append(f"run capped at {run_timeout:g}s: {delivered}/{messages} stored")
-                if delivered:
-                    rates.append(delivered / run.elapsed)
-                break  # one capped run is evidence enough; do not spend the budget again
-            elif run.error:
-                notes.append(f"client error: {run.error}")
-            rates.append(delivered / run.elapsed)
-            if delivered:
-                cpu.append(cpu_used / delivered * 1e6)
+@dataclass
+class _Series:
+    """One target's runs of one shape, as they are taken."""
+
+    target: Target
+    server: ServerProcess | None = None
+    rates: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    done: bool = False  # no more runs (failed to start, or a run was capped)
+
+    def result(self) -> Measurement:
+        note = "; ".join(dict.fromkeys(self.notes)) or None
+        if not self.rates:
+            return Measurement(None, note or "no run completed")
+        return Measurement(median(self.rates), note, median(self.cpu) if self.cpu else None)
 
 
-def measure(
-    target: Target,
+def _one_run(series: _Series, shape: Shape, messages: int, client: Client, timeout: float) -> None:
+    """One client run against *series*' server; the rate counts what the server stored."""
+    target, server, notes = series.target, series.server, series.notes
+    assert server is not None
+    port = target.port(server)
+    before = target.count(server)
+    cpu_before = server.cpu_seconds()
+    run = client(port, shape, messages, timeout)
+    cpu_used = server.cpu_seconds() - cpu_before
+    # Asked before the next run starts: serve indexes what is pending to answer, so its
+    # indexing is not left running into another server's run.
+    after = target.count(server)
+    stored = None if before is None or after is None else after - before
+    if stored is not None:
+        if run.sent is not None and stored != run.sent:
+            notes.append(f"client sent {run.sent}, server stored {stored}")
+        delivered = stored
+    elif run.sent is not None:
+        delivered = run.sent
+    else:
+        notes.append(run.error or f"client stopped after {timeout:g}s, count unknown")
+        return
+    if run.timed_out:
+        notes.append(f"run capped at {timeout:g}s: {delivered}/{messages} stored")
+        if delivered:
+            series.rates.append(delivered / run.elapsed)
+        series.done = True  # one capped run is evidence enough; do not spend the budget again
+        return
+    if run.error:
+        notes.append(f"client error: {run.error}")
+    series.rates.append(delivered / run.elapsed)
+    if delivered:
+        series.cpu.append(cpu_used / delivered * 1e6)
+
+
+def measure_side_by_side(
+    targets: Sequence[Target],
     shape: Shape,
     *,
     scale: str,
@@ -417,20 +423,52 @@ def measure(
     client: Client,
     run_timeout: float,
     deadline: float = float("inf"),
-) -> Measurement:
-    """Median messages/s of *repeat* runs of *shape* against a fresh *target* server."""
+) -> dict[str, Measurement]:
+    """Median messages/s of *repeat* runs of *shape* against each target, interleaved.
+
+    Every target's server is started (fresh) and warmed up first; then each round runs the
+    shape once against each of them, in an order that rotates from round to round. A slow
+    spell of a shared machine (on this 2-CPU VM the same server's rate moves by a third from
+    one minute to the next) then falls on every target alike instead of on whichever ran at
+    that moment, which is what makes the ratios between them comparable.
+    """
     messages = shape.messages(scale)
-    rates: list[float] = []
-    cpu: list[float] = []
-    notes: list[str] = []
-    try:
-        _runs(target, shape, messages, repeat, client, run_timeout, rates, cpu, notes, deadline)
-    finally:
-        target.cleanup()
-    if not rates:
-        return Measurement(None, "; ".join(dict.fromkeys(notes)) or "no run completed")
-    note = "; ".join(dict.fromkeys(notes)) or None
-    return Measurement(median(rates), note, median(cpu) if cpu else None)
+    all_series = [_Series(t) for t in targets]
+    with contextlib.ExitStack() as stack:
+        for series in all_series:
+            stack.callback(series.target.cleanup)
+            try:
+                series.server = stack.enter_context(series.target.start())
+                warm = client(
+                    series.target.port(series.server), Shape("warm", "", 1, True), 20, 30.0
+                )
+            except BenchError as exc:
+                series.notes.append(f"failed: {exc}")
+                series.done = True
+                continue
+            if warm.error:
+                series.notes.append(f"warm-up failed: {warm.error}")
+                series.done = True
+        for attempt in range(repeat):
+            active = [s for s in all_series if not s.done]
+            if not active:
+                break
+            if attempt and time.monotonic() > deadline:
+                for series in active:
+                    series.notes.append(
+                        f"{attempt} of {repeat} runs: the ingest time budget was spent"
+                    )
+                break
+            turn = attempt % len(active)
+            for series in active[turn:] + active[:turn]:
+                try:
+                    _one_run(series, shape, messages, client, run_timeout)
+                except BenchError as exc:
+                    series.notes.append(f"failed: {exc}")
+                    series.done = True
+                if series.done and series.server is not None:
+                    series.server.stop()  # a stalled server must not load the others' runs
+    return {s.target.name: s.result() for s in all_series}
 
 
 def run_ingest(
@@ -445,8 +483,9 @@ def run_ingest(
 ) -> list[Row]:
     """Measure every shape against every available target; two :class:`Row` per shape.
 
-    With *budget* (seconds), once it is spent each remaining shape and target gets one run
-    instead of *repeat*.
+    The targets of a shape run side by side, their runs interleaved
+    (:func:`measure_side_by_side`). With *budget* (seconds), once it is spent each remaining
+    shape gets one round instead of *repeat*.
     """
     deadline = time.monotonic() + budget if budget is not None else float("inf")
     targets = list(targets) if targets is not None else all_targets()
@@ -456,13 +495,27 @@ def run_ingest(
     client: Client = smtp_source if use_source else loadgen
     client_name = "smtp-source" if use_source else "loadgen.py (smtp-source not installed)"
     unavailable = {t.name: t.available() for t in targets}
+    runnable = [t for t in targets if unavailable[t.name] is None]
     rows = []
     for shape in shapes:
         row = Row(shape.title, "msg/s", {})
         cpu_row = Row(
             f"server CPU per stored message ({shape.key})", "us", {}, higher_is_better=False
         )
-        row.notes.append(f"client {client_name}, {shape.messages(scale)} messages x {repeat} runs")
+        row.notes.append(
+            f"client {client_name}, {shape.messages(scale)} messages x {repeat} rounds, "
+            "the servers side by side and their runs interleaved"
+        )
+        log(f"ingest: {shape.key} -> {', '.join(t.name for t in runnable)}")
+        results = measure_side_by_side(
+            runnable,
+            shape,
+            scale=scale,
+            repeat=repeat,
+            client=client,
+            run_timeout=run_timeout,
+            deadline=deadline,
+        )
         for target in targets:
             reason = unavailable[target.name]
             if reason is not None:
@@ -471,19 +524,7 @@ def run_ingest(
                 if shape is shapes[0]:
                     row.notes.append(f"{target.name} skipped: {reason}")
                 continue
-            log(f"ingest: {shape.key} -> {target.name}")
-            try:
-                result = measure(
-                    target,
-                    shape,
-                    scale=scale,
-                    repeat=repeat,
-                    client=client,
-                    run_timeout=run_timeout,
-                    deadline=deadline,
-                )
-            except BenchError as exc:
-                result = Measurement(None, f"failed: {exc}")
+            result = results[target.name]
             row.figures[target.name] = result.rate
             cpu_row.figures[target.name] = result.cpu_us
             if result.note:
