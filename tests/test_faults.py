@@ -12,6 +12,7 @@ import re
 import smtplib
 import socket
 import threading
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -702,3 +703,41 @@ def test_a_predicate_may_change_the_rules(mock: SMTPMock) -> None:
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         send(mock.host, mock.port)
     assert [e.rule_name for e in mock.faults.log] == ["added by predicate"]
+
+
+# ------------------------------------------------------------------ the stage hook mechanism
+
+
+def test_plain_and_async_stage_hooks_run_in_order() -> None:
+    """A hook may be a plain function answering False (nothing to do: no coroutine, as the
+    fault hook without rules) or return an awaitable; later hooks still run after either, and
+    one that handled the stage stops the command and the hooks after it."""
+    seen_first: list[str] = []
+    seen_last: list[str] = []
+
+    def first(protocol: Any, stage: str, arg: Any) -> bool:
+        seen_first.append(stage)
+        return False
+
+    async def refuse_blocked(protocol: Any, stage: str, arg: Any) -> bool:
+        if stage == "RCPT" and "blocked@" in str(arg):
+            await protocol.push("550 5.7.1 blocked by a hook")
+            return True
+        return False
+
+    def last(protocol: Any, stage: str, arg: Any) -> bool:
+        seen_last.append(stage)
+        return False
+
+    with SMTPMock() as mock:
+        for hook in (first, refuse_blocked, last):
+            mock.add_hook(hook)
+        with smtplib.SMTP(mock.host, mock.port, timeout=10) as smtp:
+            refused = smtp.sendmail(
+                "alice@example.com", ["blocked@example.com", "bob@example.com"], raw()
+            )
+        [message] = mock.wait_for(1)
+    assert refused == {"blocked@example.com": (550, b"5.7.1 blocked by a hook")}
+    assert message.rcpt_tos == ("bob@example.com",)
+    assert seen_first == ["connect", "EHLO", "MAIL", "RCPT", "RCPT", "DATA", "DATA_END", "QUIT"]
+    assert seen_last == ["connect", "EHLO", "MAIL", "RCPT", "DATA", "DATA_END", "QUIT"]
