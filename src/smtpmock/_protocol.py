@@ -469,8 +469,10 @@ class SMTPProtocol(SMTP):
         socket takes it at once, so the await is only needed when the transport buffers
         (a slow reader: flow control), or to notice a connection that is gone.
         """
-        for line in lines:
-            self._record("server", line)
+        transcript = self.transcript
+        if transcript is not None:
+            for line in lines:
+                transcript.add("server", line)
         text = "\r\n".join(lines) + "\r\n"
         # What the writer writes to (the TLS one after STARTTLS).
         transport = cast("asyncio.WriteTransport | None", self.transport)
@@ -676,12 +678,13 @@ class SMTPProtocol(SMTP):
             verb = verb_bytes.decode("ascii").upper()
         except UnicodeDecodeError:
             verb = ""
-        masked = verb == "AUTH" and len(arg_bytes.split()) > 1
         shown = line.decode("utf-8", "backslashreplace")
-        if masked:
+        if verb == "AUTH" and len(arg_bytes.split()) > 1:
             shown = f"AUTH {arg_bytes.split()[0].decode('ascii', 'replace')} {MASK}"
-        self._record("client", shown)
-        if not line or not verb or not verb.isalpha():
+        transcript = self.transcript
+        if transcript is not None:
+            transcript.add("client", shown)
+        if not verb.isalpha():  # also when there is no verb at all
             await self.push("500 5.5.2 Error: bad syntax")
             return
         if b"\r" in line or b"\x00" in line:
@@ -690,12 +693,13 @@ class SMTPProtocol(SMTP):
             await self.push("501 5.5.2 Error: bare CR or NUL in command")
             return
         arg: str | None = None
-        if arg_bytes.strip():
+        arg_bytes = arg_bytes.strip()
+        if arg_bytes:
             if not self.enable_SMTPUTF8 and not arg_bytes.isascii():
                 await self.push("500 5.6.7 Error: non-ASCII command without SMTPUTF8")
                 return
             try:
-                arg = arg_bytes.strip().decode("utf-8")
+                arg = arg_bytes.decode("utf-8")
             except UnicodeDecodeError:
                 # RFC 6531 allows UTF-8 only; lone bytes would end up in addresses as
                 # surrogates that no JSON encoder or database accepts.
@@ -712,7 +716,9 @@ class SMTPProtocol(SMTP):
         if method is None:
             await self.push(f'500 5.5.1 Error: command "{verb}" not recognized')
             return
-        self._reset_timeout()
+        self._last_activity = self.loop.time()  # what _reset_timeout does once its timer runs
+        if self._timeout_handle is None:
+            self._reset_timeout()
         if self.state.hooks:
             pending = self._hooks_pending(verb, arg)
             if pending is not None and await pending:

@@ -136,10 +136,11 @@ class Store(ABC):
             if evicted:
                 self.generation += 1
             self.changed.notify_all()
-        if evicted:
-            self._emit(StoreEvent("deleted", tuple(evicted), tuple(m.id for m in evicted)))
-        for message in messages:
-            self._emit(StoreEvent("added", (message,)))
+        if self._listeners:  # events are built only for someone to hear them
+            if evicted:
+                self._emit(StoreEvent("deleted", tuple(evicted), tuple(m.id for m in evicted)))
+            for message in messages:
+                self._emit(StoreEvent("added", (message,)))
         return messages
 
     def try_add_many(self, messages: Sequence[Message]) -> bool:
