@@ -716,9 +716,7 @@ class SMTPProtocol(SMTP):
         if method is None:
             await self.push(f'500 5.5.1 Error: command "{verb}" not recognized')
             return
-        self._last_activity = self.loop.time()  # what _reset_timeout does once its timer runs
-        if self._timeout_handle is None:
-            self._reset_timeout()
+        self._reset_timeout()
         if self.state.hooks:
             pending = self._hooks_pending(verb, arg)
             if pending is not None and await pending:
@@ -767,11 +765,11 @@ class SMTPProtocol(SMTP):
         if arg:
             await self.push("501 Syntax: QUIT")
             return
-        hook = self._handle_hooks.get("QUIT")
-        if hook is None:
+        status = await self._handler_status("QUIT") if "QUIT" in self._handle_hooks else MISSING
+        if status is MISSING:
             await self._send("221 2.0.0 Bye")
         else:
-            await self.push(await hook(self, self.session, self.envelope))
+            await self.push(status)
         self._quitting = True
 
     @syntax("STARTTLS", when="tls_context")
@@ -792,23 +790,26 @@ class SMTPProtocol(SMTP):
             self._starting_tls = False
 
     async def check_auth_needed(self, caller_method: str) -> bool:
-        assert self.session is not None
-        if self.state.config.auth_required and not self.session.authenticated:
-            await self.push("530 5.7.0 Authentication required")
+        refusal = self._auth_refusal()
+        if refusal is not None:
+            await self.push(refusal)
             return True
         return False
+
+    def _auth_refusal(self) -> str | None:
+        assert self.session is not None
+        if self.state.config.auth_required and not self.session.authenticated:
+            return "530 5.7.0 Authentication required"
+        return None
 
     def _not_ready(self) -> str | None:
         """The refusal of MAIL, RCPT or DATA before HELO/EHLO or a required AUTH (what
         aiosmtpd's ``check_helo_needed`` and :meth:`check_auth_needed` answer), else ``None``.
         A plain function: these checks pass on every transaction, and cost no coroutine then."""
-        session = self.session
-        assert session is not None
-        if not session.host_name:
+        assert self.session is not None
+        if not self.session.host_name:
             return "503 Error: send HELO first"
-        if self.state.config.auth_required and not session.authenticated:
-            return "530 5.7.0 Authentication required"
-        return None
+        return self._auth_refusal()
 
     async def _handler_status(self, command: str, *args: Any) -> Any:
         """What the handler's ``handle_<command>`` answers (``MISSING`` when it has none)."""
