@@ -264,6 +264,25 @@ def test_a_busy_store_does_not_hold_the_server_and_the_250_still_follows_the_com
         assert [m.subject for m in store.messages()] == ["held"]
 
 
+def _wait_for_database_file(path: Path, count: int) -> None:
+    """Until the database file alone (without its WAL) holds *count* messages: checkpointed."""
+    deadline = time.monotonic() + 10
+    while True:
+        copy = path.with_name("copy.db")
+        shutil.copyfile(path, copy)  # the database file alone, without its WAL
+        with contextlib.closing(sqlite3.connect(copy)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            stored = (
+                db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+                if ("messages" in tables)
+                else 0
+            )
+        if stored == count:
+            return
+        assert time.monotonic() < deadline, f"{stored} of {count} messages in the database file"
+        time.sleep(0.05)
+
+
 def test_the_wal_is_checkpointed_off_the_storing_path(tmp_path: Path) -> None:
     # Automatic checkpoints are off (they would run inside a commit on the event loop); the
     # indexer copies the WAL into the database file once it has caught up.
@@ -272,21 +291,39 @@ def test_the_wal_is_checkpointed_off_the_storing_path(tmp_path: Path) -> None:
     try:
         assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         store.add_many([_msg(f"m{n}") for n in range(30)])
-        deadline = time.monotonic() + 10
-        while True:
-            copy = tmp_path / "copy.db"
-            shutil.copyfile(path, copy)  # the database file alone, without its WAL
-            with contextlib.closing(sqlite3.connect(copy)) as db:
-                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-                stored = (
-                    db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-                    if ("messages" in tables)
-                    else 0
-                )
-            if stored == 30:
-                break
-            assert time.monotonic() < deadline, f"{stored} of 30 messages in the database file"
-            time.sleep(0.05)
+        _wait_for_database_file(path, 30)
+    finally:
+        store.close()
+
+
+def test_a_search_for_a_new_message_neither_waits_for_the_worker_nor_checkpoints(
+    tmp_path: Path,
+) -> None:
+    # What Client.wait_for waits on: a search right after one arrival indexes that message
+    # first. It parses it here (the worker's round trip costs more than a few messages) and
+    # leaves the WAL checkpoint (an fsync) to the background indexer, which still does it.
+    path = tmp_path / "mail.db"
+    store = SQLiteStore(path, index_worker=True)
+    try:
+        store.add_many([_msg(f"m{n}") for n in range(20)])
+        store.flush_index()
+        assert store._pool is not None
+        submitted: list[object] = []
+        checkpoints: list[threading.Thread] = []
+        submit, checkpoint = store._pool.submit, store._checkpoint
+        store._pool.submit = lambda *a, **k: submitted.append(a) or submit(*a, **k)  # type: ignore[method-assign]
+
+        def recording_checkpoint() -> None:
+            checkpoints.append(threading.current_thread())
+            checkpoint()
+
+        store._checkpoint = recording_checkpoint  # type: ignore[method-assign]
+        store.add(_msg("the new one"))
+        assert store.count(parse("subject:new")) == 1
+        assert submitted == []
+        assert threading.current_thread() not in checkpoints
+        _wait_for_database_file(path, 21)  # the background indexer checkpointed it
+        assert checkpoints
     finally:
         store.close()
 

@@ -143,6 +143,14 @@ _INDEX_QUIET = 0.05  # seconds without a new message before the background index
 _FTS_HASH = 16 * 1024 * 1024  # bytes of pending word index FTS5 keeps in memory
 _INDEX_BATCH = 200  # messages parsed and indexed per transaction
 _TRIM_EVERY = 1.0  # seconds at least between two release_free_memory() while indexing
+# Messages indexed, at least, before an indexing pass checkpoints the WAL itself; fewer are
+# left to the background indexer once it has caught up (a search that indexes the one message
+# it waits for must not wait for an fsync too).
+_CHECKPOINT_AFTER = 100
+# Batches this small are parsed in this process even with an index worker: the round trip to
+# the worker (~1 ms) costs more than parsing a few messages, and a search that waits for the
+# message that just arrived pays it.
+_PARSE_HERE = 4
 _UPKEEP_DELAY = 1.0  # seconds after opening before the background bitmap upkeep starts
 _SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
 _MAX_CONTAINING = 5000  # known words containing a needle word, beyond which it filters nothing
@@ -385,6 +393,7 @@ class SQLiteStore(Store):
         self._last_insert = 0.0
         self._trimmed = 0.0  # time.monotonic() of the last release_free_memory()
         self._untrimmed = False  # whether indexing has freed memory since
+        self._unsaved = 0  # messages indexed since the last WAL checkpoint
         self._wake = threading.Event()
         self._indexer_idle = True  # the indexer waits for mail (a new message must wake it)
         self._stopping = threading.Event()  # set by close()
@@ -601,6 +610,8 @@ class SQLiteStore(Store):
                     if self.on_listener_error is not None:
                         self.on_listener_error(exc)
                     break
+            if self._unsaved:  # what searches indexed in small passes since the last one
+                self._checkpoint()
             self._trim(force=True)  # caught up: mail has stopped for now
             self._stopping.wait(self._upkeep_from - time.monotonic())
             try:
@@ -611,8 +622,11 @@ class SQLiteStore(Store):
 
     def _checkpoint(self) -> None:
         """Copy what the WAL holds into the database file (as far as no reader needs it)
-        after each indexing pass that wrote, whichever thread ran it: the commits of new mail
-        never pay for it, and the WAL stays within about one pass of writes."""
+        after an indexing pass of :data:`_CHECKPOINT_AFTER` messages or more, whichever thread
+        ran it, and when the background indexer has caught up: the commits of new mail never
+        pay for it, nor does a search that indexes a few messages first, and the WAL stays
+        within about one pass of writes."""
+        self._unsaved = 0
         try:
             with self.changed:
                 if self._closed:  # close() closes the connection under this lock
@@ -626,9 +640,12 @@ class SQLiteStore(Store):
         """Index every stored message now, rather than when the indexer or a search gets to it.
 
         Never needed for correct results (every search indexes what is pending first); useful
-        after a bulk :meth:`add_many` to pay the indexing cost at a chosen moment.
+        after a bulk :meth:`add_many` to pay the indexing cost at a chosen moment (the WAL is
+        checkpointed too).
         """
         self._index_pending()
+        if self._unsaved:
+            self._checkpoint()
 
     def _index_pending(self, limit: int | None = None) -> None:
         """Index the messages not indexed yet (at most about *limit* of them, oldest first).
@@ -640,6 +657,7 @@ class SQLiteStore(Store):
         after = self._indexed_seq  # the last message handed to parsing
         parsing: tuple[Callable[[], list[_Prepared]], int] | None = None
         wrote = False
+        indexed = 0
         while not self._closed:
             following = None
             if after < self._last_seq and (limit is None or limit > 0):
@@ -663,13 +681,16 @@ class SQLiteStore(Store):
                 with self.changed:
                     self._write_index(prepared)
                     self._indexed_seq = max(self._indexed_seq, reached)
+                indexed += len(prepared)
                 del prepared
                 wrote = True
             if following is None:
                 break
             parsing = following
         if wrote:
-            self._checkpoint()
+            self._unsaved += indexed  # approximate across threads: it only times checkpoints
+            if self._unsaved >= _CHECKPOINT_AFTER:
+                self._checkpoint()
             self._untrimmed = True
             self._trim(force=False)
 
@@ -685,7 +706,7 @@ class SQLiteStore(Store):
 
     def _parse_later(self, rows: list[tuple[int, str, bytes]]) -> Callable[[], list[_Prepared]]:
         """Start parsing *rows* in the index worker (or not: then when called)."""
-        if self._index_worker and not self._closed and rows:
+        if self._index_worker and not self._closed and len(rows) > _PARSE_HERE:
             try:
                 future = self._start_worker().submit(_prepare_rows, rows)
             except Exception as exc:
