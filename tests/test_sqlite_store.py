@@ -328,6 +328,41 @@ def test_a_search_for_a_new_message_neither_waits_for_the_worker_nor_checkpoints
         store.close()
 
 
+def test_a_checkpoint_leaves_the_store_free(tmp_path: Path) -> None:
+    # Checkpoints sync files; they run on a connection of their own, so storing and searching
+    # (under the store's lock) need not wait for them.
+    store = SQLiteStore(tmp_path / "mail.db")
+    try:
+        store.add_many([_msg(f"a{n}") for n in range(5)])
+        store.flush_index()  # checkpoints: the checkpointing connection now exists
+        real = store._checkpointer
+        assert real is not None
+        free: list[bool] = []
+
+        class Probe:
+            def execute(self, sql: str) -> Any:
+                def try_the_store() -> None:
+                    got = store.changed.acquire(timeout=2)
+                    if got:
+                        store.changed.release()
+                    free.append(got)
+
+                other = threading.Thread(target=try_the_store)
+                other.start()
+                other.join()
+                return real.execute(sql)
+
+        store._checkpointer = Probe()  # type: ignore[assignment]
+        store.add_many([_msg(f"b{n}") for n in range(5)])
+        store.flush_index()
+        assert free, "no checkpoint ran"
+        assert all(free), "a checkpoint held the store"
+        store._checkpointer = real
+        _wait_for_database_file(tmp_path / "mail.db", 10)
+    finally:
+        store.close()
+
+
 def test_the_wal_stays_about_one_indexing_pass_long(tmp_path: Path) -> None:
     # A bulk load (add_many, then flush_index, in rounds) must not grow the WAL with the whole
     # load: each indexing pass checkpoints, so the next round's writes reuse the WAL's start.

@@ -353,7 +353,7 @@ class SQLiteStore(Store):
         self._pool_lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            journal = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous=NORMAL")
             # No automatic checkpoints: one would run inside whichever commit crossed the
             # threshold (an fsync included), and commits run on the SMTP server's event loop
@@ -394,6 +394,11 @@ class SQLiteStore(Store):
         self._trimmed = 0.0  # time.monotonic() of the last release_free_memory()
         self._untrimmed = False  # whether indexing has freed memory since
         self._unsaved = 0  # messages indexed since the last WAL checkpoint
+        # Checkpoints go through a connection of their own (opened at the first one), so that
+        # their fsyncs never hold the store's lock (:meth:`_checkpoint`); none in memory.
+        self._wal = str(journal).lower() == "wal"
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
         self._wake = threading.Event()
         self._indexer_idle = True  # the indexer waits for mail (a new message must wake it)
         self._stopping = threading.Event()  # set by close()
@@ -588,9 +593,10 @@ class SQLiteStore(Store):
     def _index_in_background(self) -> None:
         while not self._closed:
             # Idle: the next message wakes this thread (_indexer_idle is set before the
-            # check, so a message stored in between is seen by one or the other).
+            # check, so a message stored in between is seen by one or the other), and so does
+            # a search that indexed a few messages and left their checkpoint to this thread.
             self._indexer_idle = True
-            if self._indexed_seq >= self._last_seq:
+            if self._indexed_seq >= self._last_seq and not self._unsaved:
                 self._wake.wait()
             self._indexer_idle = False
             self._wake.clear()
@@ -625,13 +631,24 @@ class SQLiteStore(Store):
         after an indexing pass of :data:`_CHECKPOINT_AFTER` messages or more, whichever thread
         ran it, and when the background indexer has caught up: the commits of new mail never
         pay for it, nor does a search that indexes a few messages first, and the WAL stays
-        within about one pass of writes."""
+        within about one pass of writes.
+
+        Through a second connection, used for nothing else: a passive checkpoint waits for no
+        reader or writer, so storing and searching go on (on the store's own connection, under
+        its lock) while it copies pages and syncs the files.
+        """
         self._unsaved = 0
+        if not self._wal:
+            return
         try:
-            with self.changed:
-                if self._closed:  # close() closes the connection under this lock
+            with self._checkpoint_lock:
+                if self._closed:  # close() closes the checkpointer under this lock
                     return
-                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if self._checkpointer is None:
+                    self._checkpointer = sqlite3.connect(
+                        self.path, check_same_thread=False, isolation_level=None
+                    )
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:  # reported; the next pass tries again
             if self.on_listener_error is not None:
                 self.on_listener_error(exc)
@@ -688,9 +705,13 @@ class SQLiteStore(Store):
                 break
             parsing = following
         if wrote:
-            self._unsaved += indexed  # approximate across threads: it only times checkpoints
-            if self._unsaved >= _CHECKPOINT_AFTER:
-                self._checkpoint()
+            if self._wal:
+                self._unsaved += indexed  # approximate across threads: it times checkpoints
+                if self._unsaved >= _CHECKPOINT_AFTER:
+                    self._checkpoint()
+                else:
+                    with self.changed:
+                        self._start_indexer()  # the background indexer checkpoints them
             self._untrimmed = True
             self._trim(force=False)
 
@@ -1533,3 +1554,6 @@ class SQLiteStore(Store):
             with contextlib.suppress(sqlite3.Error):  # else rebuilt from `texts` next time
                 self._bits_save_open()
             self._db.close()
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
