@@ -1,0 +1,87 @@
+"""Where a stored message's CPU goes, per thread and process, with one client at a time.
+
+::
+
+    python benchmarks/serve_threads.py                 # SQLite as serve stores, 3,000 messages
+    python benchmarks/serve_threads.py --store memory --messages 5000
+
+Runs ``baselines/smtpmock_inproc.py`` (``--store sqlite``: as ``smtpmock serve`` stores, index
+worker included), warms it up, sends the messages with ``smtp-source -s 1`` (a new connection
+per message), and prints the CPU time per message of each of the server's threads and of its
+child processes (``/proc/PID/task/*/stat``): during the run, and for the count asked after it
+(serve indexes what is pending to answer). The busiest thread is the SMTP loop: the one whose
+time caps the rate of this shape (PROFILE.md, "2026-12-04"). Linux only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import HERE, HOST, SMTP_SOURCE, VENV_PYTHON, ServerProcess, process_tree
+
+TICK = 100  # clock ticks per second of /proc's utime and stime (USER_HZ on Linux)
+
+
+def _ticks(stat: str) -> int:
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def snapshot(pid: int) -> dict[str, int]:
+    """CPU ticks of each thread of *pid* (``thread <tid>``) and of each child process."""
+    found: dict[str, int] = {}
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name)):
+        try:
+            found[f"thread {task.name}"] = _ticks((task / "stat").read_text())
+        except OSError:
+            continue  # ended meanwhile
+    for child in process_tree(pid)[1:]:
+        try:
+            found[f"child process {child}"] = _ticks(Path(f"/proc/{child}/stat").read_text())
+        except OSError:
+            continue
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", choices=("memory", "sqlite"), default="sqlite")
+    parser.add_argument("--messages", type=int, default=3000)
+    args = parser.parse_args()
+    if not Path(SMTP_SOURCE).exists():
+        sys.exit(f"needs Postfix's smtp-source at {SMTP_SOURCE} (Debian: apt-get install postfix)")
+    script = HERE / "baselines" / "smtpmock_inproc.py"
+    with ServerProcess([VENV_PYTHON, str(script), "--store", args.store]).start() as server:
+        assert server.match is not None
+        target = f"{HOST}:{server.match.group(1)}"
+        source = [SMTP_SOURCE, "-s", "1", "-l", "1024", "-M", "localhost"]
+        subprocess.run([*source, "-m", "300", target], check=True)  # warm-up
+        server.count()
+        before = snapshot(server.pid)
+        started = time.perf_counter()
+        subprocess.run([*source, "-m", str(args.messages), target], check=True)
+        elapsed = time.perf_counter() - started
+        during = snapshot(server.pid)
+        stored = server.count()
+        after = snapshot(server.pid)
+    n = args.messages
+    print(f"store {args.store}: {n} messages, one client, a new connection per message: "
+          f"{n / elapsed:.0f} msg/s; {stored} stored in all")  # fmt: skip
+    print(f"{'':28} {'during the run':>16} {'the count after':>16}   (us of CPU per message)")
+    rows = sorted(during, key=lambda k: during[k] - before.get(k, 0), reverse=True)
+    for name in rows:
+        run = (during[name] - before.get(name, 0)) / TICK / n * 1e6
+        count = (after.get(name, during[name]) - during[name]) / TICK / n * 1e6
+        if run or count:
+            label = f"{name} (SMTP loop)" if name == rows[0] else name
+            print(f"{label:28} {run:16.0f} {count:16.0f}")
+
+
+if __name__ == "__main__":
+    main()
