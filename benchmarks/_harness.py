@@ -101,14 +101,23 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_ticks(stat: Path) -> int:
+    """User + system CPU time in a ``/proc/.../stat`` file (a process or one of its threads),
+    in :data:`CLOCK_TICKS` per second; raises ``OSError`` if it has ended."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()  # the name may hold spaces
+    return int(fields[11]) + int(fields[12])
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU time *pid* and its live descendants have used so far."""
     total = 0
     for each in process_tree(pid):
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            total += cpu_ticks(Path(f"/proc/{each}/stat"))
+    return total / CLOCK_TICKS
 
 
 _SERVER_NUMBERS = itertools.count(1)

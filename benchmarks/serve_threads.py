@@ -23,14 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import HERE, HOST, SMTP_SOURCE, VENV_PYTHON, ServerProcess, process_tree
-
-TICK = 100  # clock ticks per second of /proc's utime and stime (USER_HZ on Linux)
-
-
-def _ticks(stat: str) -> int:
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+from _harness import (
+    CLOCK_TICKS,
+    HERE,
+    HOST,
+    SMTP_SOURCE,
+    VENV_PYTHON,
+    ServerProcess,
+    cpu_ticks,
+    process_tree,
+)
 
 
 def snapshot(pid: int) -> dict[str, int]:
@@ -38,12 +40,12 @@ def snapshot(pid: int) -> dict[str, int]:
     found: dict[str, int] = {}
     for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name)):
         try:
-            found[f"thread {task.name}"] = _ticks((task / "stat").read_text())
+            found[f"thread {task.name}"] = cpu_ticks(task / "stat")
         except OSError:
             continue  # ended meanwhile
     for child in process_tree(pid)[1:]:
         try:
-            found[f"child process {child}"] = _ticks(Path(f"/proc/{child}/stat").read_text())
+            found[f"child process {child}"] = cpu_ticks(Path(f"/proc/{child}/stat"))
         except OSError:
             continue
     return found
@@ -76,8 +78,8 @@ def main() -> None:
     print(f"{'':28} {'during the run':>16} {'the count after':>16}   (us of CPU per message)")
     rows = sorted(during, key=lambda k: during[k] - before.get(k, 0), reverse=True)
     for name in rows:
-        run = (during[name] - before.get(name, 0)) / TICK / n * 1e6
-        count = (after.get(name, during[name]) - during[name]) / TICK / n * 1e6
+        run = (during[name] - before.get(name, 0)) / CLOCK_TICKS / n * 1e6
+        count = (after.get(name, during[name]) - during[name]) / CLOCK_TICKS / n * 1e6
         if run or count:
             label = f"{name} (SMTP loop)" if name == rows[0] else name
             print(f"{label:28} {run:16.0f} {count:16.0f}")

@@ -765,7 +765,7 @@ class SMTPProtocol(SMTP):
         if arg:
             await self.push("501 Syntax: QUIT")
             return
-        status = await self._handler_status("QUIT") if "QUIT" in self._handle_hooks else MISSING
+        status = await self._call_handler_hook("QUIT") if "QUIT" in self._handle_hooks else MISSING
         if status is MISSING:
             await self._send("221 2.0.0 Bye")
         else:
@@ -811,13 +811,6 @@ class SMTPProtocol(SMTP):
             return "503 Error: send HELO first"
         return self._auth_refusal()
 
-    async def _handler_status(self, command: str, *args: Any) -> Any:
-        """What the handler's ``handle_<command>`` answers (``MISSING`` when it has none)."""
-        hook = self._handle_hooks.get(command)
-        if hook is None:
-            return MISSING
-        return await hook(self, self.session, self.envelope, *args)
-
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         refusal = self._not_ready()
@@ -847,7 +840,7 @@ class SMTPProtocol(SMTP):
             await self.push("552 5.3.4 Error: message size exceeds fixed maximum message size")
             return
         if "MAIL" in self._handle_hooks:
-            status = await self._handler_status("MAIL", address, options)
+            status = await self._call_handler_hook("MAIL", address, options)
             if status is not MISSING:
                 await self.push(status)
                 return
@@ -937,7 +930,7 @@ class SMTPProtocol(SMTP):
             await self.push("452 4.5.3 Error: too many recipients")
             return
         if "RCPT" in self._handle_hooks:
-            status = await self._handler_status("RCPT", address, options)
+            status = await self._call_handler_hook("RCPT", address, options)
             if status is not MISSING:
                 await self.push(status)
                 return
@@ -1001,7 +994,7 @@ class SMTPProtocol(SMTP):
         self._record("event", f"[message content: {len(content)} octets]")
         self.envelope.content = content
         self.envelope.original_content = content
-        status = await self._handler_status("DATA")
+        status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 2.0.0 OK" if status is MISSING else status)
 

@@ -616,8 +616,7 @@ class SQLiteStore(Store):
                     if self.on_listener_error is not None:
                         self.on_listener_error(exc)
                     break
-            if self._unsaved:  # what searches indexed in small passes since the last one
-                self._checkpoint()
+            self._checkpoint()  # what searches indexed in small passes since the last one
             self._trim(force=True)  # caught up: mail has stopped for now
             self._stopping.wait(self._upkeep_from - time.monotonic())
             try:
@@ -631,15 +630,15 @@ class SQLiteStore(Store):
         after an indexing pass of :data:`_CHECKPOINT_AFTER` messages or more, whichever thread
         ran it, and when the background indexer has caught up: the commits of new mail never
         pay for it, nor does a search that indexes a few messages first, and the WAL stays
-        within about one pass of writes.
+        within about one pass of writes. Nothing to do when nothing was indexed since the last.
 
         Through a second connection, used for nothing else: a passive checkpoint waits for no
         reader or writer, so storing and searching go on (on the store's own connection, under
         its lock) while it copies pages and syncs the files.
         """
-        self._unsaved = 0
-        if not self._wal:
+        if not self._unsaved or not self._wal:
             return
+        self._unsaved = 0
         try:
             with self._checkpoint_lock:
                 if self._closed:  # close() closes the checkpointer under this lock
@@ -661,8 +660,7 @@ class SQLiteStore(Store):
         checkpointed too).
         """
         self._index_pending()
-        if self._unsaved:
-            self._checkpoint()
+        self._checkpoint()
 
     def _index_pending(self, limit: int | None = None) -> None:
         """Index the messages not indexed yet (at most about *limit* of them, oldest first).
