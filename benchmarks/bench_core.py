@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_core.py            # full run (about 10 s)
     python benchmarks/bench_core.py --quick    # fewer rounds
+    python benchmarks/bench_core.py --json     # ends with run.py's rows as one JSON line
 
 What is measured:
 
@@ -26,7 +27,9 @@ Target from issue 2: p99 under 5 ms on a loaded 2-core machine.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import socket
 import statistics
@@ -152,7 +155,7 @@ def _burn(stop: Callable[[], bool]) -> None:
             x += 1
 
 
-def _burn_process(event: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _burn_process(event: multiprocessing.synchronize.Event) -> None:
     _burn(event.is_set)
 
 
@@ -189,6 +192,7 @@ def load(kind: str) -> Iterator[None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--json", action="store_true", help="end with run.py's rows as JSON")
     args = parser.parse_args()
     cycles = 100 if args.quick else 500
     rounds = 100 if args.quick else 300
@@ -200,6 +204,13 @@ def main() -> None:
         f"\nstart+stop, {cycles} cycles:     median {ms(statistics.median(timings))} ms"
         f"   p99 {ms(percentile(timings, 99))} ms"
     )
+    rows = [
+        row(f"SMTPMock().start() + stop(), {cycles} cycles: {name}", value)
+        for name, value in (
+            ("median", statistics.median(timings)),
+            ("p99", percentile(timings, 99)),
+        )
+    ]
 
     print(f"\nwait_for wake-up latency, {rounds} messages per condition (ms):")
     print(f"{'condition':<16} {'measure':<16} {'p50':>8} {'p99':>8} {'max':>8}")
@@ -212,6 +223,29 @@ def main() -> None:
                 f"{label:<16} {name:<16} {ms(percentile(values, 50))} "
                 f"{ms(percentile(values, 99))} {ms(max(values))}"
             )
+            if name in ROW_MEASURES:
+                rows += [
+                    row(f"wait_for wake-up in-process, {label}: {name} p{pct}", value)
+                    for pct in (50, 99)
+                    for value in (percentile(values, pct),)
+                ]
+    if args.json:
+        print(json.dumps({"rows": rows}))
+
+
+ROW_MEASURES = ("stored->wake", "send->wake")
+"""The measures that run.py's table shows (all three are printed above it)."""
+
+
+def row(scenario: str, seconds: float) -> dict[str, object]:
+    """One row of run.py's table: smtpmock's figure in ms, no peer measured."""
+    return {
+        "scenario": scenario,
+        "unit": "ms",
+        "figures": {"smtpmock": seconds * 1000},
+        "higher_is_better": False,
+        "subjects": ["smtpmock"],
+    }
 
 
 if __name__ == "__main__":

@@ -16,12 +16,16 @@ The peers are benchmark-only dependencies, installed (with this checkout of smtp
 in their own virtualenv, ``benchmarks/.work/venv``, created on first run. Runs are interleaved
 and each variant's best of ``--repeat`` runs is kept, to damp the noise of a shared machine.
 
-    python benchmarks/bench_fixture.py [--tests 1000] [--repeat 3]
+    python benchmarks/bench_fixture.py [--tests 1000] [--repeat 3] [--json]
+
+``--json`` adds, as the last line, the rows ``run.py`` puts in its table: the per-test cost over
+the empty test of smtpmock's fixture and of each peer's, wall clock and CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -82,6 +86,9 @@ def test_send(smtpserver, n):
 }
 
 
+VARIANTS_OF_PEERS = ("smtpdfix (smtpd fixture)", "pytest-localserver (smtpserver)")
+
+
 def venv_python() -> Path:
     python = VENV / "bin" / "python"
     if not python.exists():
@@ -118,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="end with run.py's rows as JSON")
     args = parser.parse_args()
     python = venv_python()
     n = args.tests
@@ -138,6 +146,7 @@ def main() -> None:
                 cpu[name] = min(cpu.get(name, used), used)
     version = sys.version.split()[0]
     print(f"{n} tests per run, best of {args.repeat}; Python {version}; load average {load}")
+    rows = []
     for label, best in (("wall clock", wall), ("CPU time (user+sys, all threads)", cpu)):
         baseline = best["baseline (empty test)"]
         ours = best["smtpmock (smtpmock fixture)"] - baseline
@@ -151,9 +160,31 @@ def main() -> None:
             print(f"{name:34} {elapsed:8.2f} {over:24.3f} {ratio:>12}")
         fixture_only = (ours - send_only) / n * 1000
         print(f"smtpmock fixture alone (smtpmock minus send only): {fixture_only:.3f} ms/test")
-        for name in ("smtpdfix (smtpd fixture)", "pytest-localserver (smtpserver)"):
+        for name in VARIANTS_OF_PEERS:
             peer_only = (best[name] - baseline - send_only) / n * 1000
             print(f"{name} minus send only: {peer_only:.3f} ms/test")
+        rows.append(
+            {
+                "scenario": f"pytest fixture, {n} tests each sending 1 message: per-test cost "
+                f"over an empty test ({label.split(' (')[0]})",
+                "unit": "ms/test",
+                "figures": {
+                    "smtpmock": ours / n * 1000,
+                    **{
+                        peer: (best[name] - baseline) / n * 1000
+                        for peer, name in zip(PEERS, VARIANTS_OF_PEERS, strict=True)
+                    },
+                },
+                "higher_is_better": False,
+                "subjects": ["smtpmock"],
+                "notes": [
+                    f"best of {args.repeat} interleaved runs; sending alone (the session "
+                    f"server, no fixture) costs {send_only / n * 1000:.2f} ms/test of it"
+                ],
+            }
+        )
+    if args.json:
+        print(json.dumps({"rows": rows}))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
     python benchmarks/run.py --scale small    # a quick smoke run (a few hundred messages)
     python benchmarks/run.py --only ingest    # one part: ingest, core, fixture, search
     python benchmarks/run.py --out benchmarks/RESULTS.md
+    python benchmarks/run.py --scale small --check   # CI: exit 1 if a part broke
 
 Scenarios (issue 7):
 
@@ -25,8 +26,15 @@ is listed as skipped with the reason; the others still run.
 Other scripts join the table through a small convention: run with ``--json``, a script prints
 as its last line ``{"rows": [{"scenario": ..., "unit": ..., "figures": {"smtpmock": 1.2,
 "smtpdfix": 9.9}, "higher_is_better": false, "notes": [...]}]}``. A script that does not
-support ``--json`` has its own output appended below the table. ``SMTPMOCK_BENCH_SCALE``
-(``small``/``full``) tells it how hard to work.
+support ``--json`` has its own output appended below the table (so does the text a
+``--json`` script prints before its JSON line). ``SMTPMOCK_BENCH_SCALE`` (``small``/``full``)
+tells it how hard to work.
+
+``--check`` (what CI runs, at small scale) exits with status 1 when a part failed (a script
+that exited with an error, ran out of time or printed no readable rows) or left smtpmock
+without a figure in a row; a baseline that cannot run here is still only a note. The figures
+themselves are not judged: CI machines are too noisy for that, and performance is read from
+the table.
 """
 
 from __future__ import annotations
@@ -85,14 +93,15 @@ def machine() -> str:
 
 def external(
     script: str, scale: str, timeout: float, extra: list[str] | None = None
-) -> tuple[list[Row], str]:
-    """Run another engineer's benchmark script; its rows if it speaks ``--json``, else its text.
+) -> tuple[list[Row], str, bool]:
+    """Run another benchmark script: ``(rows, text, ok)``, its rows if it speaks ``--json``,
+    and its text output (or why it failed: then *ok* is false).
 
     *extra*: options passed when the script accepts them (at full scale; small scale passes
     :data:`SMALL_OPTIONS`)."""
     path = HERE / script
     if not path.exists():
-        return [], f"{script}: not written yet, skipped"
+        return [], f"{script}: not written yet, skipped", False
     text = path.read_text()
     wants_json = "--json" in text
     argv = [VENV_PYTHON, str(path), *(["--json"] if wants_json else [])]
@@ -106,13 +115,14 @@ def external(
             argv, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False
         )
     except subprocess.TimeoutExpired:
-        return [], f"{script}: stopped after its {timeout:g} s budget"
+        return [], f"{script}: stopped after its {timeout:g} s budget", False
     if done.returncode != 0:
-        return [], f"{script}: exited {done.returncode}: {done.stderr.strip()[-400:]}"
+        return [], f"{script}: exited {done.returncode}: {done.stderr.strip()[-400:]}", False
     out = done.stdout.strip()
     if wants_json and out:
+        text, _, last = out.rpartition("\n")
         try:
-            data = json.loads(out.splitlines()[-1])
+            data = json.loads(last)
             rows = [
                 Row(
                     r["scenario"],
@@ -124,10 +134,10 @@ def external(
                 )
                 for r in data["rows"]
             ]
-            return rows, ""
         except (ValueError, KeyError, TypeError) as exc:
-            return [], f"{script}: unreadable --json output ({exc}):\n{out[-2000:]}"
-    return [], f"{script} output:\n{out}"
+            return [], f"{script}: unreadable --json output ({exc}):\n{out[-2000:]}", False
+        return rows, f"{script} output:\n{text}" if text.strip() else "", bool(rows)
+    return [], f"{script} output:\n{out}", not wants_json
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -143,6 +153,11 @@ def main() -> None:
     parser.add_argument("--scale", choices=("small", "full"), default="full")
     parser.add_argument("--only", help=f"comma-separated parts to run, of: {', '.join(PARTS)}")
     parser.add_argument("--out", type=Path, help="also write the report (Markdown) to this file")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a part failed or smtpmock has no figure in a row (CI's smoke run)",
+    )
     args = parser.parse_args()
     parts = args.only.split(",") if args.only else list(PARTS)
     unknown = set(parts) - set(PARTS)
@@ -161,24 +176,27 @@ def main() -> None:
     header = machine()
     rows: list[Row] = []
     appendix: list[str] = []
+    failed: list[str] = []
     if "ingest" in parts:
         log("ingest: SMTP messages/s, 3 shapes x 5 servers")
         rows += run_ingest(args.scale, budget=BUDGET["ingest"] * factor, log=log)
     if "core" in parts:
         log("core: start/stop and wait_for latency (bench_core.py)")
-        got, text = external("bench_core.py", args.scale, budget("core"))
+        got, text, ok = external("bench_core.py", args.scale, budget("core"))
         rows += got
         appendix += [text] if text else []
+        failed += [] if ok else ["core (bench_core.py)"]
     if "fixture" in parts:
         left = total - (time.monotonic() - started) - 10.0
         fits = left - 2 * FIXTURE_RUN >= SEARCH_FLOOR
         repeat = 2 if args.scale == "full" and fits else 1
         log(f"fixture: per-test overhead (bench_fixture.py), best of {repeat}")
-        got, text = external(
+        got, text, ok = external(
             "bench_fixture.py", args.scale, budget("fixture"), ["--repeat", str(repeat)]
         )
         rows += got
         appendix += [text] if text else []
+        failed += [] if ok else ["fixture (bench_fixture.py)"]
     if "search" in parts:
         log("search: serve with 10k/100k stored messages (search.py)")
         from search import run_search
@@ -202,6 +220,16 @@ def main() -> None:
     print(report)
     if args.out:
         args.out.write_text(report + "\n")
+    if args.check:
+        failed += [
+            f"{row.scenario}: no figure for {subject}"
+            for row in rows
+            for subject in row.subjects
+            if subject in row.figures and row.figures[subject] is None
+        ]
+        if failed:
+            print("\nrun.py --check: " + "; ".join(failed), file=sys.stderr)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import argparse
 import sqlite3
 import time
 from collections.abc import Callable
+from functools import partial
 
 from smtpmock._search import parse
 from smtpmock.store._sqlite import _FREE_BIT, SQLiteStore
@@ -64,6 +65,12 @@ def main() -> None:
         for word in words:
             db.execute(sql, [f'"{word}"']).fetchone()
 
+    def store_count(needle: str) -> int:
+        return store.count(parse(needle))
+
+    def store_page(needle: str) -> object:
+        return store.summaries(parse(needle))
+
     print("| needle | matches | FTS5 terms | words | postings | count | rowids to Python "
           "| count, exact words | read doclists | store: count | store: first page |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -79,8 +86,8 @@ def main() -> None:
             else:
                 why = "in too many words to list: instr on every text"
             store_ms = [
-                best_ms(lambda n=needle: store.count(parse(n)), args.repeat),
-                best_ms(lambda n=needle: store.summaries(parse(n)), args.repeat),
+                best_ms(partial(store_count, needle), args.repeat),
+                best_ms(partial(store_page, needle), args.repeat),
             ]
             print(
                 f"| `{needle}` | {store.count(parse(needle)):,} | ({why}) | | | | | | "
@@ -97,12 +104,12 @@ def main() -> None:
         exact = " OR ".join(f'"{w}"' for w in words)
         postings = sum(count(f'"{w}"') for w in words)
         figures = [
-            best_ms(lambda e=expr: count(e), args.repeat),
-            best_ms(lambda e=expr: read_all(e), args.repeat),
-            best_ms(lambda e=exact: count(e), args.repeat),
-            best_ms(lambda w=words: read_doclists(w), args.repeat),
-            best_ms(lambda n=needle: store.count(parse(n)), args.repeat),
-            best_ms(lambda n=needle: store.summaries(parse(n)), args.repeat),
+            best_ms(partial(count, expr), args.repeat),
+            best_ms(partial(read_all, expr), args.repeat),
+            best_ms(partial(count, exact), args.repeat),
+            best_ms(partial(read_doclists, words), args.repeat),
+            best_ms(partial(store_count, needle), args.repeat),
+            best_ms(partial(store_page, needle), args.repeat),
         ]
         print(
             f"| `{needle}` | {count(expr):,} | {len(expr.split(' OR '))} | {len(words)} "

@@ -61,7 +61,7 @@ class FloorProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's: no isinstance check here
         self.transport = cast(asyncio.Transport, transport)
-        transport.write(GREETING)
+        self.transport.write(GREETING)
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args()
     counter = Counter()
+    loop: asyncio.AbstractEventLoop
     if args.loop == "uvloop":
         import uvloop
 

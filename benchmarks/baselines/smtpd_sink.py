@@ -27,7 +27,8 @@ class Sink(smtpd.SMTPServer):
 
 
 def main() -> None:
-    server = Sink(("127.0.0.1", 0), None, decode_data=False)
+    # No remote address: only smtpd's relaying subclasses use one (typeshed wants a tuple).
+    server = Sink(("127.0.0.1", 0), None, decode_data=False)  # type: ignore[arg-type]
     stop = threading.Event()
 
     def serve() -> None:
@@ -36,6 +37,7 @@ def main() -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    assert server.socket is not None
     print(f"PORT {server.socket.getsockname()[1]}", flush=True)
     for line in sys.stdin:
         if line.strip() == "count":

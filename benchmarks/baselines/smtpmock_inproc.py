@@ -52,6 +52,7 @@ def serve(mock: SMTPMock, profile_path: str | None) -> None:
                     mock.store.flush_index()
                 print(f"COUNT {len(mock.store)}", flush=True)
         if profiler is not None:
+            assert profile_path is not None
 
             async def disable() -> None:
                 profiler.disable()
