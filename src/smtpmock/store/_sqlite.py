@@ -636,13 +636,15 @@ class SQLiteStore(Store):
         reader or writer, so storing and searching go on (on the store's own connection, under
         its lock) while it copies pages and syncs the files.
         """
-        if not self._unsaved or not self._wal:
+        if not self._wal:
             return
-        self._unsaved = 0
         try:
+            # Under the lock: a caller that finds the work taken by another thread waits for
+            # that checkpoint to end, so flush_index() returns with the WAL checkpointed.
             with self._checkpoint_lock:
-                if self._closed:  # close() closes the checkpointer under this lock
+                if not self._unsaved or self._closed:  # close() closes the checkpointer here
                     return
+                self._unsaved = 0
                 if self._checkpointer is None:
                     self._checkpointer = sqlite3.connect(
                         self.path, check_same_thread=False, isolation_level=None
