@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+
+import pytest
 
 import smtpmock
 
@@ -95,3 +99,31 @@ def test_typed_package() -> None:
     from importlib.resources import files
 
     assert files("smtpmock").joinpath("py.typed").is_file()
+
+
+def test_the_plugin_loads_no_sqlite_nor_http_client() -> None:
+    # Every pytest run in an environment with smtpmock loads the plugin (and starts the session
+    # server on the memory store): the SQLite store, its search index and worker, and Client
+    # are imported when first asked for, not by ``import smtpmock``.
+    heavy = ["sqlite3", "smtpmock.store._sqlite", "smtpmock._search", "smtpmock._client"]
+    code = (
+        "import sys, smtpmock, smtpmock.pytest_plugin\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        "from smtpmock import Client, SQLiteStore\n"
+        "from smtpmock.store import SQLiteStore as FromStore\n"
+        "assert SQLiteStore is FromStore and Client.__module__ == 'smtpmock._client'\n"
+        "assert {'Client', 'SQLiteStore'} <= set(dir(smtpmock))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    import smtpmock.store
+
+    for module in (smtpmock, smtpmock.store):
+        with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
+            module.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018

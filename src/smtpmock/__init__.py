@@ -11,8 +11,9 @@ sleeping, and assert on fully parsed messages::
         assert message.subject == "Welcome, Bob"
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._auth import AuthAttempt
-from ._client import Client
 from ._compat import MockSMTPServer
 from ._errors import (
     ConfigurationError,
@@ -38,7 +39,11 @@ from ._unittest import (
     SMTPMockMixin,
     SMTPMockTestCase,
 )
-from .store import MemoryStore, Retention, SQLiteStore, Store
+from .store import MemoryStore, Retention, Store
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from .store import SQLiteStore
 
 __version__ = "0.1.0"
 
@@ -79,3 +84,23 @@ __all__ = [
     "WaitTimeout",
     "__version__",
 ]
+
+# Imported when first asked for, so that ``import smtpmock`` (and the pytest plugin, which every
+# pytest run loads) does not pay for sqlite3, the search index and the HTTP client's module when
+# a test only runs an in-process server on the memory store.
+_LAZY = {"Client": "._client", "SQLiteStore": ".store._sqlite"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -6,8 +6,30 @@ sleep on, and listeners for live events). :class:`MemoryStore` is the in-process
 Stores know nothing of SMTP or HTTP.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._base import Retention, Store, StoreEvent
 from ._memory import MemoryStore
-from ._sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteStore
 
 __all__ = ["MemoryStore", "Retention", "SQLiteStore", "Store", "StoreEvent"]
+
+
+def __getattr__(name: str) -> Any:
+    # SQLiteStore is imported when first asked for: it brings sqlite3, the search index and
+    # the index worker, which an in-process server on the default memory store (the pytest
+    # plugin's, loaded by every pytest run) never uses.
+    if name == "SQLiteStore":
+        from ._sqlite import SQLiteStore
+
+        globals()[name] = SQLiteStore  # found directly from now on
+        return SQLiteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
