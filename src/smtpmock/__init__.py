@@ -88,7 +88,7 @@ __all__ = [
 # Imported when first asked for, so that ``import smtpmock`` (and the pytest plugin, which every
 # pytest run loads) does not pay for sqlite3, the search index and the HTTP client's module when
 # a test only runs an in-process server on the memory store.
-_LAZY = {"Client": "._client", "SQLiteStore": ".store._sqlite"}
+_LAZY = {"Client": "._client", "SQLiteStore": ".store"}  # .store imports it when asked, too
 
 
 def __getattr__(name: str) -> Any:
