@@ -185,7 +185,8 @@ def main() -> None:
         got, text, ok = external("bench_core.py", args.scale, budget("core"))
         rows += got
         appendix += [text] if text else []
-        failed += [] if ok else ["core (bench_core.py)"]
+        if not ok:
+            failed.append("core (bench_core.py)")
     if "fixture" in parts:
         left = total - (time.monotonic() - started) - 10.0
         fits = left - 2 * FIXTURE_RUN >= SEARCH_FLOOR
@@ -196,7 +197,8 @@ def main() -> None:
         )
         rows += got
         appendix += [text] if text else []
-        failed += [] if ok else ["fixture (bench_fixture.py)"]
+        if not ok:
+            failed.append("fixture (bench_fixture.py)")
     if "search" in parts:
         log("search: serve with 10k/100k stored messages (search.py)")
         from search import run_search
