@@ -8,6 +8,9 @@
     ├── ServerError                    an error inside the server thread, re-raised in the test
     ├── ConfigurationError             an option that cannot work (also a ValueError)
     │   └── SearchError                a search string that cannot be parsed (smtpmock._search)
+    ├── StorageError                   the store could not do what was asked
+    │   ├── StorageFull                ... because its disk (or quota) is full: SMTP 452 4.3.1
+    │   └── StorageUnavailable         ... because its database cannot be reached: SMTP 451 4.3.0
     ├── LateMailWarning                a test's mail arrived after it ended (also a UserWarning)
     └── MailAssertionError             a check the test asked for failed (also an AssertionError)
         ├── WaitTimeout                wait_for() saw fewer matching messages than asked for
@@ -31,6 +34,9 @@ __all__ = [
     "SMTPMockError",
     "ServerError",
     "ServerStartError",
+    "StorageError",
+    "StorageFull",
+    "StorageUnavailable",
     "UnexpectedMessage",
     "WaitTimeout",
 ]
@@ -68,6 +74,18 @@ class ServerError(SMTPMockError):
 
 class ConfigurationError(SMTPMockError, ValueError):
     """An option or combination of options that cannot work."""
+
+
+class StorageError(SMTPMockError):
+    """The store could not do what was asked; a refused add stored nothing."""
+
+
+class StorageFull(StorageError):
+    """The store has no room (disk full, quota): the SMTP side answers ``452 4.3.1``."""
+
+
+class StorageUnavailable(StorageError):
+    """The store cannot be reached (a lost database connection): the SMTP side answers ``451``."""
 
 
 class MailAssertionError(SMTPMockError, AssertionError):
