@@ -17,7 +17,8 @@ import pytest
 from smtpmock import Client, SMTPMock
 from tests.served import Served
 
-pytest_plugins = ["pytester"]  # tests/test_plugin.py runs whole pytest sessions
+# tests/test_plugin.py runs whole pytest sessions; tests/pg.py: the throwaway PostgreSQL
+pytest_plugins = ["pytester", "tests.pg"]
 
 
 @pytest.fixture

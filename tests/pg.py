@@ -1,0 +1,239 @@
+"""A throwaway PostgreSQL for the tests: a cluster of their own, or a server named by the user.
+
+Loaded as a pytest plugin by ``tests/conftest.py``. Fixtures:
+
+* ``pg_server`` (session): a :class:`PostgresServer`. By default the tests' own cluster:
+  ``initdb`` in a temporary directory, started with ``pg_ctl`` on a unix socket in its own
+  directory (no TCP listener, so no port to collide with anything), one cluster per xdist worker,
+  stopped and deleted when the session ends. As root the server runs as the ``postgres`` user
+  (PostgreSQL refuses to run as root). ``SMTPMOCK_TEST_POSTGRES_URL`` points the tests at an
+  existing server instead (they create and drop databases ``smtpmock_test_*`` on it, so the
+  role needs ``CREATEDB``).
+* ``pg_url`` (function): the URL of a new, empty database for one test.
+
+Where no PostgreSQL is found (no ``initdb``, or psycopg not installed) the tests that use these
+fixtures are skipped with the reason, except in CI (``CI=true``, or
+``SMTPMOCK_REQUIRE_POSTGRES=1``, which ``.ci/run`` sets), where that is a failure: CI must never
+pass with the PostgreSQL tests quietly skipped. Every test that uses the fixtures carries the
+``postgres`` marker (``-m "not postgres"`` leaves them out).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+
+URL_ENV = "SMTPMOCK_TEST_POSTGRES_URL"
+REQUIRE_ENV = "SMTPMOCK_REQUIRE_POSTGRES"
+BINDIR_ENV = "SMTPMOCK_PG_BINDIR"
+
+
+def postgres_required() -> bool:
+    """Whether a missing PostgreSQL fails the run (CI) rather than skipping its tests."""
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get(REQUIRE_ENV) == "1"
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test (a developer's machine) or fail it (CI) because PostgreSQL is missing."""
+    if postgres_required():
+        pytest.fail(f"PostgreSQL is required here (CI or {REQUIRE_ENV}=1): {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL: {reason} (install Debian's postgresql, or set {URL_ENV})")
+
+
+def find_bindir() -> Path | None:
+    """The directory of ``initdb``/``pg_ctl``: ``$SMTPMOCK_PG_BINDIR``, Debian's
+    ``/usr/lib/postgresql/<newest>/bin``, or ``initdb`` on ``PATH``."""
+    if os.environ.get(BINDIR_ENV):
+        return Path(os.environ[BINDIR_ENV])
+    found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+    if found:
+        newest = max(found, key=lambda p: int(Path(p).parent.parent.name.split(".")[0]))
+        return Path(newest).parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).parent if on_path else None
+
+
+class PostgresServer:
+    """A PostgreSQL server the tests may create databases on.
+
+    ``local`` is true for the tests' own cluster, which :meth:`restart` can restart; a server
+    named by ``SMTPMOCK_TEST_POSTGRES_URL`` is never restarted by the tests.
+    """
+
+    def __init__(self, admin_url: str, *, cluster: LocalCluster | None = None) -> None:
+        self.admin_url = admin_url
+        self.cluster = cluster
+        self._names = itertools.count(1)
+        self._created: list[str] = []
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self._prefix = f"smtpmock_test_{worker}_{os.getpid()}"
+
+    @property
+    def local(self) -> bool:
+        return self.cluster is not None
+
+    def url(self, database: str) -> str:
+        """The admin URL with its database replaced by *database*."""
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path="/" + quote(database)))
+
+    def create_database(self) -> str:
+        """Create an empty database; return its URL."""
+        import psycopg
+
+        name = f"{self._prefix}_{next(self._names)}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
+        return self.url(name)
+
+    def drop_databases(self) -> None:
+        """Drop the databases this session created (on a server named by the user)."""
+        import psycopg
+
+        if not self._created:
+            return
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self._created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._created.clear()
+
+    def restart(self) -> None:
+        """Restart the tests' own cluster (every connection to it is cut)."""
+        if self.cluster is None:
+            pytest.skip(f"restarting the database needs the tests' own cluster, not {URL_ENV}")
+        self.cluster.restart()
+
+
+class LocalCluster:
+    """``initdb`` + ``pg_ctl`` in a temporary directory, reachable only by its unix socket."""
+
+    PORT = 5432  # names the socket file only: the socket directory is the cluster's own
+
+    def __init__(self, bindir: Path, *, settings: dict[str, str] | None = None) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="smtpmock-pg-"))
+        self.data = self.root / "data"
+        self.socket_dir = self.root
+        self.log = self.root / "server.log"
+        self.settings = {
+            "listen_addresses": "''",
+            "unix_socket_directories": f"'{self.socket_dir}'",
+            "port": str(self.PORT),
+            # A throwaway cluster: a crash of the machine may lose it; a crash of PostgreSQL or
+            # of smtpmock loses nothing committed (the data is in the OS page cache).
+            "fsync": "off",
+            "full_page_writes": "off",
+            "shared_buffers": "32MB",
+            "max_connections": "200",
+            **(settings or {}),
+        }
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.root, "postgres")
+
+    @property
+    def admin_url(self) -> str:
+        return (
+            f"postgresql://postgres@/postgres?host={quote(str(self.socket_dir))}&port={self.PORT}"
+        )
+
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
+        command = [*self._as_user, str(self.bindir / tool), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            output = done.stderr + done.stdout
+            raise RuntimeError(f"{tool} failed ({done.returncode}): {output}{log}")
+
+    def start(self) -> LocalCluster:
+        self._run(
+            "initdb",
+            *("-D", str(self.data), "-U", "postgres", "--auth=trust"),
+            *("-E", "UTF8", "--locale=C", "--no-sync"),
+        )
+        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in self.settings.items())
+        self._pg_ctl("start")
+        return self
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        self._run("pg_ctl", action, "-D", str(self.data), "-l", str(self.log), "-w", *extra)
+
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self._pg_ctl("stop", "-m", "immediate")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def open_server() -> tuple[PostgresServer | None, str]:
+    """The server the tests use, or ``None`` and the reason there is none."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return None, "psycopg is not installed (pip install -e '.[test]')"
+    url = os.environ.get(URL_ENV)
+    if url:
+        return PostgresServer(url), ""
+    bindir = find_bindir()
+    if bindir is None:
+        return None, "initdb not found"
+    cluster = LocalCluster(bindir)
+    try:
+        cluster.start()
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        cluster.stop()
+        return None, f"could not start a throwaway cluster with {bindir}/initdb: {exc}"
+    return PostgresServer(cluster.admin_url, cluster=cluster), ""
+
+
+# --------------------------------------------------------------------------- pytest plugin
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "postgres: needs a PostgreSQL server (the tests' own cluster, tests/pg.py)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if {"pg_server", "pg_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """The PostgreSQL server of this test session (see the module docstring)."""
+    server, reason = open_server()
+    if server is None:
+        unavailable(reason)
+        return  # pragma: no cover - unavailable() raised
+    try:
+        yield server
+    finally:
+        if server.cluster is not None:
+            server.cluster.stop()
+        else:
+            server.drop_databases()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> str:
+    """The URL of a new, empty database for this test."""
+    return pg_server.create_database()
