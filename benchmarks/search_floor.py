@@ -69,7 +69,7 @@ def main() -> None:
         return store.count(parse(needle))
 
     def store_page(needle: str) -> object:
-        return store.summaries(parse(needle))
+        return store.page(parse(needle))
 
     print("| needle | matches | FTS5 terms | words | postings | count | rowids to Python "
           "| count, exact words | read doclists | store: count | store: first page |")  # fmt: skip

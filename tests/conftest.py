@@ -9,12 +9,14 @@ through ``smtpmock.Client`` against ``smtpmock serve`` (moto's server mode, in s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smtpmock import Client, SMTPMock
+from smtpmock.store import MemoryStore, Retention, Store
 from tests.served import Served
 
 # tests/test_plugin.py runs whole pytest sessions; tests/pg.py: the throwaway PostgreSQL
@@ -46,3 +48,46 @@ def mailbox(request: pytest.FixtureRequest) -> Iterator[Any]:
         with Client(process.url) as client:
             client.reset()
             yield client
+
+
+# --------------------------------------------------------------------------- store backends
+
+StoreFactory = Callable[..., Store]
+"""``store_factory(retention=None)``: a new, empty store of the backend under test."""
+
+
+def _memory_store(_tmp: Path, retention: Retention | None) -> Store:
+    return MemoryStore(retention)
+
+
+def _sqlite_store(tmp: Path, retention: Retention | None) -> Store:
+    from smtpmock.store import SQLiteStore
+
+    return SQLiteStore(tmp / "messages.db", retention)
+
+
+# Every backend the contract suite (tests/test_store_contract.py) runs against: name ->
+# maker(fresh temporary directory, retention). A backend with a service adds itself here.
+STORE_BACKENDS: dict[str, Callable[[Path, Retention | None], Store]] = {
+    "memory": _memory_store,
+    "sqlite": _sqlite_store,
+}
+
+
+@pytest.fixture(params=list(STORE_BACKENDS))
+def store_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreFactory]:
+    """Makes new, empty stores of one backend (each with its own database); every store made
+    is closed after the test."""
+    made: list[Store] = []
+    maker = STORE_BACKENDS[request.param]
+
+    def make(retention: Retention | None = None) -> Store:
+        store = maker(tmp_path_factory.mktemp(f"store-{request.param}"), retention)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()

@@ -112,9 +112,10 @@ def test_predicate_and_sql_agree(store: SQLiteStore, query: str, expected: list[
     assert [m.id for m in CORPUS if search.matches(m)] == want
     assert [m.id for m in search.criteria().filter(CORPUS)] == want
     assert [m.id for m in store.search(search)] == want
-    total, summaries = store.summaries(search, limit=None, newest_first=False)
+    found = store.page(search, limit=None, newest_first=False)
+    total, summaries = found.total, found.summaries
     assert total == len(want)
-    assert [s["ID"] for s in summaries] == want
+    assert [s.id for s in summaries] == want
 
 
 def test_size_filter_counts_bytes(store: SQLiteStore) -> None:

@@ -28,7 +28,7 @@ import pytest
 
 from smtpmock import Message, SMTPMock
 from smtpmock._search import index_fields, parse
-from smtpmock.store import SQLiteStore, _sqlite, _worker
+from smtpmock.store import SQLiteStore, _records, _sqlite, _worker
 
 SYLLABLES = ["ka", "lo", "mi", "nu", "ré", "sa", "to", "zé", "ab", "ba"]
 
@@ -150,7 +150,7 @@ def test_a_search_right_after_storing_sees_every_message() -> None:
                     store.add(message)
             store.add_many([m for n, m in enumerate(batch) if n % 10])
             assert store.count(parse(f"round{round_}")) == 50
-            assert store.summaries(parse(f"round{round_}"), limit=1)[0] == 50
+            assert store.page(parse(f"round{round_}"), limit=1).total == 50
         assert store.count(parse("round")) == len(store) == 250
     finally:
         store.close()
@@ -189,7 +189,7 @@ def test_a_schema_1_file_is_converted_and_keeps_its_messages(
                 message.id,
                 message.received_at.timestamp(),
                 message.size,
-                json.dumps(_sqlite.envelope_dict(message)),
+                json.dumps(_records.envelope_record(message)),
             ),
         )
         old.execute("INSERT INTO raw VALUES (?, ?)", (seq, message.raw))
@@ -327,13 +327,15 @@ def test_pages_of_a_word_found_inside_many_words(corpus: list[Message]) -> None:
         want = [m.id for m in corpus if search.matches(m)]
         assert len(want) > 60
         assert "*" in getattr(store._word_query(search), "match", "")  # the prefix-term path
-        total, everything = store.summaries(search, limit=None, newest_first=False)
+        found = store.page(search, limit=None, newest_first=False)
+        total, everything = found.total, found.summaries
         assert total == len(want)
-        assert [s["ID"] for s in everything] == want
-        total, page = store.summaries(search, start=10, limit=20)
+        assert [s.id for s in everything] == want
+        found = store.page(search, start=10, limit=20)
+        total, page = found.total, found.summaries
         assert total == len(want)
-        assert [s["ID"] for s in page] == want[::-1][10:30]
-        assert store.summaries(search, after=corpus[-1].seq)[0] == 0
+        assert [s.id for s in page] == want[::-1][10:30]
+        assert store.page(search, after=corpus[-1].seq).total == 0
     finally:
         store.close()
 

@@ -110,23 +110,23 @@ def test_delete_and_clear(new_store: Callable[..., SQLiteStore]) -> None:
     assert store.delete([b.id, "missing"]) == 1
     assert [m.id for m in store.messages()] == [a.id, c.id]
     assert store.get(b.id) is None
-    assert store.summaries(parse("subject:b"))[0] == 0  # the search index forgot it too
+    assert store.page(parse("subject:b")).total == 0  # the search index forgot it too
     assert store.clear() == 2
     assert store.messages() == []
     assert store.total_bytes == 0
 
 
-def test_summaries_newest_first_paginated_without_bodies(
+def test_pages_newest_first_paginated_without_bodies(
     new_store: Callable[..., SQLiteStore],
 ) -> None:
     store = new_store()
     for i in range(5):
         store.add(_msg(f"s{i}", size=10))
-    total, page = store.summaries(start=1, limit=2)
-    assert total == 5
-    assert [s["Subject"] for s in page] == ["s3", "s2"]
-    assert all("Raw" not in s and "Text" not in s and "HTML" not in s for s in page)
-    assert page[0]["Size"] == 10 + len(b"From: a@x.com\r\nTo: bob@y.com\r\nSubject: s3\r\n\r\n")
+    found = store.page(start=1, limit=2)
+    assert found.total == 5
+    assert [s.subject for s in found.summaries] == ["s3", "s2"]
+    head = b"From: a@x.com\r\nTo: bob@y.com\r\nSubject: s3\r\n\r\n"
+    assert found.summaries[0].size == 10 + len(head)
 
 
 def test_smtp_round_trip_commits_before_250(tmp_path: Path) -> None:
@@ -377,3 +377,19 @@ def test_the_wal_stays_about_one_indexing_pass_long(tmp_path: Path) -> None:
     finally:
         store.close()
     assert wal < database / 2, f"WAL {wal} bytes beside a database file of {database}"
+
+
+def test_open_store_names_the_backend(tmp_path: Path) -> None:
+    from smtpmock import MemoryStore
+    from smtpmock.store import open_store
+
+    assert isinstance(open_store(None), MemoryStore)
+    assert isinstance(open_store(":memory:"), MemoryStore)
+    store = open_store(tmp_path / "mail.db", Retention(max_messages=3))
+    try:
+        assert isinstance(store, SQLiteStore)
+        assert store.retention.max_messages == 3
+    finally:
+        store.close()
+    with pytest.raises(ConfigurationError, match="unknown database URL scheme 'mysql'"):
+        open_store("mysql://localhost/mail")

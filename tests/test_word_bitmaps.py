@@ -1,6 +1,6 @@
 """The word bitmaps behind free-text counts and pages give exactly Python's answers.
 
-``SQLiteStore.count`` and ``SQLiteStore.summaries`` answer a free-text search from per-word
+``SQLiteStore.count`` and ``SQLiteStore.page`` answer a free-text search from per-word
 bitmaps over blocks of messages (``smtpmock/store/_bits.py``), FTS5 covering what no bitmap
 holds yet. The block size is cut to 16 here so that a corpus of a few hundred messages spans
 many blocks: finished ones in the tables, the one being filled in memory, blocks emptied by
@@ -32,7 +32,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _assert_pages(store: SQLiteStore, messages: list[Message], queries: list[str]) -> None:
-    """count and summaries (both orders, a middle page, ``after``) against Python's ``in``."""
+    """count and pages (both orders, a middle page, ``after``) against Python's ``in``."""
     fields = [(m.id, m.seq, index_fields(m)) for m in messages]
     wrong = []
     for query in queries:
@@ -42,28 +42,25 @@ def _assert_pages(store: SQLiteStore, messages: list[Message], queries: list[str
         checks = {
             "count": (store.count(search), len(want)),
             "all, oldest first": (
-                [s["ID"] for s in store.summaries(search, limit=None, newest_first=False)[1]],
+                [s.id for s in store.page(search, limit=None, newest_first=False).summaries],
                 ids,
             ),
             "page 2 of 7, newest first": (
-                [s["ID"] for s in store.summaries(search, start=7, limit=7)[1]],
+                [s.id for s in store.page(search, start=7, limit=7).summaries],
                 ids[::-1][7:14],
             ),
             "page 3 of 5, oldest first": (
-                [
-                    s["ID"]
-                    for s in store.summaries(search, start=10, limit=5, newest_first=False)[1]
-                ],
+                [s.id for s in store.page(search, start=10, limit=5, newest_first=False).summaries],
                 ids[10:15],
             ),
-            "total": (store.summaries(search, limit=1)[0], len(want)),
+            "total": (store.page(search, limit=1).total, len(want)),
         }
         if want:
             middle = want[len(want) // 2][1]
             later = [id for id, seq in want if seq > middle]
             checks["after"] = (store.count(search, after=middle), len(later))
             checks["after, page"] = (
-                [s["ID"] for s in store.summaries(search, after=middle, limit=None)[1]],
+                [s.id for s in store.page(search, after=middle, limit=None).summaries],
                 later[::-1],
             )
             checks["after..before"] = (

@@ -336,7 +336,7 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
         )
         return 2
     from ._server import SMTPMock
-    from .store import Retention, SQLiteStore
+    from .store import Retention, open_store
 
     options = {name: getattr(args, name) for name in config_names if hasattr(args, name)}
     temp_dir = None
@@ -366,7 +366,7 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
     elif args.allowed_host:
         settings.allowed_hosts = tuple(args.allowed_host)
     http_sock = _listen(http_host, 8025 if args.http_port is None else args.http_port)
-    store = SQLiteStore(db_path, retention, index_worker=True)
+    store = open_store(db_path, retention, server=True)
     extra: dict[str, Any] = {}
     if args.chaos_triggers:
         extra["faults"] = args.chaos_triggers

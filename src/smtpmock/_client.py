@@ -21,11 +21,11 @@ from typing import Any
 
 from ._errors import ConfigurationError, ServerError, WaitTimeout
 from ._faults import FaultEvent, FaultRule
+from ._http._wire import decode_export
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._message import Message
 from ._query import Criteria
 from .store import Store
-from .store._sqlite import decode_export
 
 __all__ = ["Client", "RemoteFaults"]
 

@@ -58,7 +58,7 @@ class _ServerState:
         self.hooks: list[StageHook] = []
         self.errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
-        self._group = None if isinstance(store, MemoryStore) else GroupCommit(store)
+        self._group = GroupCommit(store) if store.group_commit else None
 
     def record_error(self, error: BaseException) -> None:
         with self._errors_lock:

@@ -29,8 +29,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from .._errors import ConfigurationError
 from .._message import Message
 from .._search import Search, SearchError, parse
-from ..store import SQLiteStore, Store, StoreEvent
-from ..store._sqlite import encode_export, envelope_dict, message_summary
+from ..store import Store, StoreEvent
+from ._wire import encode_export, envelope_dict, message_summary, summary_json
 
 if TYPE_CHECKING:
     from .._server import SMTPMock
@@ -298,17 +298,12 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
 
     def find(id: str) -> Message | None:
         if id == "latest":
-            if isinstance(store, SQLiteStore):
-                return store.latest()
-            messages = store.messages()
-            return messages[-1] if messages else None
+            return store.latest()
         return store.get(id)
 
     def page(search: Search | None, start: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
-        if isinstance(store, SQLiteStore):
-            return store.summaries(search, start=start, limit=limit)
-        matched = [m for m in reversed(store.messages()) if search is None or search.matches(m)]
-        return len(matched), [message_summary(m) for m in matched[start : start + limit]]
+        found = store.page(search, start=start, limit=limit)
+        return found.total, [summary_json(s) for s in found.summaries]
 
     def listing(search: Search | None, start: int, limit: int) -> dict[str, Any]:
         count, summaries = page(search, start, limit)
@@ -323,11 +318,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         }
 
     def matching(search: Search, after: int = 0, before: int | None = None) -> list[Message]:
-        if isinstance(store, SQLiteStore):
-            found = store.search(search, after=after)
-        else:
-            found = [m for m in store.since(after) if search.matches(m)]
-        return [m for m in found if before is None or m.seq <= before]
+        return store.search(search, after=after, before=before)
 
     def transcript_of(message: Message) -> dict[str, Any] | None:
         # The live transcript while the server keeps it (the newest 1,000 sessions, still
@@ -336,9 +327,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         return found.to_dict() if found is not None else None
 
     def count_matching(search: Search, after: int, before: int | None) -> int:
-        if isinstance(store, SQLiteStore):
-            return store.count(search, after=after, before=before)
-        return len(matching(search, after, before))
+        return store.count(search, after=after, before=before)
 
     # -- health and metadata ----------------------------------------------------------------
 

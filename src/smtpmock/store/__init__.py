@@ -1,22 +1,61 @@
 """Message stores: where received messages live, behind one interface.
 
-:class:`Store` is the interface and owns change notification (the condition variable that waits
-sleep on, and listeners for live events). :class:`MemoryStore` is the in-process default;
-:class:`SQLiteStore` (one file, committed before ``250``) is the server's.
+:class:`Store` is the interface (writes committed before they return, search with the one query
+language, exact counts, pages of :class:`Summary`, a change feed) and owns change notification
+(the condition variable that waits sleep on, and listeners for live events).
+:class:`MemoryStore` is the in-process default; :class:`SQLiteStore` (one file, committed before
+``250``) is the server's. :func:`open_store` opens the store a ``--db`` value names.
 Stores know nothing of SMTP or HTTP.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
-from ._base import Retention, Store, StoreEvent
+from .._errors import ConfigurationError
+from ._base import Page, Retention, Store, StoreEvent, Summary
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "Retention", "SQLiteStore", "Store", "StoreEvent"]
+__all__ = [
+    "MemoryStore",
+    "Page",
+    "Retention",
+    "SQLiteStore",
+    "Store",
+    "StoreEvent",
+    "Summary",
+    "open_store",
+]
+
+
+def open_store(
+    spec: str | os.PathLike[str] | None,
+    retention: Retention | None = None,
+    *,
+    server: bool = False,
+) -> Store:
+    """The store a ``--db`` value names: ``None`` or ``":memory:"`` a :class:`MemoryStore`, a
+    path a :class:`SQLiteStore` on that file (created if missing; a file that is not
+    smtpmock's is refused untouched with :class:`~smtpmock.ConfigurationError`).
+
+    *server*: opened for a long-running server (``smtpmock serve``): SQLite parses messages
+    for its search index in a worker process.
+    """
+    if spec is None or str(spec) == ":memory:":
+        return MemoryStore(retention)
+    text = os.fspath(spec)
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise ConfigurationError(
+            f"unknown database URL scheme {scheme!r} in --db {text!r} (expected a file path)"
+        )
+    from ._sqlite import SQLiteStore
+
+    return SQLiteStore(text, retention, index_worker=server)
 
 
 def __getattr__(name: str) -> Any:

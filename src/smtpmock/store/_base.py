@@ -1,22 +1,62 @@
+"""The :class:`Store` interface every backend implements, and what it returns.
+
+A store keeps messages in arrival order and answers the questions the in-process server, the
+HTTP API, :class:`~smtpmock.Client` and the pytest plugin ask of it, without any of them knowing
+which backend is behind it:
+
+* **writes** (:meth:`Store.add`, :meth:`Store.add_many`, :meth:`Store.delete`,
+  :meth:`Store.delete_matching`, :meth:`Store.clear`) are committed before they return (the SMTP
+  side answers ``250`` after :meth:`Store.add` returns); the backend assigns ``seq`` and enforces
+  :class:`Retention` in the same transaction. A backend that cannot write raises
+  :class:`~smtpmock.StorageFull` (no space: SMTP ``452 4.3.1``) or
+  :class:`~smtpmock.StorageUnavailable` (unreachable: SMTP ``451 4.3.0``), and then has stored
+  nothing of the call.
+* **reads** return Python objects: :class:`~smtpmock.Message`, :class:`Summary` (a list entry,
+  no body), :class:`Page`. Search takes the one query language (:class:`~smtpmock._search.Search`,
+  Mailpit's syntax), compiled by each backend to its own query with the same semantics
+  (substring, case-insensitive); counts are exact.
+* **the change feed**: :attr:`Store.changed` (a condition variable notified on every change,
+  which waits sleep on), :attr:`Store.generation` (bumped when messages go away, so waits
+  recount), :attr:`Store.last_seq`, and :meth:`Store.subscribe` (listeners get a
+  :class:`StoreEvent` per change). A backend shared by several processes reports the changes made
+  elsewhere through :meth:`Store._publish`, so a wait in one process wakes on mail another took.
+
+JSON shapes are not the store's business: they live in ``smtpmock._http._wire``.
+"""
+
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from .._errors import ConfigurationError
-from .._message import Message
+from .._message import Address, Message
+
+if TYPE_CHECKING:
+    from .._search import IndexFields, Search
+
+__all__ = ["GroupCommit", "Listener", "Page", "Retention", "Store", "StoreEvent", "Summary"]
 
 Listener = Callable[["StoreEvent"], None]
+
+SNIPPET_CHARS = 250
+"""Characters of body text in a :attr:`Summary.snippet`."""
 
 
 @dataclass(frozen=True)
 class StoreEvent:
-    """A change to a store: messages added, messages deleted, or everything cleared."""
+    """A change to a store: messages added, messages deleted, or everything cleared.
+
+    ``added`` carries the messages (a backend that learns of mail added by another process
+    loads them before publishing); ``deleted`` carries the ids (and the messages when the
+    backend has them at hand, as for those evicted by retention); ``cleared`` carries nothing.
+    """
 
     kind: Literal["added", "deleted", "cleared"]
     messages: tuple[Message, ...] = ()
@@ -45,15 +85,125 @@ class Retention:
         return self.max_messages is None and self.max_bytes is None and self.max_age is None
 
 
+def snippet(text: str) -> str:
+    """The start of *text* with its whitespace runs made single spaces, at most
+    :data:`SNIPPET_CHARS` long."""
+    head = text[: SNIPPET_CHARS * 4]
+    short = " ".join(head.split())
+    if len(short) < SNIPPET_CHARS and len(head) < len(text):
+        short = " ".join(text.split())  # mostly whitespace: normalise it all
+    return short[:SNIPPET_CHARS]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A message as a list entry: envelope, the main header fields, size, attachment counts
+    and the start of its text. Never a body beyond :attr:`snippet`.
+
+    What listing and search pages return (:class:`Page`), read by a backend without parsing the
+    message again. Plain Python values; the JSON shapes are the HTTP side's.
+    """
+
+    id: str
+    seq: int
+    received_at: _dt.datetime
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    subject: str = ""
+    message_id: str = ""  # without its angle brackets
+    from_: Address | None = None
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    bcc: tuple[str, ...] = ()  # envelope recipients named in no header
+    reply_to: tuple[Address, ...] = ()
+    size: int = 0
+    attachments: int = 0
+    inline: int = 0
+    snippet: str = ""
+    auth_user: str | None = None
+
+    @classmethod
+    def of(cls, message: Message, fields: IndexFields | None = None) -> Summary:
+        """The summary of *message* (*fields*: its :func:`~smtpmock._search.index_fields`,
+        when the caller has them already). Never raises: a message whose parsing fails
+        anyway is summarised by its envelope (:meth:`of_envelope`)."""
+        try:
+            if fields is None:
+                from .._search import index_fields
+
+                fields = index_fields(message)
+            return cls(
+                id=message.id,
+                seq=message.seq,
+                received_at=message.received_at,
+                mail_from=message.mail_from,
+                rcpt_tos=tuple(message.rcpt_tos),
+                subject=message.subject,
+                message_id=(message.message_id or "").strip("<>"),
+                from_=_address(message.from_) if message.from_ else None,
+                to=tuple(_address(a) for a in message.to),
+                cc=tuple(_address(a) for a in message.cc),
+                bcc=tuple(message.bcc),
+                reply_to=tuple(_address(a) for a in message.reply_to),
+                size=message.size,
+                attachments=fields.attachments,
+                inline=fields.inline,
+                snippet=snippet(message.text or ""),
+                auth_user=message.auth_user,
+            )
+        except Exception:
+            # Never expected (parsing records defects instead of raising), but one message
+            # must not stop a listing: it is listed by its envelope.
+            return cls.of_envelope(message)
+
+    @classmethod
+    def of_envelope(cls, message: Message) -> Summary:
+        """A summary from the envelope alone (no parsing)."""
+        return cls(
+            id=message.id,
+            seq=message.seq,
+            received_at=message.received_at,
+            mail_from=message.mail_from,
+            rcpt_tos=tuple(message.rcpt_tos),
+            size=message.size,
+            auth_user=message.auth_user,
+        )
+
+
+def _address(value: tuple[str, str]) -> Address:
+    return Address(*value)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing or a search: the exact number of matches, and the summaries of
+    the page's messages in the order asked for."""
+
+    total: int
+    summaries: list[Summary]
+
+
 class Store(ABC):
     """The interface of every message store.
 
     All methods are thread-safe. Every change notifies :attr:`changed` (a condition variable
     whose lock guards the store) and the listeners registered with :meth:`subscribe`. Listeners
-    run in the thread that made the change, after the store's lock is released; they must be
-    quick and must not raise (an exception from a listener is swallowed and reported through
+    run in the thread that made the change (or, for changes made by another process sharing
+    the store, the backend's listening thread), after the store's lock is released; they must
+    be quick and must not raise (an exception from a listener is swallowed and reported through
     ``on_listener_error``).
+
+    A backend implements the storage hooks (:meth:`_insert_many` or :meth:`_insert`,
+    :meth:`_remove`, :meth:`_remove_all`) and the reads :meth:`messages`, :meth:`since`,
+    :meth:`get` and ``__len__``; the other reads (:meth:`latest`, :meth:`search`,
+    :meth:`count`, :meth:`page`, :attr:`total_bytes`) have correct but scanning defaults here,
+    which a backend with an index overrides.
     """
+
+    group_commit: ClassVar[bool] = True
+    """Whether :meth:`add_many` does I/O: then the SMTP server groups concurrent deliveries
+    into one call (:class:`GroupCommit`) and keeps it off its event loop when the store is
+    busy. ``False`` for a store in memory, which is stored straight from the loop."""
 
     def __init__(self, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
@@ -64,23 +214,46 @@ class Store(ABC):
         """Incremented whenever messages are removed, so that waits know to count again."""
         self.on_listener_error: Callable[[BaseException], None] | None = None
 
-    # --- the interface ------------------------------------------------------------------
-
-    @abstractmethod
-    def _insert(self, message: Message) -> list[Message]:
-        """Store *message* (its seq already set); return the messages evicted to make room."""
+    # --- what a backend implements ---------------------------------------------------------
 
     def _insert_many(self, messages: Sequence[Message]) -> list[Message]:
-        """Store several messages (seqs already set) as one change; stores with transactions
-        make it one transaction."""
+        """Store *messages* in order as one transaction, assign each its ``seq`` (greater
+        than every ``seq`` assigned before, in this process or any other sharing the store),
+        enforce :attr:`retention` and return the messages evicted to make room.
+
+        Called with :attr:`changed` held. On failure nothing of the call is stored (and
+        :class:`~smtpmock.StorageFull` / :class:`~smtpmock.StorageUnavailable` say why).
+        This default gives seqs from this process's counter (:meth:`_assign_seqs`) and stores
+        the messages one by one with :meth:`_insert`.
+        """
+        self._assign_seqs(messages)
         evicted: list[Message] = []
         for message in messages:
             evicted += self._insert(message)
         return evicted
 
+    def _insert(self, message: Message) -> list[Message]:
+        """Store one *message* (its seq already set); return the messages evicted to make room
+        (for a backend that keeps the default :meth:`_insert_many`)."""
+        raise NotImplementedError
+
+    def _assign_seqs(self, messages: Sequence[Message]) -> None:
+        """Number *messages* after :attr:`last_seq` (for a store only this process writes)."""
+        first = self._last_seq
+        for offset, message in enumerate(messages, 1):
+            message.seq = first + offset
+
+    @abstractmethod
+    def _remove(self, ids: Iterable[str]) -> list[str]:
+        """Remove these ids (one transaction); return the ids that were there."""
+
+    @abstractmethod
+    def _remove_all(self) -> int:
+        """Remove everything; return how many were removed."""
+
     @abstractmethod
     def messages(self) -> list[Message]:
-        """Every stored message, in arrival order."""
+        """Every stored message, in arrival (``seq``) order."""
 
     @abstractmethod
     def since(self, seq: int) -> list[Message]:
@@ -91,18 +264,58 @@ class Store(ABC):
         """The message with this id, or ``None``."""
 
     @abstractmethod
-    def _remove(self, ids: Iterable[str]) -> list[str]:
-        """Remove these ids; return the ids that were there."""
-
-    @abstractmethod
-    def _remove_all(self) -> int:
-        """Remove everything; return how many were removed."""
-
-    @abstractmethod
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """How many messages are stored."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do for most stores
-        """Release resources (files, connections)."""
+        """Release resources (files, connections, threads)."""
+
+    # --- reads with scanning defaults -------------------------------------------------------
+
+    def latest(self) -> Message | None:
+        """The newest message, or ``None``."""
+        found = self.messages()
+        return found[-1] if found else None
+
+    def search(
+        self, query: Search | None, *, after: int = 0, before: int | None = None
+    ) -> list[Message]:
+        """Whole messages matching *query* (``None``: all) with ``after < seq <= before``,
+        oldest first."""
+        return [
+            m
+            for m in self.since(after)
+            if (before is None or m.seq <= before) and (query is None or query.matches(m))
+        ]
+
+    def count(
+        self, query: Search | None = None, *, after: int = 0, before: int | None = None
+    ) -> int:
+        """How many messages match *query* with ``after < seq <= before`` (exact)."""
+        return len(self.search(query, after=after, before=before))
+
+    def page(
+        self,
+        query: Search | None = None,
+        *,
+        start: int = 0,
+        limit: int | None = 50,
+        after: int = 0,
+        newest_first: bool = True,
+    ) -> Page:
+        """The summaries of matches ``start`` to ``start + limit`` (``None``: to the end) of
+        *query* among the messages with ``seq > after``, newest first unless
+        *newest_first* is false, and the exact number of matches."""
+        found = self.search(query, after=after)
+        if newest_first:
+            found.reverse()
+        cut = found[start:] if limit is None else found[start : start + limit]
+        return Page(len(found), [Summary.of(m) for m in cut])
+
+    @property
+    def total_bytes(self) -> int:
+        """The sum of the sizes of the stored messages."""
+        return sum(m.size for m in self.messages())
 
     # --- shared behaviour -----------------------------------------------------------------
 
@@ -112,7 +325,8 @@ class Store(ABC):
         return self._last_seq
 
     def add(self, message: Message) -> Message:
-        """Store *message*, assign its ``seq``, enforce retention, and wake waiters."""
+        """Store *message*, assign its ``seq``, enforce retention, and wake waiters; committed
+        when this returns."""
         self.add_many((message,))
         return message
 
@@ -123,16 +337,13 @@ class Store(ABC):
         if not messages:
             return messages
         with self.changed:
-            first = self._last_seq
-            for offset, message in enumerate(messages, 1):
-                message.seq = first + offset
             try:
                 evicted = self._insert_many(messages)
             except BaseException:
                 for message in messages:
                     message.seq = 0
                 raise
-            self._last_seq = first + len(messages)
+            self._last_seq = max(self._last_seq, messages[-1].seq)
             if evicted:
                 self.generation += 1
             self.changed.notify_all()
@@ -146,7 +357,8 @@ class Store(ABC):
     def try_add_many(self, messages: Sequence[Message]) -> bool:
         """:meth:`add_many` if the store is free right now; ``False`` (nothing done) if another
         thread holds it (an indexing pass, a search), so a caller that must not wait (an event
-        loop) can hand the write to a thread instead."""
+        loop) can hand the write to a thread instead. A backend whose every write waits on
+        the network overrides this to return ``False`` always."""
         if not self.changed.acquire(blocking=False):
             return False
         try:
@@ -165,6 +377,10 @@ class Store(ABC):
         if removed:
             self._emit(StoreEvent("deleted", ids=tuple(removed)))
         return len(removed)
+
+    def delete_matching(self, query: Search) -> int:
+        """Delete the messages matching *query*; return how many there were."""
+        return self.delete([m.id for m in self.search(query)])
 
     def clear(self) -> int:
         """Delete every message; return how many there were."""
@@ -185,6 +401,19 @@ class Store(ABC):
                 self._listeners = [x for x in self._listeners if x is not listener]
 
         return unsubscribe
+
+    def _publish(self, event: StoreEvent) -> None:
+        """Record and broadcast a change made by another process sharing the store (for a
+        backend's listening thread): moves :attr:`last_seq`, bumps :attr:`generation` when
+        messages went away, wakes waiters and calls the listeners."""
+        with self.changed:
+            if event.kind == "added":
+                newest = max((m.seq for m in event.messages), default=0)
+                self._last_seq = max(self._last_seq, newest)
+            else:
+                self.generation += 1
+            self.changed.notify_all()
+        self._emit(event)
 
     def _emit(self, event: StoreEvent) -> None:
         for listener in self._listeners:  # a snapshot: subscribe() replaces the list

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import ClassVar
 
 from .._message import Message
 from ._base import Retention, Store
@@ -10,8 +11,11 @@ from ._base import Retention, Store
 class MemoryStore(Store):
     """Messages kept in memory, in arrival order. The in-process default.
 
-    With no :class:`Retention` limits it keeps everything until :meth:`clear`.
+    With no :class:`Retention` limits it keeps everything until :meth:`clear`. Search, counts
+    and pages test each message with the query's Python predicate (the interface's defaults).
     """
+
+    group_commit: ClassVar[bool] = False  # no I/O: stored straight from the event loop
 
     def __init__(self, retention: Retention | None = None) -> None:
         super().__init__(retention)
@@ -60,6 +64,12 @@ class MemoryStore(Store):
     def get(self, id: str) -> Message | None:
         with self.changed:
             return self._by_id.get(id)
+
+    def latest(self) -> Message | None:
+        with self.changed:
+            if not self._by_id:
+                return None
+            return next(reversed(self._by_id.values()))
 
     def _remove(self, ids: Iterable[str]) -> list[str]:
         removed = []

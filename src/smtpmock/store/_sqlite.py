@@ -29,7 +29,7 @@ on every text. The results are those of Python's ``in`` on
 :func:`~smtpmock._search.index_fields`, which ``tests/test_search.py`` and
 ``tests/test_search_index.py`` check.
 
-Counting and paging such a search (:meth:`SQLiteStore.count`, :meth:`SQLiteStore.summaries`)
+Counting and paging such a search (:meth:`SQLiteStore.count`, :meth:`SQLiteStore.page`)
 reads per-word bitmaps instead of FTS5 when the search is on the free text (``_bits.py``): the
 messages are cut into blocks of 4,096 consecutive ``seq``; each finished block has, per word,
 the set of its messages containing it (``wordbits``) and the set of them still stored
@@ -53,10 +53,8 @@ killed (SIGKILL); surviving a power cut would need ``synchronous=FULL``.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import contextlib
-import datetime as _dt
 import itertools
 import json
 import sqlite3
@@ -65,17 +63,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .._errors import ConfigurationError
 from .._message import Message
 from .._search import IndexFields, Search, index_fields, tokens
-from .._transcript import Transcript
-from ._base import Retention, Store
+from ._base import Page, Retention, Store, Summary
 from ._bits import BlockBits, decode, page, range_mask
+from ._records import envelope_record, message_from_record, summary_from_record, summary_record
 from ._worker import ParseWorker, release_free_memory
 
-__all__ = ["MAX_INDEX_LAG", "SQLiteStore", "message_summary"]
+__all__ = ["MAX_INDEX_LAG", "SQLiteStore"]
 
 SCHEMA_VERSION = 3
 _SCHEMA = """
@@ -135,8 +132,6 @@ _ADDRESSED = ("to_text", "cc_text", "bcc_text")
 _FREE_BIT = 1
 _FIELD_BITS = {column: 1 << n for n, column in enumerate(_FIELDS, 1)}
 
-_SNIPPET = 250
-
 MAX_INDEX_LAG = 1000
 """Messages the background indexer lets wait while mail is still arriving."""
 _INDEX_QUIET = 0.05  # seconds without a new message before the background indexer starts
@@ -159,118 +154,8 @@ _WORDS_PER_READ = 500  # words per read of `wordbits` (after each, full blocks a
 _MAX_KNOWN_TERMS = 100_000  # vocabulary mirrored in memory (beyond it, the table is asked)
 
 
-def _addr(name: str, address: str) -> dict[str, str]:
-    return {"Name": name, "Address": address}
-
-
-def _snippet(text: str) -> str:
-    """The start of *text* with its whitespace runs made single spaces, at least _SNIPPET long."""
-    head = text[: _SNIPPET * 4]
-    snippet = " ".join(head.split())
-    if len(snippet) < _SNIPPET and len(head) < len(text):
-        snippet = " ".join(text.split())  # mostly whitespace: normalise it all
-    return snippet
-
-
-def message_summary(message: Message, fields: IndexFields | None = None) -> dict[str, Any]:
-    """A message as a list entry: Mailpit's ``MessageSummary`` fields plus the envelope.
-
-    Never carries a body beyond the snippet. *fields*: :func:`index_fields` of the message, when
-    the caller has them already.
-    """
-    fields = fields if fields is not None else index_fields(message)
-    body = _snippet(message.text or "")
-    return {
-        "ID": message.id,
-        "Seq": message.seq,
-        "MessageID": (message.message_id or "").strip("<>"),
-        "Read": False,
-        "From": _addr(*message.from_) if message.from_ else None,
-        "To": [_addr(*a) for a in message.to],
-        "Cc": [_addr(*a) for a in message.cc],
-        "Bcc": [_addr("", a) for a in message.bcc],
-        "ReplyTo": [_addr(*a) for a in message.reply_to],
-        "Subject": message.subject,
-        "Created": message.received_at.isoformat().replace("+00:00", "Z"),
-        "Username": message.auth_user or "",
-        "Tags": [],
-        "Size": message.size,
-        "Attachments": fields.attachments,
-        "Inline": fields.inline,
-        "Snippet": body[:_SNIPPET],
-        "MailFrom": message.mail_from,
-        "Recipients": list(message.rcpt_tos),
-    }
-
-
-def envelope_dict(message: Message) -> dict[str, Any]:
-    """The envelope and session facts of *message*, JSON-ready (the inverse of
-    :func:`message_from_envelope`)."""
-    return {
-        "id": message.id,
-        "seq": message.seq,
-        "mail_from": message.mail_from,
-        "rcpt_tos": list(message.rcpt_tos),
-        "peer": list(message.peer) if message.peer else None,
-        "helo": message.helo,
-        "received_at": message.received_at.isoformat(),
-        "tls": message.tls,
-        "tls_version": message.tls_version,
-        "auth_user": message.auth_user,
-        "mail_options": list(message.mail_options),
-        "rcpt_options": {k: list(v) for k, v in message.rcpt_options.items()},
-        "smtputf8": message.smtputf8,
-        "session_id": message.session_id,
-    }
-
-
-def message_from_envelope(
-    raw: bytes, envelope: dict[str, Any], *, transcript: bool = True
-) -> Message:
-    """Rebuild a :class:`~smtpmock.Message` from its raw bytes and :func:`envelope_dict`
-    (without its session transcript unless *transcript*: indexing never reads it)."""
-    peer = envelope.get("peer")
-    message = Message(
-        raw,
-        id=str(envelope["id"]),
-        mail_from=str(envelope.get("mail_from") or ""),
-        rcpt_tos=[str(r) for r in envelope.get("rcpt_tos") or ()],
-        peer=(str(peer[0]), int(peer[1])) if peer else None,
-        helo=envelope.get("helo"),
-        received_at=_dt.datetime.fromisoformat(str(envelope["received_at"])),
-        tls=bool(envelope.get("tls")),
-        tls_version=envelope.get("tls_version"),
-        auth_user=envelope.get("auth_user"),
-        mail_options=[str(o) for o in envelope.get("mail_options") or ()],
-        rcpt_options=envelope.get("rcpt_options") or {},
-        smtputf8=bool(envelope.get("smtputf8")),
-        session_id=envelope.get("session_id"),
-    )
-    message.seq = int(envelope.get("seq") or 0)
-    stored = envelope.get("transcript") if transcript else None
-    if stored:
-        message.transcript = Transcript.from_dict(stored)
-    return message
-
-
-def encode_export(message: Message) -> dict[str, Any]:
-    """Envelope, base64 raw bytes and the session transcript as far as it concerns this
-    message (:meth:`Transcript.excerpt`): what a remote client needs to rebuild the message
-    (see :func:`decode_export`)."""
-    transcript = message.transcript.excerpt() if message.transcript is not None else None
-    return {
-        "Envelope": envelope_dict(message),
-        "Raw": base64.b64encode(message.raw).decode(),
-        "Transcript": transcript,
-    }
-
-
-def decode_export(data: dict[str, Any]) -> Message:
-    """The :class:`~smtpmock.Message` that :func:`encode_export` described."""
-    message = message_from_envelope(base64.b64decode(data["Raw"]), data["Envelope"])
-    if data.get("Transcript"):
-        message.transcript = Transcript.from_dict(data["Transcript"])
-    return message
+def _summary(seq: int, record: str) -> Summary:
+    return summary_from_record(json.loads(record), seq=seq)
 
 
 def _fts_word(word: str) -> str:
@@ -326,7 +211,7 @@ class SQLiteStore(Store):
     """Messages in a SQLite database file (``":memory:"`` for a private in-memory one).
 
     Reopening an existing file keeps its messages (ids, order and bytes); a file written by an
-    older smtpmock is converted on open. Listing and search (:meth:`summaries`) read only the
+    older smtpmock is converted on open. Listing and search (:meth:`page`) read only the
     index tables, never the raw bytes.
 
     *index_worker*: parse messages for the index in one worker process (a ``python`` child
@@ -451,13 +336,11 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------ storing
 
-    def _insert(self, message: Message) -> list[Message]:
-        return self._insert_many((message,))
-
     def _insert_many(self, messages: Sequence[Message]) -> list[Message]:
+        self._assign_seqs(messages)
         rows = []
         for message in messages:
-            envelope = envelope_dict(message)
+            envelope = envelope_record(message)
             if message.transcript is not None:
                 # The session as far as this message (its end of data): enough to show how it
                 # arrived after a restart, when the live transcripts of the server are gone.
@@ -759,7 +642,6 @@ class SQLiteStore(Store):
     def _prepare(message: Message) -> tuple[int, IndexFields, str]:
         try:
             fields = index_fields(message)
-            summary = message_summary(message, fields)
         except Exception:
             # Never expected (parsing records defects instead of raising), but one message
             # must not stop every later one from being indexed: it stays listed and readable,
@@ -778,14 +660,10 @@ class SQLiteStore(Store):
                 size=message.size,
                 received_at=message.received_at.timestamp(),
             )
-            summary = {
-                "ID": message.id,
-                "Seq": message.seq,
-                "Size": message.size,
-                "MailFrom": message.mail_from,
-                "Recipients": list(message.rcpt_tos),
-            }
-        return message.seq, fields, json.dumps(summary)
+            summary = Summary.of_envelope(message)
+        else:
+            summary = Summary.of(message, fields)
+        return message.seq, fields, json.dumps(summary_record(summary))
 
     def _write_index(self, prepared: list[_Prepared]) -> None:
         db = self._db
@@ -1188,7 +1066,7 @@ class SQLiteStore(Store):
             rest = [r[0] for r in db.execute(found_sql, found_args)]
         return blocks, rest
 
-    def _summaries_of(self, seqs: list[int]) -> list[dict[str, Any]]:
+    def _summaries_of(self, seqs: list[int]) -> list[Summary]:
         """The list entries of *seqs*, in that order (those still stored)."""
         found: dict[int, str] = {}
         for i in range(0, len(seqs), 500):
@@ -1199,7 +1077,7 @@ class SQLiteStore(Store):
                     chunk,
                 )
             )
-        return [json.loads(found[seq]) for seq in seqs if seq in found]
+        return [_summary(seq, found[seq]) for seq in seqs if seq in found]
 
     # ------------------------------------------------------------------ substring SQL
 
@@ -1366,9 +1244,7 @@ class SQLiteStore(Store):
     ) -> list[Message]:
         messages = []
         for seq, envelope, raw in rows:
-            message = message_from_envelope(
-                bytes(raw), json.loads(envelope), transcript=transcripts
-            )
+            message = message_from_record(bytes(raw), json.loads(envelope), transcript=transcripts)
             message.seq = seq  # the column is the truth (a converted file's JSON may lack it)
             messages.append(message)
         return messages
@@ -1414,33 +1290,51 @@ class SQLiteStore(Store):
         found = self._rows_to_messages(rows)
         return found[0] if found else None
 
-    def search(self, search: Search, *, after: int = 0) -> list[Message]:
-        """Full messages matching *search* with ``seq`` above *after*, in arrival order."""
+    def search(
+        self, query: Search | None, *, after: int = 0, before: int | None = None
+    ) -> list[Message]:
+        """Whole messages matching *query* with ``after < seq <= before``, oldest first."""
+        if query is None or not query.terms:
+            found = self.since(after)
+            return found if before is None else [m for m in found if m.seq <= before]
         self._index_pending()
+        until = -1 if before is None else before  # (-1: no upper bound)
         with self.changed:
-            words, where, params = self._query(search, bitmaps=False)
+            words, where, params = self._query(query, bitmaps=False)
             if words is not None:
                 table, match = words.table, words.match
                 rows = self._db.execute(
                     f"SELECT seq, m.envelope, r.data FROM (SELECT rowid AS seq FROM {table} "
-                    f"WHERE {table} MATCH ? AND rowid > ?) JOIN messages m USING (seq) "
-                    "JOIN raw r USING (seq) ORDER BY seq",
-                    [match, after],
+                    f"WHERE {table} MATCH ? AND rowid > ? AND (? < 0 OR rowid <= ?)) "
+                    "JOIN messages m USING (seq) JOIN raw r USING (seq) ORDER BY seq",
+                    [match, after, until, until],
                 ).fetchall()
             else:
                 rows = self._db.execute(
                     "SELECT m.seq, m.envelope, r.data FROM messages m JOIN indexed i USING (seq) "
-                    f"JOIN raw r USING (seq) WHERE seq > ? AND {where} ORDER BY seq",
-                    [after, *params],
+                    f"JOIN raw r USING (seq) WHERE seq > ? AND (? < 0 OR seq <= ?) AND {where} "
+                    "ORDER BY seq",
+                    [after, until, until, *params],
                 ).fetchall()
         return self._rows_to_messages(rows)
 
-    def count(self, search: Search, *, after: int = 0, before: int | None = None) -> int:
-        """How many messages with ``after < seq <= before`` match *search* (reads no body)."""
+    def count(
+        self, query: Search | None = None, *, after: int = 0, before: int | None = None
+    ) -> int:
+        """How many messages with ``after < seq <= before`` match *query* (reads no body)."""
+        if query is None or not query.terms:
+            if not after and before is None:
+                return self._count
+            with self.changed:
+                row = self._db.execute(
+                    "SELECT COUNT(*) FROM messages WHERE seq > ? AND seq <= ?",
+                    (after, self._last_seq if before is None else before),
+                ).fetchone()
+            return int(row[0])
         self._index_pending()
         with self.changed:
             until = self._last_seq if before is None else before
-            words, where, params = self._query(search)
+            words, where, params = self._query(query)
             if words is not None and words.table == "words_fts":
                 blocks, rest = self._bits_matches(words, after, until)
                 return sum(bits.bit_count() for bits in blocks.values()) + len(rest)
@@ -1460,16 +1354,17 @@ class SQLiteStore(Store):
                 ).fetchone()
         return int(row[0])
 
-    def summaries(
+    def page(
         self,
-        search: Search | None = None,
+        query: Search | None = None,
         *,
         start: int = 0,
         limit: int | None = 50,
         after: int = 0,
         newest_first: bool = True,
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """``(number of matches, one page of summaries)``; reads no message body."""
+    ) -> Page:
+        """One page of summaries and the exact number of matches; reads no message body."""
+        search = query
         self._index_pending()
         order = "DESC" if newest_first else "ASC"
         with self.changed:
@@ -1490,7 +1385,7 @@ class SQLiteStore(Store):
                     if more is None or more > 0:
                         first = max(0, start - in_blocks)
                         seqs += rest[first:] if more is None else rest[first : first + more]
-                return in_blocks + len(rest), self._summaries_of(seqs)
+                return Page(in_blocks + len(rest), self._summaries_of(seqs))
             if words is not None:
                 # Count and page from the word index alone (no row read per match).
                 table, match = words.table, words.match
@@ -1507,18 +1402,18 @@ class SQLiteStore(Store):
                         )
                     ]
                     page_seqs = seqs[start:] if limit is None else seqs[start : start + limit]
-                    return len(seqs), self._summaries_of(page_seqs)
+                    return Page(len(seqs), self._summaries_of(page_seqs))
                 total = self._db.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? AND rowid > ?",
                     [match, after],
                 ).fetchone()[0]
                 rows = self._db.execute(
-                    f"SELECT summary FROM indexed WHERE seq IN (SELECT rowid FROM {table} "
+                    f"SELECT seq, summary FROM indexed WHERE seq IN (SELECT rowid FROM {table} "
                     f"WHERE {table} MATCH ? AND rowid > ? ORDER BY rowid {order} "
                     f"LIMIT ? OFFSET ?) ORDER BY seq {order}",
                     [match, after, -1 if limit is None else limit, start],
                 ).fetchall()
-                return int(total), [json.loads(r[0]) for r in rows]
+                return Page(int(total), [_summary(*r) for r in rows])
             if search is None and not after:
                 total = self._count
             else:
@@ -1528,11 +1423,11 @@ class SQLiteStore(Store):
                     [after, *params],
                 ).fetchone()[0]
             rows = self._db.execute(
-                "SELECT summary FROM messages JOIN indexed USING (seq) "
+                "SELECT seq, summary FROM messages JOIN indexed USING (seq) "
                 f"WHERE seq > ? AND {where} ORDER BY seq {order} LIMIT ? OFFSET ?",
                 [after, *params, -1 if limit is None else limit, start],
             ).fetchall()
-        return int(total), [json.loads(r[0]) for r in rows]
+        return Page(int(total), [_summary(*r) for r in rows])
 
     def __len__(self) -> int:
         return self._count
