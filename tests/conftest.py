@@ -66,11 +66,18 @@ def _sqlite_store(tmp: Path, retention: Retention | None) -> Store:
     return SQLiteStore(tmp / "messages.db", retention)
 
 
+def _postgres_store(_tmp: Path, retention: Retention | None) -> Store:
+    from tests.pg import postgres_store  # a new database on the tests' own cluster
+
+    return postgres_store(retention)
+
+
 # Every backend the contract suite (tests/test_store_contract.py) runs against: name ->
 # maker(fresh temporary directory, retention). A backend with a service adds itself here.
 STORE_BACKENDS: dict[str, Callable[[Path, Retention | None], Store]] = {
     "memory": _memory_store,
     "sqlite": _sqlite_store,
+    "postgresql": _postgres_store,  # skipped without PostgreSQL (failed in CI): tests/pg.py
 }
 
 

@@ -49,15 +49,21 @@ def test_without_postgres_ci_fails(
     result.stdout.fnmatch_lines(["*PostgreSQL is required here*"])
 
 
-def test_each_test_gets_an_empty_database_of_its_own(pg_server: PostgresServer) -> None:
+@pytest.mark.parametrize("kind", ["database", "schema"])
+def test_each_test_gets_an_empty_place_of_its_own(pg_server: PostgresServer, kind: str) -> None:
     import psycopg
 
-    first, second = pg_server.create_database(), pg_server.create_database()
+    create = pg_server.create_database if kind == "database" else pg_server.create_schema
+    first, second = create(), create()
     assert first != second
     with psycopg.connect(first, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (x int)")
+        row = conn.execute("SELECT count(*) FROM t").fetchone()
+    assert row == (0,)
     with psycopg.connect(second, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 't'").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 't' AND schemaname = current_schema()"
+        ).fetchone()
     assert row == (0,)
 
 

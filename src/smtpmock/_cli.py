@@ -171,9 +171,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[tuple[str, Callable[[s
     serve.add_argument(
         "--db",
         default=None,
-        metavar="PATH",
-        help="SQLite file to keep messages in (reopened on restart); default: a "
-        "temporary file removed on exit",
+        metavar="PATH|URL",
+        help="SQLite file to keep messages in (reopened on restart), or a postgresql:// URL "
+        "shared by several instances; default: a temporary file removed on exit",
     )
     serve.add_argument(
         "--max-messages",

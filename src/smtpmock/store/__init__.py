@@ -40,7 +40,9 @@ def open_store(
 ) -> Store:
     """The store a ``--db`` value names: ``None`` or ``":memory:"`` a :class:`MemoryStore`, a
     path a :class:`SQLiteStore` on that file (created if missing; a file that is not
-    smtpmock's is refused untouched with :class:`~smtpmock.ConfigurationError`).
+    smtpmock's is refused untouched with :class:`~smtpmock.ConfigurationError`), a
+    ``postgresql://`` URL a :class:`~smtpmock.store._postgres.PostgresStore` (shared by every
+    instance that opens the same database; needs ``pip install 'smtpmock[postgres]'``).
 
     *server*: opened for a long-running server (``smtpmock serve``): SQLite parses messages
     for its search index in a worker process.
@@ -48,6 +50,10 @@ def open_store(
     if spec is None or str(spec) == ":memory:":
         return MemoryStore(retention)
     text = os.fspath(spec)
+    if text.startswith(("postgresql://", "postgres://")):
+        from ._postgres import PostgresStore
+
+        return PostgresStore(text, retention)
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise ConfigurationError(

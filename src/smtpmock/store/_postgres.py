@@ -1,0 +1,875 @@
+"""``PostgresStore``: messages in PostgreSQL, shared by several ``smtpmock serve`` instances.
+
+``smtpmock serve --db postgresql://user@host/db`` on two machines (or twenty) makes them one
+mailbox: mail taken by any instance is searched, waited for and deleted through any other.
+
+Writes. An :meth:`~PostgresStore.add_many` is one transaction, committed before it returns (and
+so before the SMTP side answers ``250``). It first updates the one row of ``smtpmock_state``
+(message count, bytes, generation): that row lock orders the writers of every instance, so
+``seq`` (an identity column, assigned by the database) grows in commit order across instances:
+a reader that has seen ``seq`` *n* has seen every message below it, which is what ``since()``
+and the waits rely on. Retention is enforced in the same transaction under the same lock, so
+several writers never exceed it. A message is parsed once, before the transaction, into the
+searchable fields (:func:`~smtpmock._search.index_fields`) and its list entry (a
+:class:`~smtpmock.store.Summary` record), so reads never parse.
+
+Search. The one query language (:class:`~smtpmock._search.Search`) is compiled to SQL over the
+lower-cased text columns: a substring term is ``column LIKE '%needle%'`` (the needle
+lower-cased and its wildcards escaped), which is Python's ``needle in text`` on the same text
+(the other backends' semantics), and which ``pg_trgm``'s GIN indexes answer. When the extension
+cannot be created (no ``postgresql-contrib``, no right to create it), the same queries run as
+scans, and a log line says so. Counts are ``count(*)`` (exact); pages are newest first.
+
+Change feed. Every write sends a ``NOTIFY`` in its transaction (delivered at commit, in commit
+order) carrying kinds, seqs, ids and the shared generation, never message contents. Each
+instance ``LISTEN``\\ s on a connection of its own in a background thread, loads the messages
+other instances added, and publishes them to :meth:`subscribe` listeners and the
+:attr:`changed` condition, so a wait, ``/api/v1/wait`` or the event stream of one instance
+wakes when another takes mail. Its own notifications are recognised (an origin token) and
+skipped: local changes are published as soon as they commit.
+
+Failures. A lost database makes writes and reads raise
+:class:`~smtpmock.StorageUnavailable` (the SMTP side answers ``451``; nothing acknowledged is
+lost, since ``250`` follows the commit). The connection pool (``psycopg_pool``) checks each
+connection before lending it and reconnects in the background with an exponential backoff
+(from 1 s, each round of attempts bounded by ``reconnect_timeout``); the listening thread
+reconnects with its own backoff (50 ms doubling to 2 s) and then catches up on what it missed.
+
+Schema. Created and migrated in one transaction under ``pg_advisory_xact_lock``, so instances
+starting together neither race nor half-migrate; ``smtpmock_schema`` holds the version. A
+database written by a newer smtpmock is refused. Tables are prefixed ``smtpmock_``; to keep
+several stores in one database, give each a schema (``?options=-csearch_path%3Dteam_a``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import selectors
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ConfigurationError, StorageFull, StorageUnavailable
+from .._message import Message
+from .._search import Search, index_fields
+from ._base import Page, Retention, Store, StoreEvent, Summary
+from ._records import envelope_record, message_from_record, summary_from_record, summary_record
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+log = logging.getLogger("smtpmock.store.postgres")
+
+SCHEMA_VERSION = 1
+_LOCK_KEY = 0x736D_7470_6D6F_636B  # "smtpmock": the advisory lock taken around schema changes
+_MAX_PAYLOAD = 7000  # bytes of one NOTIFY payload (PostgreSQL's limit is 8000)
+_LISTEN_BACKOFF = (0.05, 2.0)  # first and longest wait between reconnections of the listener
+_HEALTH_INTERVAL = 15.0  # seconds of silence after which the listener checks its connection
+_RECENT_LOCAL = 10_000  # local seqs remembered, so a catch-up does not publish them again
+_CATCH_UP_LIMIT = 1_000  # messages a catch-up loads to publish (beyond: waits recount)
+
+# Migrations, in order: _MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE smtpmock_state (
+            id boolean PRIMARY KEY DEFAULT true CHECK (id),
+            messages bigint NOT NULL DEFAULT 0,
+            bytes bigint NOT NULL DEFAULT 0,
+            generation bigint NOT NULL DEFAULT 0
+        )""",
+        "INSERT INTO smtpmock_state DEFAULT VALUES",
+        """CREATE TABLE smtpmock_messages (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            received_at double precision NOT NULL,
+            size bigint NOT NULL,
+            envelope json NOT NULL,
+            summary json NOT NULL,
+            from_text text NOT NULL,
+            to_text text NOT NULL,
+            cc_text text NOT NULL,
+            bcc_text text NOT NULL,
+            reply_to_text text NOT NULL,
+            subject text NOT NULL,
+            message_id text NOT NULL,
+            addressed text GENERATED ALWAYS AS
+                (to_text || E'\\n' || cc_text || E'\\n' || bcc_text) STORED,
+            free_text text NOT NULL,
+            attachments integer NOT NULL,
+            inline integer NOT NULL
+        )""",
+        "CREATE INDEX smtpmock_messages_received_at ON smtpmock_messages (received_at)",
+        # The raw bytes apart, so that scans of the searchable columns never read them.
+        """CREATE TABLE smtpmock_raw (
+            seq bigint PRIMARY KEY REFERENCES smtpmock_messages (seq) ON DELETE CASCADE,
+            data bytea NOT NULL
+        )""",
+    ),
+)
+
+# The text columns a search reads (the field names of Search's text terms, mapped to columns).
+_TEXT_COLUMNS = {
+    "from_text": "from_text",
+    "to_text": "to_text",
+    "cc_text": "cc_text",
+    "bcc_text": "bcc_text",
+    "reply_to_text": "reply_to_text",
+    "subject": "subject",
+    "message_id": "message_id",
+    "addressed": "addressed",
+    "free": "free_text",
+}
+
+
+def _load_drivers() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ConfigurationError(
+            "a postgresql:// store needs psycopg 3 and psycopg_pool: "
+            "pip install 'smtpmock[postgres]'"
+        ) from exc
+    return psycopg, psycopg_pool
+
+
+def describe_url(url: str) -> str:
+    """*url* without its password, for messages and logs."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:
+        return "the PostgreSQL database (unparsable URL)"
+    host = str(params.get("host") or "localhost")
+    port = f":{params['port']}" if params.get("port") else ""
+    user = f"{params['user']}@" if params.get("user") else ""
+    return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
+
+
+def _text(value: str) -> str:
+    """*value* as PostgreSQL can store it: no NUL (text cannot hold it) and no lone surrogate
+    (not UTF-8). Needles go through the same function, so matching is unchanged."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _json(value: object) -> str:
+    return _text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def _channel(schema: str) -> str:
+    """The NOTIFY channel of the store in *schema* (stores in other schemas of the same
+    database have their own), at most 63 bytes as PostgreSQL wants."""
+    name = f"smtpmock_changes.{schema}"
+    if len(name.encode()) > 63:
+        name = "smtpmock_changes." + hashlib.sha1(schema.encode()).hexdigest()[:20]
+    return name
+
+
+def _like(needle: str) -> str:
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class _Row:
+    """One message as its columns (computed before the transaction)."""
+
+    __slots__ = ("message", "values")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        fields = index_fields(message)
+        envelope = envelope_record(message)
+        envelope.pop("seq", None)  # the column is the truth
+        if message.transcript is not None:
+            # Like the SQLite store: the session as far as it concerns this message, so that
+            # any instance can show it (the live transcripts stay in the receiving process).
+            envelope["transcript"] = message.transcript.excerpt(compact=True)
+        summary = summary_record(Summary.of(message, fields))
+        self.values: tuple[object, ...] = (
+            message.id,
+            fields.received_at,
+            message.size,
+            _json(envelope),
+            _json(summary),
+            _text(fields.from_text),
+            _text(fields.to_text),
+            _text(fields.cc_text),
+            _text(fields.bcc_text),
+            _text(fields.reply_to_text),
+            _text(fields.subject),
+            _text(fields.message_id),
+            _text(fields.free_text),
+            fields.attachments,
+            fields.inline,
+        )
+
+
+_INSERT = """
+INSERT INTO smtpmock_messages (id, received_at, size, envelope, summary, from_text, to_text,
+    cc_text, bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline)
+SELECT id, received_at, size, envelope::json, summary::json, from_text, to_text, cc_text,
+    bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline
+FROM unnest(%s::text[], %s::float8[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+    %s::int[], %s::int[]) WITH ORDINALITY AS u(id, received_at, size, envelope, summary,
+    from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id, free_text,
+    attachments, inline, ord)
+ORDER BY ord
+RETURNING seq, id
+"""
+
+_MESSAGE_COLUMNS = "m.seq, m.envelope, r.data"
+_FROM_MESSAGES = "smtpmock_messages m JOIN smtpmock_raw r ON r.seq = m.seq"
+
+
+class PostgresStore(Store):
+    """Messages in a PostgreSQL database, shared by every instance that opens the same one.
+
+    *url*: a libpq URL or connection string (``postgresql://user:password@host:5432/db``).
+    *pool_size*: connections kept for this instance's reads and writes (plus one for
+    ``LISTEN``). *timeout*: how long a read or write waits for a connection before raising
+    :class:`~smtpmock.StorageUnavailable`. *reconnect_timeout*: the longest round of the
+    pool's reconnection attempts (exponential backoff from 1 s) before it starts over.
+    """
+
+    group_commit = True
+
+    def __init__(
+        self,
+        url: str,
+        retention: Retention | None = None,
+        *,
+        pool_size: int = 8,
+        timeout: float = 5.0,
+        reconnect_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(retention)
+        pg, pool = _load_drivers()
+        self.url = url
+        self.description = describe_url(url)
+        self._psycopg = pg
+        self._timeout = timeout
+        self._origin = uuid.uuid4().hex[:16]
+        self._closing = threading.Event()
+        self._recent_local: collections.deque[int] = collections.deque(maxlen=_RECENT_LOCAL)
+        self._recent_set: set[int] = set()
+        self._feed_seq = 0  # the highest seq the change feed has accounted for
+        self._pending: list[Any] = []  # notifications read, not yet handled (feed thread)
+        self.trigram = False
+        """Whether ``pg_trgm`` indexes serve substring search (else: scans)."""
+        try:
+            conninfo = pg.conninfo.make_conninfo(url)
+        except pg.ProgrammingError as exc:
+            raise ConfigurationError(f"not a PostgreSQL URL: {self.description}: {exc}") from exc
+        self._conninfo = conninfo
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = pool.ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max(1, pool_size),
+            open=False,
+            check=pool.ConnectionPool.check_connection,
+            timeout=timeout,
+            reconnect_timeout=reconnect_timeout,
+            name="smtpmock",
+            kwargs={"connect_timeout": max(2, int(timeout))},
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except pool.PoolTimeout as exc:
+            self._pool.close()
+            raise StorageUnavailable(
+                f"cannot connect to {self.description} within {timeout:g}s"
+            ) from exc
+        try:
+            self._migrate()
+            with self._connection() as conn:
+                row = conn.execute(
+                    "SELECT generation, (SELECT coalesce(max(seq), 0) FROM smtpmock_messages),"
+                    " current_schema() FROM smtpmock_state"
+                ).fetchone()
+            assert row is not None
+            self.generation, self._last_seq = int(row[0]), int(row[1])
+            self._channel = _channel(str(row[2]))
+            self._feed_seq = self._last_seq
+        except BaseException:
+            self._pool.close()
+            raise
+        self._wake_r, self._wake_w = os.pipe()
+        self._listening = threading.Event()
+        self._listener = threading.Thread(
+            target=self._listen, name="smtpmock-postgres-listen", daemon=True
+        )
+        self._listener.start()
+
+    # --------------------------------------------------------------------- connections
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; database failures become smtpmock's storage errors."""
+        psycopg = self._psycopg
+        import psycopg_pool
+
+        try:
+            with self._pool.connection(timeout=self._timeout) as conn:
+                yield conn
+        except psycopg_pool.PoolTimeout as exc:
+            raise StorageUnavailable(
+                f"{self.description} unreachable (no connection within {self._timeout:g}s)"
+            ) from exc
+        except psycopg.errors.DiskFull as exc:
+            raise StorageFull(f"{self.description}: {exc}") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageUnavailable(f"{self.description}: {exc}".strip()) from exc
+
+    def wait_listening(self, timeout: float | None = None) -> bool:
+        """Block until the change feed is connected (for tests and tools that must not miss
+        the first remote change); ``False`` on timeout."""
+        return self._listening.wait(timeout)
+
+    # --------------------------------------------------------------------- schema
+
+    def _migrate(self) -> None:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            conn.execute("CREATE TABLE IF NOT EXISTS smtpmock_schema (version integer NOT NULL)")
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM smtpmock_schema").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"{self.description} holds smtpmock schema {version}, newer than this "
+                    f"smtpmock's {SCHEMA_VERSION}: upgrade smtpmock"
+                )
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[number - 1]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO smtpmock_schema (version) VALUES (%s)", (number,))
+            self.trigram = self._trigram_indexes(conn)
+
+    def _trigram_indexes(self, conn: psycopg.Connection[Any]) -> bool:
+        """Create ``pg_trgm`` and its GIN indexes (if missing); ``False`` if it cannot be."""
+        psycopg = self._psycopg
+        try:
+            with conn.transaction():  # a savepoint: a refusal leaves the migration intact
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                for column in _TEXT_COLUMNS.values():
+                    conn.execute(
+                        f"CREATE INDEX IF NOT EXISTS smtpmock_messages_{column}_trgm "
+                        f"ON smtpmock_messages USING gin ({column} gin_trgm_ops)"
+                    )
+        except psycopg.Error as exc:
+            if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                raise
+            log.warning(
+                "pg_trgm unavailable in %s (%s): substring search falls back to plain "
+                "LIKE/ILIKE scans without trigram indexes",
+                self.description,
+                str(exc).strip(),
+            )
+            return False
+        return True
+
+    # --------------------------------------------------------------------- writes
+
+    def try_add_many(self, messages: Sequence[Message]) -> bool:
+        # Every write waits on the network: never on the caller's event loop.
+        return False
+
+    def _insert_many(self, messages: Sequence[Message]) -> list[Message]:
+        raise NotImplementedError  # add_many is overridden: no lock is held across the I/O
+
+    def add_many(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """Store *messages* as one transaction; ``seq`` assigned by the database; retention
+        enforced in the same transaction; committed (and announced to the other instances)
+        when this returns."""
+        if not messages:
+            return messages
+        rows = [_Row(m) for m in messages]  # parsing happens outside the transaction
+        columns = list(zip(*(r.values for r in rows), strict=True))
+        added_bytes = sum(m.size for m in messages)
+        try:
+            with self._connection() as conn, conn.transaction():
+                # The state row lock: writers of every instance commit one at a time, so seqs
+                # are visible in order.
+                state = conn.execute(
+                    "UPDATE smtpmock_state SET messages = messages + %s, bytes = bytes + %s "
+                    "RETURNING messages, bytes, generation",
+                    (len(messages), added_bytes),
+                ).fetchone()
+                assert state is not None
+                cur = conn.execute(_INSERT, [list(c) for c in columns])
+                seqs = {str(id): int(seq) for seq, id in cur.fetchall()}
+                ordered = [seqs[m.id] for m in messages]
+                conn.execute(
+                    "INSERT INTO smtpmock_raw (seq, data) SELECT * FROM unnest(%s::bigint[], "
+                    "%s::bytea[])",
+                    (ordered, [m.raw for m in messages]),
+                )
+                evicted, generation = self._enforce(conn, int(state[0]), int(state[1]))
+                if generation is None:
+                    generation = int(state[2])
+                notes: list[dict[str, Any]] = [
+                    {"k": "added", "s": [ordered[0], ordered[-1]], "g": generation}
+                ]
+                if evicted:
+                    notes[:0] = self._deleted_notes([m.id for m in evicted], generation)
+                self._notify(conn, notes)
+        except BaseException:
+            for message in messages:
+                message.seq = 0
+            raise
+        for message, seq in zip(messages, ordered, strict=True):
+            message.seq = seq
+        with self.changed:
+            self._last_seq = max(self._last_seq, ordered[-1])
+            self._remember_local(ordered)
+            self.generation = max(self.generation, generation)
+            self.changed.notify_all()
+        if self._listeners:
+            if evicted:
+                self._emit(StoreEvent("deleted", tuple(evicted), tuple(m.id for m in evicted)))
+            for message in messages:
+                self._emit(StoreEvent("added", (message,)))
+        return messages
+
+    def _enforce(
+        self, conn: psycopg.Connection[Any], count: int, total: int
+    ) -> tuple[list[Message], int | None]:
+        """Evict the oldest messages beyond the retention limits (in the add transaction,
+        under the state row lock); return them (read as they are deleted, for the ``deleted``
+        event) and the new generation (``None``: no eviction)."""
+        r = self.retention
+        if r.unbounded:
+            return [], None
+        # The messages are read by the statement that deletes them: the raw bytes are still
+        # visible to it (the cascade to smtpmock_raw runs at the end of the statement).
+        data = "r.data" if self._listeners else "''::bytea"
+        evict = (
+            "WITH gone AS (DELETE FROM smtpmock_messages WHERE {} RETURNING seq, envelope, size)"
+            f" SELECT g.seq, g.envelope, {data}, g.size FROM gone g "
+            "LEFT JOIN smtpmock_raw r ON r.seq = g.seq ORDER BY g.seq"
+        )
+        evicted: list[Message] = []
+        freed = [0]  # bytes
+
+        def delete(condition: str, params: tuple[object, ...]) -> tuple[int, int]:
+            rows = conn.execute(evict.format(condition), params).fetchall()
+            evicted.extend(self._message(seq, env, raw or b"") for seq, env, raw, _ in rows)
+            size = sum(int(row[3]) for row in rows)
+            freed[0] += size
+            return len(rows), size
+
+        cutoff = self._expired_before()
+        if cutoff is not None:
+            gone, size = delete("received_at < %s", (cutoff,))
+            count, total = count - gone, total - size
+        if r.max_messages is not None and count > r.max_messages:
+            gone, size = delete(
+                "seq IN (SELECT seq FROM smtpmock_messages ORDER BY seq LIMIT %s)",
+                (count - r.max_messages,),
+            )
+            count, total = count - gone, total - size
+        if r.max_bytes is not None and total > r.max_bytes:
+            doomed: list[int] = []
+            after = 0
+            excess = total - r.max_bytes
+            while excess > 0:
+                batch = conn.execute(
+                    "SELECT seq, size FROM smtpmock_messages WHERE seq > %s ORDER BY seq LIMIT 500",
+                    (after,),
+                ).fetchall()
+                if not batch:
+                    break
+                for seq, size in batch:
+                    if excess <= 0:
+                        break
+                    doomed.append(int(seq))
+                    excess -= int(size)
+                after = int(batch[-1][0])
+            delete("seq = ANY(%s)", (doomed,))
+        if not evicted:
+            return [], None
+        row = conn.execute(
+            "UPDATE smtpmock_state SET messages = messages - %s, bytes = bytes - %s, "
+            "generation = generation + 1 RETURNING generation",
+            (len(evicted), freed[0]),
+        ).fetchone()
+        assert row is not None
+        return evicted, int(row[0])
+
+    def _remove(self, ids: Iterable[str]) -> list[str]:
+        raise NotImplementedError  # delete() is overridden
+
+    def _remove_all(self) -> int:
+        raise NotImplementedError  # clear() is overridden
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete the messages with these ids (every instance sees it); return how many
+        existed."""
+        wanted = [str(i) for i in ids]
+        if not wanted:
+            return 0
+        return self._delete_where("m.id = ANY(%s)", [wanted])
+
+    def delete_matching(self, query: Search) -> int:
+        """Delete the messages matching *query* in one statement; return how many there were."""
+        where, params = self._where(query)
+        return self._delete_where(where, params)
+
+    def _delete_where(self, where: str, params: list[object]) -> int:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT 1 FROM smtpmock_state FOR UPDATE")  # the writers' lock first
+            rows = conn.execute(
+                f"DELETE FROM smtpmock_messages m WHERE {where} RETURNING m.id, m.size",
+                params,
+            ).fetchall()
+            if not rows:
+                return 0
+            removed = [str(i) for i, _ in rows]
+            state = conn.execute(
+                "UPDATE smtpmock_state SET messages = messages - %s, bytes = bytes - %s, "
+                "generation = generation + 1 RETURNING generation",
+                (len(rows), sum(int(s) for _, s in rows)),
+            ).fetchone()
+            assert state is not None
+            generation = int(state[0])
+            self._notify(conn, self._deleted_notes(removed, generation))
+        with self.changed:
+            self.generation = max(self.generation, generation)
+            self.changed.notify_all()
+        self._emit(StoreEvent("deleted", ids=tuple(removed)))
+        return len(removed)
+
+    def clear(self) -> int:
+        """Delete every message (every instance sees it); return how many there were."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SELECT 1 FROM smtpmock_state FOR UPDATE")
+            conn.execute("DELETE FROM smtpmock_raw")
+            cur = conn.execute("DELETE FROM smtpmock_messages")
+            count = max(cur.rowcount, 0)
+            state = conn.execute(
+                "UPDATE smtpmock_state SET messages = 0, bytes = 0, "
+                "generation = generation + 1 RETURNING generation"
+            ).fetchone()
+            assert state is not None
+            generation = int(state[0])
+            self._notify(conn, [{"k": "cleared", "g": generation}])
+        with self.changed:
+            self.generation = max(self.generation, generation)
+            self.changed.notify_all()
+        self._emit(StoreEvent("cleared"))
+        return count
+
+    def _deleted_notes(self, ids: list[str], generation: int) -> list[dict[str, Any]]:
+        """``deleted`` notifications for *ids*, as many as the payload limit needs."""
+        notes: list[dict[str, Any]] = []
+        chunk: list[str] = []
+        size = 0
+        for id in ids:
+            if chunk and size + len(id) + 3 > _MAX_PAYLOAD - 100:
+                notes.append({"k": "deleted", "i": chunk, "g": generation})
+                chunk, size = [], 0
+            chunk.append(id)
+            size += len(id) + 3
+        notes.append({"k": "deleted", "i": chunk, "g": generation})
+        return notes
+
+    def _notify(self, conn: psycopg.Connection[Any], notes: list[dict[str, Any]]) -> None:
+        for note in notes:
+            note["o"] = self._origin
+            conn.execute("SELECT pg_notify(%s, %s)", (self._channel, _json(note)))
+
+    def _remember_local(self, seqs: list[int]) -> None:
+        for seq in seqs:
+            if len(self._recent_local) == self._recent_local.maxlen:
+                self._recent_set.discard(self._recent_local[0])
+            self._recent_local.append(seq)
+            self._recent_set.add(seq)
+
+    # --------------------------------------------------------------------- reads
+
+    def _where(
+        self, query: Search | None, *, after: int = 0, before: int | None = None
+    ) -> tuple[str, list[object]]:
+        """A condition over ``smtpmock_messages m`` (and its parameters) for *query* and the
+        seq bounds."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if after:
+            clauses.append("m.seq > %s")
+            params.append(after)
+        if before is not None:
+            clauses.append("m.seq <= %s")
+            params.append(before)
+        if query:
+
+            def text_sql(field: str, needle: str) -> tuple[str, list[object]]:
+                return f"m.{_TEXT_COLUMNS[field]} LIKE ?", [_like(_text(needle))]
+
+            sql, query_params = query.sql(text_sql)
+            # Search.sql writes "?" placeholders and bare column names (unambiguous here: the
+            # raw table, when joined, has only seq and data).
+            clauses.append(sql.replace("?", "%s"))
+            params.extend(query_params)
+        return (" AND ".join(clauses) or "true"), params
+
+    def _messages(self, sql: str, params: Sequence[object] = ()) -> list[Message]:
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [self._message(seq, envelope, data) for seq, envelope, data in rows]
+
+    @staticmethod
+    def _message(seq: int, envelope: dict[str, Any], data: bytes) -> Message:
+        message = message_from_record(bytes(data), envelope)
+        message.seq = int(seq)
+        return message
+
+    def messages(self) -> list[Message]:
+        return self._messages(f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} ORDER BY m.seq")
+
+    def since(self, seq: int) -> list[Message]:
+        return self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.seq > %s ORDER BY m.seq",
+            (seq,),
+        )
+
+    def get(self, id: str) -> Message | None:
+        found = self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.id = %s", (id,)
+        )
+        return found[0] if found else None
+
+    def latest(self) -> Message | None:
+        found = self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} ORDER BY m.seq DESC LIMIT 1"
+        )
+        return found[0] if found else None
+
+    def search(
+        self, query: Search | None, *, after: int = 0, before: int | None = None
+    ) -> list[Message]:
+        where, params = self._where(query, after=after, before=before)
+        return self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE {where} ORDER BY m.seq",
+            params,
+        )
+
+    def count(
+        self, query: Search | None = None, *, after: int = 0, before: int | None = None
+    ) -> int:
+        if not query and not after and before is None:
+            return len(self)
+        where, params = self._where(query, after=after, before=before)
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT count(*) FROM smtpmock_messages m WHERE {where}",
+                params,
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def page(
+        self,
+        query: Search | None = None,
+        *,
+        start: int = 0,
+        limit: int | None = 50,
+        after: int = 0,
+        newest_first: bool = True,
+    ) -> Page:
+        where, params = self._where(query, after=after)
+        order = "DESC" if newest_first else "ASC"
+        bounds = " LIMIT %s" if limit is not None else ""
+        page_params = [*params, start, *([limit] if limit is not None else [])]
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT m.seq, m.received_at, m.summary FROM smtpmock_messages m "
+                f"WHERE {where} ORDER BY m.seq {order} OFFSET %s{bounds}",
+                page_params,
+            ).fetchall()
+            if not query and not after:
+                total_row = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
+            elif start == 0 and limit is not None and len(rows) < limit:
+                total_row = (len(rows),)  # the whole result is on this page
+            else:
+                total_row = conn.execute(
+                    f"SELECT count(*) FROM smtpmock_messages m WHERE {where}",
+                    params,
+                ).fetchone()
+        summaries = [
+            summary_from_record(data, seq=int(seq), received_at=float(at)) for seq, at, data in rows
+        ]
+        return Page(int(total_row[0]) if total_row else 0, summaries)
+
+    def __len__(self) -> int:
+        with self._connection() as conn:
+            row = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
+        return int(row[0]) if row else 0
+
+    @property
+    def total_bytes(self) -> int:
+        with self._connection() as conn:
+            row = conn.execute("SELECT bytes FROM smtpmock_state").fetchone()
+        return int(row[0]) if row else 0
+
+    # --------------------------------------------------------------------- change feed
+
+    def _listen(self) -> None:
+        """The listening thread: LISTEN, publish the other instances' changes, reconnect."""
+        psycopg = self._psycopg
+        delay = _LISTEN_BACKOFF[0]
+        while not self._closing.is_set():
+            try:
+                conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            except psycopg.Error as exc:
+                log.warning("change feed: cannot connect to %s: %s", self.description, exc)
+                self._closing.wait(delay)
+                delay = min(delay * 2, _LISTEN_BACKOFF[1])
+                continue
+            try:
+                conn.add_notify_handler(self._on_notify_during_query)
+                self._pending = []
+                channel = psycopg.sql.Identifier(self._channel)
+                conn.execute(psycopg.sql.SQL("LISTEN {}").format(channel))
+                delay = _LISTEN_BACKOFF[0]
+                self._catch_up()
+                self._listening.set()
+                self._pump(conn)
+            except (psycopg.Error, StorageUnavailable) as exc:
+                if not self._closing.is_set():
+                    log.warning("change feed: lost %s (%s); reconnecting", self.description, exc)
+            except Exception:  # never let the feed die: log and reconnect
+                log.exception("change feed: unexpected error; reconnecting")
+            finally:
+                self._listening.clear()
+                with contextlib.suppress(Exception):
+                    conn.close()
+            if not self._closing.is_set():
+                self._closing.wait(delay)
+                delay = min(delay * 2, _LISTEN_BACKOFF[1])
+
+    def _on_notify_during_query(self, notify: Any) -> None:
+        self._pending.append(notify)
+
+    def _pump(self, conn: psycopg.Connection[Any]) -> None:
+        from psycopg.pq import ConnStatus
+
+        pgconn = conn.pgconn
+        with selectors.DefaultSelector() as selector:
+            selector.register(pgconn.socket, selectors.EVENT_READ, "db")
+            selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+            while not self._closing.is_set():
+                ready = selector.select(_HEALTH_INTERVAL)
+                if self._closing.is_set():
+                    return
+                if not ready:
+                    conn.execute("SELECT 1")  # silence: is the connection still there?
+                else:
+                    pgconn.consume_input()
+                    if pgconn.status != ConnStatus.OK:
+                        raise self._psycopg.OperationalError("connection lost")
+                    while (notify := pgconn.notifies()) is not None:
+                        self._pending.append(notify)
+                batch, self._pending = self._pending, []
+                self._handle([json.loads(n.extra.decode()) for n in batch])
+
+    def _handle(self, notes: list[dict[str, Any]]) -> None:
+        """Publish the changes other instances made, in commit order (consecutive additions
+        loaded together)."""
+        added: list[int] = []
+        for note in notes:
+            kind = note.get("k")
+            if kind == "added":
+                lo, hi = int(note["s"][0]), int(note["s"][1])
+                if hi <= self._feed_seq:
+                    continue  # already published by a catch-up
+                self._feed_seq = hi
+                if note.get("o") != self._origin:
+                    added.extend(range(max(lo, 0), hi + 1))
+                continue
+            if added:
+                self._publish_added(added)
+                added = []
+            if note.get("o") == self._origin:
+                continue
+            generation = int(note.get("g") or 0)
+            if kind == "deleted":
+                ids = tuple(str(i) for i in note.get("i") or ())
+                self._publish_removal(StoreEvent("deleted", ids=ids), generation)
+            elif kind == "cleared":
+                self._publish_removal(StoreEvent("cleared"), generation)
+        if added:
+            self._publish_added(added)
+
+    def _publish_added(self, seqs: list[int]) -> None:
+        found = self._messages(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.seq = ANY(%s) ORDER BY m.seq",
+            (seqs,),
+        )
+        with self.changed:
+            self._last_seq = max(self._last_seq, seqs[-1])
+            self.changed.notify_all()
+        for message in found:
+            self._emit(StoreEvent("added", (message,)))
+
+    def _publish_removal(self, event: StoreEvent, generation: int) -> None:
+        with self.changed:
+            self.generation = max(self.generation + 1, generation)
+            self.changed.notify_all()
+        self._emit(event)
+
+    def _catch_up(self) -> None:
+        """After (re)connecting the feed: publish what changed while it was not listening."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT generation, (SELECT coalesce(max(seq), 0) FROM smtpmock_messages)"
+                " FROM smtpmock_state"
+            ).fetchone()
+        assert row is not None
+        generation, newest = int(row[0]), int(row[1])
+        if generation > self.generation:
+            # Messages went away unseen: waits recount (ids unknown, so none are named).
+            self._publish_removal(StoreEvent("deleted"), generation)
+        if newest > self._feed_seq:
+            missed = self._messages(
+                f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.seq > %s AND "
+                f"m.seq <= %s ORDER BY m.seq DESC LIMIT {_CATCH_UP_LIMIT}",
+                (self._feed_seq, newest),
+            )
+            self._feed_seq = newest
+            with self.changed:
+                self._last_seq = max(self._last_seq, newest)
+                self.changed.notify_all()
+            for message in reversed(missed):
+                if message.seq not in self._recent_set:
+                    self._emit(StoreEvent("added", (message,)))
+
+    # --------------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Stop the change feed and close every connection (idempotent)."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        self._listener.join(timeout=10)
+        self._pool.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self.description}>"
