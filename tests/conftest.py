@@ -29,23 +29,55 @@ def mock() -> Iterator[SMTPMock]:
         yield server
 
 
+class ServedBackends:
+    """One ``smtpmock serve`` subprocess per backend, started on first use: on a temporary
+    SQLite file, or on PostgreSQL (a schema of its own on the tests' cluster; skipped without
+    PostgreSQL, failed in CI: tests/pg.py)."""
+
+    def __init__(self) -> None:
+        self._processes: dict[str, Served] = {}
+
+    def get(self, backend: str) -> Served:
+        if backend not in self._processes:
+            args: tuple[str, ...] = ()
+            if backend == "postgresql":
+                from tests.pg import session_server
+
+                args = ("--db", session_server().create_schema())
+            self._processes[backend] = Served(*args).start()
+        return self._processes[backend]
+
+    def close(self) -> None:
+        for process in self._processes.values():
+            process.close()
+
+
 @pytest.fixture(scope="session")
-def served() -> Iterator[Served]:
-    """One ``smtpmock serve`` subprocess (free ports, temporary database) per test session."""
-    with Served() as process:
-        yield process
+def served_backends() -> Iterator[ServedBackends]:
+    backends = ServedBackends()
+    yield backends
+    backends.close()
 
 
-@pytest.fixture(params=["inprocess", "client"])
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def served(request: pytest.FixtureRequest, served_backends: ServedBackends) -> Served:
+    """A ``smtpmock serve`` subprocess (free ports) per backend per test session, so the HTTP
+    API and ``Client`` suites run on SQLite and on PostgreSQL."""
+    return served_backends.get(request.param)
+
+
+@pytest.fixture(params=["inprocess", "client", "client-postgresql"])
 def mailbox(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """In-process ``SMTPMock``, or ``smtpmock.Client`` over a ``serve`` subprocess (emptied
-    before each test; ``.host``/``.port`` are the server's SMTP address)."""
+    """In-process ``SMTPMock`` (memory store), or ``smtpmock.Client`` over a ``serve``
+    subprocess on SQLite or on PostgreSQL (emptied before each test; ``.host``/``.port`` are
+    the server's SMTP address)."""
     if request.param == "inprocess":
         with SMTPMock() as server:
             yield server
     else:
-        process: Served = request.getfixturevalue("served")
-        with Client(process.url) as client:
+        backends: ServedBackends = request.getfixturevalue("served_backends")
+        backend = "postgresql" if request.param == "client-postgresql" else "sqlite"
+        with Client(backends.get(backend).url) as client:
             client.reset()
             yield client
 

@@ -270,7 +270,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         uses = {"pg_server", "pg_url"} & set(getattr(item, "fixturenames", ()))
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if uses or "postgresql" in params.values():
+        if uses or any("postgresql" in str(value) for value in params.values()):
             item.add_marker(pytest.mark.postgres)
 
 

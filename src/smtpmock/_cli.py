@@ -336,7 +336,7 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
         )
         return 2
     from ._server import SMTPMock
-    from .store import Retention, open_store
+    from .store import Retention, open_store, shown_location
 
     options = {name: getattr(args, name) for name in config_names if hasattr(args, name)}
     temp_dir = None
@@ -397,7 +397,7 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
             if server.started:
                 print(
                     f"smtpmock: SMTP on {smtp_host}:{mock.port}, HTTP on "
-                    f"http://{http_host}:{http_port} (messages in {db_path})",
+                    f"http://{http_host}:{http_port} (messages in {shown_location(db_path)})",
                     flush=True,
                 )
                 if mock.ca_cert_path is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ConfigurationError
 from ._base import Page, Retention, Store, StoreEvent, Summary
@@ -29,6 +30,7 @@ __all__ = [
     "StoreEvent",
     "Summary",
     "open_store",
+    "shown_location",
 ]
 
 
@@ -62,6 +64,19 @@ def open_store(
     from ._sqlite import SQLiteStore
 
     return SQLiteStore(text, retention, index_worker=server)
+
+
+def shown_location(spec: str | os.PathLike[str]) -> str:
+    """A ``--db`` value fit to print: a database URL without its password."""
+    text = os.fspath(spec)
+    if "://" not in text:
+        return text
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def __getattr__(name: str) -> Any:
