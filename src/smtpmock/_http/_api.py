@@ -267,7 +267,7 @@ def _detail(message: Message, transcript: dict[str, Any] | None) -> dict[str, An
     return {
         **{k: v for k, v in summary.items() if k not in ("Snippet", "Attachments", "Inline")},
         "ReturnPath": message.mail_from,
-        "Date": message.date.isoformat() if message.date else None,
+        "Date": (message.date or message.received_at).isoformat(),  # Mailpit: received time
         "Text": message.text or "",
         "HTML": message.html or "",
         "Attachments": [_attachment_json(message, a.index) for a in attachments],
@@ -312,6 +312,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
             "total": len(store),
             "unread": 0,
             "messages_count": count,
+            "count": len(summaries),  # Mailpit's legacy field: messages in this page
             "messages_unread": 0,
             "start": start,
             "tags": [],
@@ -457,14 +458,6 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
             },
         )
 
-    @app.get("/api/v1/message/{id}/headers", tags=["message"])
-    def headers(id: str) -> Any:
-        """Every header, ``{"Name": [values...]}``, decoded."""
-        found = find(id)
-        if found is None:
-            return _bad("message not found", 404)
-        return found.headers.as_dict()
-
     @app.get("/api/v1/message/{id}/part/{index}", tags=["message"])
     def part(id: str, index: int) -> Response:
         """One MIME leaf part by index, always as a download with a safe type and name."""
@@ -488,29 +481,6 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         )
 
     # -- deleting ---------------------------------------------------------------------------
-
-    @app.delete("/api/v1/messages", tags=["messages"])
-    async def delete_messages(request: Request) -> Response:
-        """Delete ``{"IDs": [...]}`` or everything with ``{"All": true}``; nothing otherwise."""
-        if not _same_origin(request, settings.allowed_origins):
-            return _bad("foreign Origin refused", 403)
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _bad('body must be JSON: {"IDs": [...]} or {"All": true}')
-        if isinstance(body, dict) and body.get("All") is True and set(body) == {"All"}:
-            count = await asyncio.to_thread(store.clear)
-            return JSONResponse({"deleted": count})
-        ids = body.get("IDs") if isinstance(body, dict) else None
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or not all(isinstance(i, str) for i in ids)
-            or set(body) != {"IDs"}
-        ):
-            return _bad('body must be {"IDs": ["id", ...]} (non-empty) or {"All": true}')
-        count = await asyncio.to_thread(store.delete, ids)
-        return JSONResponse({"deleted": count})
 
     @app.delete("/api/v1/message/{id}", tags=["message"])
     def delete_message(id: str, request: Request) -> Response:
@@ -698,7 +668,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
 
     from ._compat import add_compat_routes
 
-    add_compat_routes(app, mock, settings, page)
+    add_compat_routes(app, mock, settings, page, find)
 
     if settings.ui:
         from ._ui import mount_ui
