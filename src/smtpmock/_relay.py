@@ -15,6 +15,7 @@ routes use :func:`asyncio.to_thread`), never on an event loop.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import smtplib
 import ssl
@@ -23,7 +24,14 @@ from typing import Literal
 
 from ._errors import ConfigurationError, SMTPMockError
 
-__all__ = ["Relay", "RelayError", "RelayRefused", "RelayTarget"]
+__all__ = [
+    "Relay",
+    "RelayError",
+    "RelayRefused",
+    "RelayTarget",
+    "add_relay_flags",
+    "relay_from_args",
+]
 
 TLSMode = Literal["auto", "none", "starttls", "tls"]
 _MODES = ("auto", "none", "starttls", "tls")
@@ -187,3 +195,49 @@ class Relay:
             raise RelayError(f"release to {target.host}:{target.port} failed: {exc}") from exc
         if refused:
             raise RelayError(f"release to {target.host}:{target.port}: refused {refused}")
+
+
+def add_relay_flags(parser: argparse.ArgumentParser) -> None:
+    """The ``--relay-*`` flags of ``smtpmock serve``."""
+    group = parser.add_argument_group(
+        "release (relay)",
+        "where Mailpit's and MailHog's release may send a stored message; with no "
+        "--relay-allow-host only the --relay-host is allowed, or loopback only without one",
+    )
+    group.add_argument("--relay-host", default=None, help="SMTP server releases go to")
+    group.add_argument("--relay-port", type=int, default=25, help="its port [25]")
+    group.add_argument(
+        "--relay-tls",
+        choices=_MODES,
+        default="auto",
+        help="auto: STARTTLS when offered; none; starttls: required; tls: implicit [auto]",
+    )
+    group.add_argument("--relay-username", default=None, help="AUTH user name")
+    group.add_argument("--relay-password", default=None, help="AUTH password")
+    group.add_argument(
+        "--relay-mechanism", default=None, help="AUTH mechanism: PLAIN, LOGIN or CRAM-MD5"
+    )
+    group.add_argument("--relay-ca-file", default=None, help="CA bundle to verify the relay")
+    group.add_argument(
+        "--relay-allow-host",
+        action="append",
+        default=None,
+        metavar="HOST",
+        help="a host name, address or network (10.0.0.0/8) a release may go to (repeatable; "
+        "'loopback' for localhost and loopback addresses)",
+    )
+
+
+def relay_from_args(args: argparse.Namespace) -> Relay:
+    """The :class:`Relay` the ``--relay-*`` flags describe."""
+    allowed = getattr(args, "relay_allow_host", None)
+    return Relay(
+        host=getattr(args, "relay_host", None),
+        port=getattr(args, "relay_port", 25),
+        tls=getattr(args, "relay_tls", "auto"),
+        username=getattr(args, "relay_username", None),
+        password=getattr(args, "relay_password", None),
+        mechanism=getattr(args, "relay_mechanism", None),
+        ca_file=getattr(args, "relay_ca_file", None),
+        allowed_hosts=tuple(allowed) if allowed else None,
+    )
