@@ -119,7 +119,8 @@ def _mailhog_content(data: str) -> dict[str, Any]:
             name, value = line.split(": ", 1)
             headers.setdefault(name, []).append(value)
             last = name
-    content: dict[str, Any] = {"Headers": headers, "Body": body, "Size": len(data), "MIME": None}
+    size = len(data.encode("utf-8", "surrogateescape"))  # Go's len: bytes
+    content: dict[str, Any] = {"Headers": headers, "Body": body, "Size": size, "MIME": None}
     return content
 
 
