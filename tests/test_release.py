@@ -179,3 +179,33 @@ def test_relay_allowlist_rules() -> None:
     assert [networks.allows(h) for h in ("10.2.0.1", "127.0.0.1")] == [False, False]
     with pytest.raises(RelayRefused, match="not allowed"):
         networks.send(RelayTarget("192.0.2.1", 25), "a@b.c", ["d@e.f"], b"x")
+
+
+def test_relay_settings_from_flags_and_environment() -> None:
+    import argparse
+
+    from smtpmock._errors import ConfigurationError
+    from smtpmock._relay import add_relay_flags, relay_from_args
+
+    parser = argparse.ArgumentParser()
+    add_relay_flags(parser)
+    args = parser.parse_args(["--relay-host", "smtp.example.com", "--relay-tls", "tls"])
+    env = {
+        "SMTPMOCK_RELAY_HOST": "ignored.example.com",  # the flag wins
+        "SMTPMOCK_RELAY_PORT": "465",
+        "SMTPMOCK_RELAY_PASSWORD": "from-env",
+        "SMTPMOCK_RELAY_ALLOW_HOST": "smtp.example.com, 10.0.0.0/8",
+    }
+    relay = relay_from_args(args, env)
+    assert (relay.host, relay.port, relay.tls, relay.password) == (
+        "smtp.example.com",
+        465,
+        "tls",
+        "from-env",
+    )
+    assert relay.allowlist == ("smtp.example.com", "10.0.0.0/8")
+    assert relay_from_args(parser.parse_args([]), {}).allowlist == ("loopback",)
+    with pytest.raises(ConfigurationError, match="TLS mode"):
+        relay_from_args(parser.parse_args([]), {"SMTPMOCK_RELAY_TLS": "maybe"})
+    with pytest.raises(ConfigurationError, match="mechanism"):
+        relay_from_args(parser.parse_args(["--relay-mechanism", "XOAUTH9"]), {})

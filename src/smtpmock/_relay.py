@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from ._errors import ConfigurationError, SMTPMockError
 
@@ -198,22 +200,27 @@ class Relay:
 
 
 def add_relay_flags(parser: argparse.ArgumentParser) -> None:
-    """The ``--relay-*`` flags of ``smtpmock serve``."""
+    """The ``--relay-*`` flags of ``smtpmock serve`` (each also ``SMTPMOCK_RELAY_*`` in the
+    environment; the flag wins; ``SMTPMOCK_RELAY_ALLOW_HOST`` is comma-separated)."""
     group = parser.add_argument_group(
         "release (relay)",
         "where Mailpit's and MailHog's release may send a stored message; with no "
         "--relay-allow-host only the --relay-host is allowed, or loopback only without one",
     )
     group.add_argument("--relay-host", default=None, help="SMTP server releases go to")
-    group.add_argument("--relay-port", type=int, default=25, help="its port [25]")
+    group.add_argument("--relay-port", type=int, default=None, help="its port [25]")
     group.add_argument(
         "--relay-tls",
         choices=_MODES,
-        default="auto",
+        default=None,
         help="auto: STARTTLS when offered; none; starttls: required; tls: implicit [auto]",
     )
     group.add_argument("--relay-username", default=None, help="AUTH user name")
-    group.add_argument("--relay-password", default=None, help="AUTH password")
+    group.add_argument(
+        "--relay-password",
+        default=None,
+        help="AUTH password (SMTPMOCK_RELAY_PASSWORD keeps it out of the process list)",
+    )
     group.add_argument(
         "--relay-mechanism", default=None, help="AUTH mechanism: PLAIN, LOGIN or CRAM-MD5"
     )
@@ -228,16 +235,34 @@ def add_relay_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def relay_from_args(args: argparse.Namespace) -> Relay:
-    """The :class:`Relay` the ``--relay-*`` flags describe."""
+def relay_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Relay:
+    """The :class:`Relay` the ``--relay-*`` flags (else ``SMTPMOCK_RELAY_*``) describe."""
+    env = os.environ if environ is None else environ
+
+    def option(name: str) -> str | None:
+        value = getattr(args, f"relay_{name}", None)
+        if value is not None:
+            return str(value)
+        return env.get(f"SMTPMOCK_RELAY_{name.upper()}") or None
+
     allowed = getattr(args, "relay_allow_host", None)
+    if not allowed and env.get("SMTPMOCK_RELAY_ALLOW_HOST"):
+        allowed = [h.strip() for h in env["SMTPMOCK_RELAY_ALLOW_HOST"].split(",") if h.strip()]
+    port = option("port") or "25"
+    tls = option("tls") or "auto"
+    if tls not in _MODES:
+        raise ConfigurationError(f"relay TLS mode must be one of {', '.join(_MODES)}, not {tls!r}")
+    try:
+        port_number = int(port)
+    except ValueError as exc:
+        raise ConfigurationError(f"relay port must be a number, not {port!r}") from exc
     return Relay(
-        host=getattr(args, "relay_host", None),
-        port=getattr(args, "relay_port", 25),
-        tls=getattr(args, "relay_tls", "auto"),
-        username=getattr(args, "relay_username", None),
-        password=getattr(args, "relay_password", None),
-        mechanism=getattr(args, "relay_mechanism", None),
-        ca_file=getattr(args, "relay_ca_file", None),
+        host=option("host"),
+        port=port_number,
+        tls=cast(TLSMode, tls),
+        username=option("username"),
+        password=option("password"),
+        mechanism=option("mechanism"),
+        ca_file=option("ca_file"),
         allowed_hosts=tuple(allowed) if allowed else None,
     )
