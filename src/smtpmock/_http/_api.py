@@ -1,7 +1,8 @@
 """The JSON API under ``/api/v1`` (Mailpit's shapes where cheap), health, metrics and events.
 
-Reading never changes a message. Deleting needs an explicit body: ``{"IDs": [...]}`` or
-``{"All": true}``; an empty or malformed body is a 400 and deletes nothing. Parts are served by
+Reading never changes a message. ``DELETE /api/v1/messages`` and the other routes whose shape
+Mailpit or MailHog dictate live in ``_compat.py`` (a body that is not JSON deletes nothing; no
+body deletes everything, as those tools do). Parts are served by
 index only, with a sanitised download name, ``Content-Disposition: attachment``, ``nosniff`` and a
 content type from a short allow-list (anything else is ``application/octet-stream``). Nothing is
 ever fetched from a URL found in a message.
