@@ -214,3 +214,44 @@ def test_jim_and_info(served: Served, api: httpx.Client) -> None:
     assert info["RuntimeStats"]["SMTPAccepted"] >= 0
     assert info["RuntimeStats"]["Memory"] > 0
     assert set(info) >= {"Database", "DatabaseSize", "Messages", "Unread", "Tags", "LatestVersion"}
+
+
+def test_mailhog_pages_end_at_a_byte_budget() -> None:
+    """Whole messages in every v2 item: past the page's byte budget (64 MiB; lowered here on an
+    in-process server) a page ends early, with at least one item, and ``start`` pages on."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from smtpmock import SMTPMock
+    from smtpmock._http import create_app, wrap
+
+    with SMTPMock() as mock:
+        app = create_app(mock)
+        app.state.mailhog_page_bytes = 2500
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()  # connections wait in the backlog until the server thread accepts them
+        server = uvicorn.Server(uvicorn.Config(wrap(app), log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+        thread.start()
+        try:
+            body = "\r\n".join(["x" * 99] * 10)  # about 1 KB
+            with smtplib.SMTP(mock.host, mock.port, timeout=10) as client:
+                for n in range(4):
+                    client.sendmail("a@x.org", ["b@x.org"], f"Subject: {n}\r\n\r\n{body}\r\n")
+            mock.wait_for(4, timeout=30)
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v2/messages"
+            with httpx.Client(timeout=30) as http:
+                first = http.get(url).json()
+                subjects = [i["Content"]["Headers"]["Subject"][0] for i in first["items"]]
+                assert (first["total"], first["count"], subjects) == (4, 2, ["3", "2"])
+                rest = http.get(url, params={"start": 2}).json()
+                assert [i["Content"]["Headers"]["Subject"][0] for i in rest["items"]] == ["1", "0"]
+                app.state.mailhog_page_bytes = 10
+                assert http.get(url).json()["count"] == 1  # never an empty page
+        finally:
+            server.should_exit = True
+            thread.join(30)
+            sock.close()

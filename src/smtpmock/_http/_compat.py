@@ -66,6 +66,7 @@ _JIM_FIELDS = {
 }
 _JIM_PREFIX = "jim:"
 _MAILHOG_MAX_LIMIT = 250
+_MAILHOG_PAGE_BYTES = 64 * 1024 * 1024
 
 
 def go_header_key(name: str) -> str:
@@ -617,8 +618,18 @@ def add_compat_routes(
         limit = _int(request.query_params.get("limit"), 50)
         limit = 50 if limit <= 0 else min(limit, _MAILHOG_MAX_LIMIT)
         total, summaries = page(search, start, limit)
-        found = [store.get(s["ID"]) for s in summaries]
-        items = [mailhog_message(m) for m in found if m is not None]
+        items: list[dict[str, Any]] = []
+        budget = int(getattr(app.state, "mailhog_page_bytes", _MAILHOG_PAGE_BYTES))
+        for summary in summaries:
+            # Whole messages go in each item: past a byte budget the page ends early (at least
+            # one item), so big attachments cannot make one answer hold gigabytes. ``count``
+            # says how many came; a client pages on with ``start``.
+            if items and summary["Size"] > budget:
+                break
+            found = store.get(summary["ID"])
+            if found is not None:
+                items.append(mailhog_message(found))
+                budget -= found.size
         return {"total": total, "count": len(items), "start": start, "items": items}
 
     @app.get("/api/v2/messages", tags=["compatibility"])
