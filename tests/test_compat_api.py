@@ -94,6 +94,10 @@ def test_mailhog_item_is_the_whole_message(served: Served, api: httpx.Client) ->
         "Helo": "client.example",
     }
     assert item["From"] == {"Relays": None, "Mailbox": "ann", "Domain": "example.com", "Params": ""}
+    assert api.get(f"/api/v1/messages/{id}").json() == item  # MailHog's v1 message
+    download = api.get(f"/api/v1/messages/{id}/download")
+    assert (download.content, download.headers["content-type"]) == (NESTED, "message/rfc822")
+    assert api.get("/api/v1/messages/nope").status_code == 404
     outer = item["MIME"]["Parts"]
     assert len(outer) == 2  # no preamble, no epilogue
     inner = outer[0]["MIME"]["Parts"]

@@ -407,6 +407,30 @@ def add_compat_routes(
             count = await asyncio.to_thread(store.delete, ids)
         return JSONResponse({"deleted": count})
 
+    @app.get("/api/v1/messages/{id}", tags=["compatibility"])
+    def mailhog_get(id: str) -> Response:
+        """MailHog's v1 message: the whole message as MailHog's ``data.Message``."""
+        found = store.get(id)
+        if found is None:
+            return _bad("message not found", 404)
+        return JSONResponse(mailhog_message(found))
+
+    @app.get("/api/v1/messages/{id}/download", tags=["compatibility"])
+    def mailhog_download(id: str) -> Response:
+        """MailHog's download: the exact bytes as received (MailHog rebuilds them from its
+        parsed headers, in no fixed order), as an ``.eml`` attachment."""
+        found = store.get(id)
+        if found is None:
+            return _bad("message not found", 404)
+        return Response(
+            found.raw,
+            media_type="message/rfc822",
+            headers={
+                "Content-Disposition": f'attachment; filename="{found.id}.eml"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
     @app.delete("/api/v1/messages/{id}", tags=["compatibility"])
     def mailhog_delete(id: str, request: Request) -> Response:
         """MailHog's delete of one message (an empty 200; 404 if there is no such message)."""
