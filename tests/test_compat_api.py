@@ -259,3 +259,14 @@ def test_mailhog_pages_end_at_a_byte_budget() -> None:
             server.should_exit = True
             thread.join(30)
             sock.close()
+
+
+def test_send_refuses_what_is_not_an_address(served: Served, api: httpx.Client) -> None:
+    for body in (
+        {"From": {"Email": "not an address <"}},
+        {"From": "a@b.c", "To": [{"Email": "x@y.z\r\nBcc: victim@example.com"}]},
+        {"From": "a@b.c", "Cc": [{"Email": "c@d.e", "Name": "Eve\nBcc: victim@example.com"}]},
+    ):
+        answer = api.post("/api/v1/send", json=body)
+        assert answer.status_code == 400, body
+    assert api.get("/api/v1/info").json()["Messages"] == 0

@@ -26,10 +26,12 @@ import os
 import re
 import time
 from collections.abc import Callable
+from email.errors import MessageError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.message import Message as _StdMessage
 from email.policy import SMTP as _SMTP_POLICY
-from email.utils import formataddr, formatdate, make_msgid
+from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -203,6 +205,18 @@ def _header_safe(value: str, where: str) -> str:
     return value
 
 
+def _address_header(contacts: list[tuple[str, str]], where: str) -> list[Address]:
+    try:
+        return [
+            Address(display_name=_header_safe(name, where), addr_spec=_header_safe(email, where))
+            for name, email in contacts
+        ]
+    except (ValueError, IndexError, MessageError) as exc:
+        if isinstance(exc, _SendError):
+            raise
+        raise _SendError(f"{where}: not an email address ({exc})") from exc
+
+
 def build_send(body: Any) -> tuple[bytes, str, list[str]]:
     """Mailpit's ``SendRequest`` JSON as ``(raw bytes, envelope sender, recipients)``."""
     if not isinstance(body, dict):
@@ -213,13 +227,9 @@ def build_send(body: Any) -> tuple[bytes, str, list[str]]:
     to, cc, reply_to = _contacts(body, "To"), _contacts(body, "Cc"), _contacts(body, "ReplyTo")
     bcc = [address for _, address in _contacts(body, "Bcc")]
     message = EmailMessage()
-    message["From"] = formataddr(sender)
-    if to:
-        message["To"] = ", ".join(formataddr(c) for c in to)
-    if cc:
-        message["Cc"] = ", ".join(formataddr(c) for c in cc)
-    if reply_to:
-        message["Reply-To"] = ", ".join(formataddr(c) for c in reply_to)
+    for name, contacts in (("From", [sender]), ("To", to), ("Cc", cc), ("Reply-To", reply_to)):
+        if contacts:
+            message[name] = _address_header(contacts, name)
     subject = body.get("Subject") or ""
     if not isinstance(subject, str):
         raise _SendError("Subject must be a string")
