@@ -164,10 +164,7 @@ def test_parts_are_served_by_index_with_safe_names_and_types(
 @pytest.mark.parametrize(
     "body",
     [
-        b"",
         b"not json",
-        b"{}",
-        b'{"IDs": []}',
         b'{"IDs": "all"}',
         b'{"IDs": [1]}',
         b'{"All": "yes"}',
@@ -184,6 +181,18 @@ def test_empty_or_malformed_delete_deletes_nothing(
     response = api.request("DELETE", "/api/v1/messages", content=body)
     assert response.status_code == 400
     assert api.get("/api/v1/info").json()["Messages"] == 1
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"IDs": []}', b'{"ids": null}'])
+def test_delete_without_ids_deletes_all_as_mailpit_and_mailhog(
+    served: Served, api: httpx.Client, body: bytes
+) -> None:
+    for _ in range(2):
+        send(served.smtp_host, served.smtp_port)
+    _wait(api, 2)
+    response = api.request("DELETE", "/api/v1/messages", content=body)
+    assert (response.status_code, response.json()) == (200, {"deleted": 2})
+    assert api.get("/api/v1/info").json()["Messages"] == 0
 
 
 def test_delete_one_matching_and_all(served: Served, api: httpx.Client) -> None:
@@ -312,7 +321,7 @@ def test_mailpit_chaos_endpoint(served: Served, api: httpx.Client) -> None:
     assert api.get("/api/v1/chaos").json() == {
         "Sender": {"ErrorCode": 451, "Probability": 0},
         "Recipient": {"ErrorCode": 451, "Probability": 0},
-        "Authentication": {"ErrorCode": 451, "Probability": 0},
+        "Authentication": {"ErrorCode": 535, "Probability": 0},
     }
     other = api.post("/api/v1/faults", json={"stage": "DATA", "code": 554}).json()
     put = api.put("/api/v1/chaos", json={"Recipient": {"ErrorCode": 550, "Probability": 100}})

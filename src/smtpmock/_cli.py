@@ -240,6 +240,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[tuple[str, Callable[[s
     serve.add_argument(
         "--no-ui", action="store_true", default=None, help="do not serve the web UI at /"
     )
+    from ._relay import add_relay_flags  # release relay (issue 27): --relay-* flags
+
+    add_relay_flags(serve)
     flags = _config_flags(serve)
     return parser, flags
 
@@ -380,6 +383,9 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
     try:
         mock.start()
         app = create_app(mock, settings)
+        from ._relay import relay_from_args  # release relay (issue 27)
+
+        app.state.relay = relay_from_args(args)
         config = uvicorn.Config(
             wrap(app),
             log_level="warning",

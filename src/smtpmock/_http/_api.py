@@ -1,7 +1,8 @@
 """The JSON API under ``/api/v1`` (Mailpit's shapes where cheap), health, metrics and events.
 
-Reading never changes a message. Deleting needs an explicit body: ``{"IDs": [...]}`` or
-``{"All": true}``; an empty or malformed body is a 400 and deletes nothing. Parts are served by
+Reading never changes a message. ``DELETE /api/v1/messages`` and the other routes whose shape
+Mailpit or MailHog dictate live in ``_compat.py`` (a body that is not JSON deletes nothing; no
+body deletes everything, as those tools do). Parts are served by
 index only, with a sanitised download name, ``Content-Disposition: attachment``, ``nosniff`` and a
 content type from a short allow-list (anything else is ``application/octet-stream``). Nothing is
 ever fetched from a URL found in a message.
@@ -235,10 +236,6 @@ class _Metrics:
                 self.deleted += len(event.ids)
 
 
-_CHAOS_PREFIX = "mailpit-chaos:"
-_CHAOS_NAMES = ("Sender", "Recipient", "Authentication")
-
-
 def _bad(text: str, status: int = 400) -> PlainTextResponse:
     return PlainTextResponse(
         text, status_code=status, headers={"X-Content-Type-Options": "nosniff"}
@@ -271,7 +268,7 @@ def _detail(message: Message, transcript: dict[str, Any] | None) -> dict[str, An
     return {
         **{k: v for k, v in summary.items() if k not in ("Snippet", "Attachments", "Inline")},
         "ReturnPath": message.mail_from,
-        "Date": message.date.isoformat() if message.date else None,
+        "Date": (message.date or message.received_at).isoformat(),  # Mailpit: received time
         "Text": message.text or "",
         "HTML": message.html or "",
         "Attachments": [_attachment_json(message, a.index) for a in attachments],
@@ -311,6 +308,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
             "total": len(store),
             "unread": 0,
             "messages_count": count,
+            "count": len(summaries),  # Mailpit's legacy field: messages in this page
             "messages_unread": 0,
             "start": start,
             "tags": [],
@@ -342,18 +340,6 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         if mock.running:
             return PlainTextResponse("ok")
         return _bad("SMTP server not running", 503)
-
-    @app.get("/api/v1/info", tags=["messages"])
-    def info() -> dict[str, Any]:
-        """Server facts: the SMTP address, message count, size and change counters."""
-        return {
-            "Version": "smtpmock",
-            "SMTP": {"Host": mock.host, "Port": mock.port if mock.running else None},
-            "Messages": len(store),
-            "Size": getattr(store, "total_bytes", None),
-            "LastSeq": store.last_seq,
-            "Generation": store.generation,
-        }
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
     def prometheus() -> str:
@@ -462,14 +448,6 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
             },
         )
 
-    @app.get("/api/v1/message/{id}/headers", tags=["message"])
-    def headers(id: str) -> Any:
-        """Every header, ``{"Name": [values...]}``, decoded."""
-        found = find(id)
-        if found is None:
-            return _bad("message not found", 404)
-        return found.headers.as_dict()
-
     @app.get("/api/v1/message/{id}/part/{index}", tags=["message"])
     def part(id: str, index: int) -> Response:
         """One MIME leaf part by index, always as a download with a safe type and name."""
@@ -493,29 +471,6 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         )
 
     # -- deleting ---------------------------------------------------------------------------
-
-    @app.delete("/api/v1/messages", tags=["messages"])
-    async def delete_messages(request: Request) -> Response:
-        """Delete ``{"IDs": [...]}`` or everything with ``{"All": true}``; nothing otherwise."""
-        if not _same_origin(request, settings.allowed_origins):
-            return _bad("foreign Origin refused", 403)
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _bad('body must be JSON: {"IDs": [...]} or {"All": true}')
-        if isinstance(body, dict) and body.get("All") is True and set(body) == {"All"}:
-            count = await asyncio.to_thread(store.clear)
-            return JSONResponse({"deleted": count})
-        ids = body.get("IDs") if isinstance(body, dict) else None
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or not all(isinstance(i, str) for i in ids)
-            or set(body) != {"IDs"}
-        ):
-            return _bad('body must be {"IDs": ["id", ...]} (non-empty) or {"All": true}')
-        count = await asyncio.to_thread(store.delete, ids)
-        return JSONResponse({"deleted": count})
 
     @app.delete("/api/v1/message/{id}", tags=["message"])
     def delete_message(id: str, request: Request) -> Response:
@@ -701,85 +656,9 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
             return _bad(f"no fault rule with id {rule_id!r}", 404)
         return JSONResponse({"rules": [r.to_dict() for r in fault_set().rules]})
 
-    # -- Mailpit's chaos endpoint, mapped onto fault rules ------------------------------------
+    from ._compat import add_compat_routes
 
-    def chaos_triggers() -> dict[str, dict[str, int]]:
-        triggers = {name: {"ErrorCode": 451, "Probability": 0} for name in _CHAOS_NAMES}
-        for rule in fault_set().rules:
-            if not (rule.name or "").startswith(_CHAOS_PREFIX):
-                continue
-            name = (rule.name or "").removeprefix(_CHAOS_PREFIX)
-            if name in triggers:
-                triggers[name] = {
-                    "ErrorCode": rule.code or 451,
-                    "Probability": round((rule.probability or 1.0) * 100),
-                }
-        return triggers
-
-    @app.get("/api/v1/chaos", tags=["compatibility"])
-    def get_chaos() -> Any:
-        """Mailpit's chaos triggers, read from the fault rules Mailpit's syntax added."""
-        return chaos_triggers()
-
-    @app.put("/api/v1/chaos", tags=["compatibility"])
-    async def put_chaos(request: Request) -> Response:
-        """Set Mailpit's chaos triggers (``{"Sender": {"ErrorCode": 451, "Probability": 50},
-        ...}``): the rules a previous chaos setting added are replaced; other rules stay."""
-        if not _same_origin(request, settings.allowed_origins):
-            return _bad("foreign Origin refused", 403)
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _bad("body must be Mailpit chaos triggers as JSON")
-        if not isinstance(body, dict):
-            return _bad("body must be a JSON object of chaos triggers")
-        from .._chaos import mailpit_rules
-
-        try:
-            rules = mailpit_rules(body)
-        except ConfigurationError as exc:
-            return _bad(str(exc))
-        faults = fault_set()
-        for old in faults.rules:
-            if old.name and old.name.startswith(_CHAOS_PREFIX):
-                with contextlib.suppress(KeyError):
-                    faults.remove(old)
-        for rule in rules:
-            faults.add(rule)
-        return JSONResponse(chaos_triggers())
-
-    # -- MailHog v2 (read-only compatibility) -------------------------------------------------
-
-    @app.get("/api/v2/messages", tags=["compatibility"])
-    def mailhog_messages(
-        start: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=5000)
-    ) -> dict[str, Any]:
-        """MailHog's list shape, newest first (summaries only: no body)."""
-        total, summaries = page(None, start, limit)
-        return {
-            "total": total,
-            "count": len(summaries),
-            "start": start,
-            "items": [_mailhog(s) for s in summaries],
-        }
-
-    @app.get("/api/v2/search", tags=["compatibility"])
-    def mailhog_search(
-        kind: str, query: str, start: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=5000)
-    ) -> Any:
-        """MailHog's search: ``kind`` is ``from``, ``to`` or ``containing``."""
-        field_name = {"from": "from", "to": "addressed", "containing": ""}.get(kind)
-        if field_name is None:
-            return _bad("kind must be from, to or containing")
-        escaped = query.replace("\\", "").replace('"', "")
-        text = f'{field_name}:"{escaped}"' if field_name else f'"{escaped}"'
-        total, summaries = page(parse(text), start, limit)
-        return {
-            "total": total,
-            "count": len(summaries),
-            "start": start,
-            "items": [_mailhog(s) for s in summaries],
-        }
+    add_compat_routes(app, mock, settings, page, find)
 
     if settings.ui:
         from ._ui import mount_ui
@@ -802,27 +681,6 @@ def _offer(queue: asyncio.Queue[StoreEvent], event: StoreEvent) -> None:
     # A consumer that stopped reading must not make the store's listener block or fail.
     if not queue.full():
         queue.put_nowait(event)
-
-
-def _mailhog(summary: dict[str, Any]) -> dict[str, Any]:
-    def path(address: str) -> dict[str, Any]:
-        mailbox, _, domain = address.rpartition("@")
-        return {"Relays": None, "Mailbox": mailbox, "Domain": domain, "Params": ""}
-
-    return {
-        "ID": summary["ID"],
-        "From": path(summary["MailFrom"]),
-        "To": [path(r) for r in summary["Recipients"]],
-        "Content": {
-            "Headers": {"Subject": [summary["Subject"]]},
-            "Body": "",
-            "Size": summary["Size"],
-            "MIME": None,
-        },
-        "Created": summary["Created"],
-        "MIME": None,
-        "Raw": {"From": summary["MailFrom"], "To": summary["Recipients"], "Data": "", "Helo": ""},
-    }
 
 
 def wrap(app: FastAPI) -> ASGIApp:

@@ -1129,3 +1129,51 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();
+
+// Release (issue 27): send the open message on through the relay configured with
+// `smtpmock serve --relay-host` (Mailpit's POST /api/v1/message/{ID}/release). The button shows
+// only when a relay is configured; the server's allowlist decides where mail may go.
+(function release() {
+  "use strict";
+  const button = document.getElementById("v-release");
+  if (!button) return;
+  function openId() {
+    const match = /^#\/message\/(.+)$/.exec(location.hash);
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+  async function run() {
+    const id = openId();
+    if (!id) return;
+    const input = window.prompt(`Release to (addresses, comma-separated) via ${button.dataset.server}:`);
+    if (!input) return;
+    const to = input.split(",").map((s) => s.trim()).filter(Boolean);
+    const response = await fetch(`api/v1/message/${encodeURIComponent(id)}/release`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ To: to }),
+    });
+    const text = await response.text();
+    button.title = response.ok ? `Released to ${to.join(", ")}` : `Release failed: ${text}`;
+    button.textContent = response.ok ? "Released ✓" : "Release failed";
+    window.setTimeout(() => {
+      button.textContent = "Release…";
+    }, 4000);
+  }
+  fetch("api/v1/webui", { credentials: "same-origin", headers: { Accept: "application/json" } })
+    .then((response) => (response.ok ? response.json() : null))
+    .then((config) => {
+      const relay = config && config.MessageRelay;
+      if (!relay || !relay.Enabled) return;
+      button.dataset.server = relay.SMTPServer;
+      button.hidden = false;
+      button.addEventListener("click", () => {
+        run().catch((error) => {
+          button.title = `Release failed: ${error}`;
+        });
+      });
+    })
+    .catch(() => {
+      /* no relay information: the button stays hidden */
+    });
+})();
