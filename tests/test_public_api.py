@@ -38,6 +38,7 @@ PUBLIC = {
     "SMTPMockTestCase",
     "SQLiteStore",
     "ScopedMailbox",
+    "SearchError",
     "ServerError",
     "ServerStartError",
     "StorageError",
@@ -130,3 +131,17 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     for module in (smtpmock, smtpmock.store):
         with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
             module.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_exceptions_are_named_as_exported_and_pickle() -> None:
+    import pickle
+
+    for name in smtpmock.__all__:
+        value = getattr(smtpmock, name)
+        if inspect.isclass(value) and issubclass(value, BaseException):
+            assert value.__module__ == "smtpmock", name
+            assert getattr(smtpmock.Mailbox, name) is value, name  # reachable from a fixture
+    error = smtpmock.WaitTimeout("timed out")
+    assert repr(error) == "WaitTimeout('timed out')"
+    assert type(pickle.loads(pickle.dumps(error))) is smtpmock.WaitTimeout
+    assert issubclass(smtpmock.SearchError, smtpmock.ConfigurationError)

@@ -244,6 +244,11 @@ class ScopedMailbox(Mailbox):
         return self.server.host
 
     @property
+    def running(self) -> bool:
+        """Whether the server behind is running (``wait_for`` fails at once when it is not)."""
+        return self.server.running
+
+    @property
     def port(self) -> int:
         """The port the server listens on."""
         return self.server.port
