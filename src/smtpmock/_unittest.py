@@ -28,7 +28,7 @@ import threading
 import unittest
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
@@ -282,10 +282,10 @@ class ScopedMailbox(Mailbox):
 
 # ---------------------------------------------------------------------- unittest
 
-# A stack: a pytest run started inside another one (pytester) pushes its server and pops it,
-# and the outer run's server is back in use.
-_process_servers: list[SharedServer] = []
-_process_lock = threading.Lock()
+# A stack: a pytest run started inside another one (pytester) pushes its server (or the callable
+# that starts it at first use) and pops it, and the outer run's server is back in use.
+_process_servers: list[SharedServer | Callable[[], SharedServer]] = []
+_process_lock = threading.RLock()  # a provider, called under it, pushes its server
 
 
 def use_for_unittest(shared: SharedServer, active: bool = True) -> None:
@@ -299,18 +299,34 @@ def use_for_unittest(shared: SharedServer, active: bool = True) -> None:
             _process_servers.remove(shared)
 
 
+def provide_for_unittest(start: Callable[[], SharedServer], active: bool = True) -> None:
+    """Like :func:`use_for_unittest` for a server not started yet: *start* is called when a
+    :class:`SMTPMockMixin` test first needs it (the pytest plugin's session server, which
+    starts at first use)."""
+    with _process_lock:
+        if active:
+            _process_servers.append(start)
+        elif start in _process_servers:
+            _process_servers.remove(start)
+
+
 def _shared_for_unittest() -> SharedServer:
     """The server of :class:`SMTPMockMixin` tests; outside pytest, one per process, started on
     first use and running until the process exits (a daemon thread), like a session fixture.
     """
     with _process_lock:
-        while _process_servers and not _process_servers[-1].server.running:
+        while _process_servers:
+            top = _process_servers[-1]
+            if not isinstance(top, SharedServer):
+                return top()
+            if top.server.running:
+                return top
             _process_servers.pop()
-        if not _process_servers:
-            host, port = env_address()
-            server = SMTPMock(host or "127.0.0.1", port or 0).start()
-            _process_servers.append(SharedServer(server))
-        return _process_servers[-1]
+        host, port = env_address()
+        server = SMTPMock(host or "127.0.0.1", port or 0).start()
+        shared = SharedServer(server)
+        _process_servers.append(shared)
+        return shared
 
 
 class SMTPMockMixin:
