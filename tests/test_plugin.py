@@ -697,9 +697,9 @@ def test_outside_project(pytester: pytest.Pytester, args: tuple[str, ...]) -> No
 # --------------------------------------------------------------------- docs recipes
 
 
-def _recipe_files(heading: str) -> dict[str, str]:
-    """The ```python blocks under *heading* in docs/pytest.md whose first line names a file."""
-    text = (ROOT / "docs" / "pytest.md").read_text(encoding="utf-8")
+def _recipe_files(heading: str, doc: str = "pytest.md") -> dict[str, str]:
+    """The ```python blocks under *heading* in docs/*doc* whose first line names a file."""
+    text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
     section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
     files = {}
     for code in re.findall(r"^```(?:python|ini)\n(.*?)^```", section, re.MULTILINE | re.DOTALL):
@@ -720,6 +720,8 @@ def _recipe_files(heading: str) -> dict[str, str]:
         ("Servers with their own options", None, 2),
         ("Faults in one test", None, 1),
         ("unittest", None, 2),
+        ("When a check fails", None, 1),
+        ("tls-auth.md: In pytest", None, 2),
     ],
 )
 def test_docs_recipe_runs(
@@ -727,7 +729,8 @@ def test_docs_recipe_runs(
 ) -> None:
     if module is not None:
         pytest.importorskip(module)
-    for name, code in _recipe_files(heading).items():
+    doc, _, heading = heading.rpartition(": ")
+    for name, code in _recipe_files(heading, doc or "pytest.md").items():
         path = pytester.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(code, encoding="utf-8")
