@@ -335,6 +335,8 @@ def test_nothing_of_smtpmock_runs():
     assert [t.name for t in threading.enumerate()] == [threading.main_thread().name]
     assert sorted(k for k in os.environ if k.startswith("SMTPMOCK")) == []
     assert _sockets() in (None, [])
+    # nor even the server's modules
+    assert [m for m in ("smtpmock._server", "aiosmtpd", "asyncio") if m in sys.modules] == []
 
 
 def test_nothing_at_the_second_test_either():

@@ -368,11 +368,12 @@ class Client(Mailbox):
                 timeout=remaining + self._http.timeout.read,
             )
             body = _json_or_none(response)
-            if body is None or "Generation" not in body:
+            if body is None or "messages" not in body:
                 _raise_for(response)  # a wait answers JSON with its status, even on timeout
                 raise ServerError(f"GET /api/v1/wait answered {response.text[:500]!r}")
             timed_out = body.get("Status") == "timeout" or response.status_code == 408
-            generation = int(body["Generation"])
+            if body.get("Generation") is not None:
+                generation = int(body["Generation"])
             candidates = _decode(body["messages"])
             matched = crit.filter(candidates)
             if len(matched) >= count:

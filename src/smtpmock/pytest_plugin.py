@@ -31,35 +31,36 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._errors import ConfigurationError, ServerStartError
-from ._inspect import DEFAULT_TIMEOUT
-from ._server import SMTPMock
-from ._unittest import (
+# Only light modules here: every pytest run of an environment with smtpmock installed imports
+# this plugin, and a run that uses no smtpmock fixture must not pay for the SMTP server's
+# modules (asyncio, aiosmtpd, email parsing). They are imported when the server first starts.
+from ._environ import (
     ENV_HOST,
     ENV_PORT,
     ENV_PUBLISHED,
     LATE_MAIL_POLICIES,
-    LateMail,
     LateMailPolicy,
-    LateMailWarning,
-    ScopedMailbox,
-    SharedServer,
-    _Epoch,
     env_address,
     late_mail_report,
     provide_for_unittest,
     use_for_unittest,
 )
+from ._errors import ConfigurationError, LateMail, LateMailWarning, ServerStartError
+
+if TYPE_CHECKING:
+    from ._server import SMTPMock
+    from ._unittest import ScopedMailbox, SharedServer, _Epoch
 
 __all__ = ["SMTPMockFactory"]
 
 START_MODES = ("first-use", "early")
+DEFAULT_TIMEOUT = 5.0  # smtpmock._inspect.DEFAULT_TIMEOUT, without importing it
 
-SMTPMockFactory = Callable[..., SMTPMock]
+SMTPMockFactory = Callable[..., "SMTPMock"]
 """The type of the ``smtpmock_factory`` fixture: ``(**options) -> SMTPMock`` (started)."""
 
 
@@ -89,6 +90,9 @@ class _Run:
 
     def start(self) -> SharedServer:
         if self.shared is None:
+            from ._server import SMTPMock
+            from ._unittest import SharedServer
+
             server = SMTPMock(self.host, self.port, default_timeout=self.timeout).start()
             self.shared = SharedServer(server)
             self._publish(server)
@@ -137,8 +141,8 @@ class _Run:
 
 
 _RUN = pytest.StashKey[_Run]()
-_EPOCH = pytest.StashKey[_Epoch]()
-_MAILBOXES = pytest.StashKey[list[ScopedMailbox]]()
+_EPOCH: pytest.StashKey[_Epoch] = pytest.StashKey()
+_MAILBOXES: pytest.StashKey[list[ScopedMailbox]] = pytest.StashKey()
 
 
 def _ini_float(config: pytest.Config, name: str, default: float) -> float:
@@ -384,6 +388,9 @@ def smtpmock(request: pytest.FixtureRequest) -> Iterator[ScopedMailbox]:
             raise ConfigurationError("@pytest.mark.smtpmock takes keyword options only")
         options = {"host": run.host, **marker.kwargs}
         options.setdefault("default_timeout", run.timeout)
+        from ._server import SMTPMock
+        from ._unittest import SharedServer
+
         with SMTPMock(**options) as server:
             shared = SharedServer(server)
             epoch = shared.begin(item.nodeid, run.late_mail)
@@ -414,6 +421,9 @@ def smtpmock_factory(request: pytest.FixtureRequest) -> Iterator[SMTPMockFactory
     Options are ``SMTPMock``'s, passed through unchanged (TLS, AUTH, limits, faults ...). Every
     server made is stopped when the test ends; its mail shows in the report of a failed test.
     """
+    from ._server import SMTPMock
+    from ._unittest import ScopedMailbox
+
     run = _run(request.config)
     servers: list[SMTPMock] = []
 
