@@ -53,7 +53,6 @@ def late_mail_report(name: str, open_transactions: list[str]) -> str:
     )
 
 
-
 # The servers of SMTPMockMixin tests, a stack: a pytest run started inside another one
 # (pytester) pushes its server, or the callable that starts it at first use, and pops it, and
 # the outer run's server is back in use. smtpmock._unittest reads it.

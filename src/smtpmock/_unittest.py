@@ -47,6 +47,7 @@ from ._server import SMTPMock
 
 __all__ = ["LateMail", "LateMailWarning", "SMTPMockMixin", "SMTPMockTestCase", "ScopedMailbox"]
 
+
 class _Epoch:
     """One test's stretch of time on a shared server."""
 
@@ -247,6 +248,7 @@ class ScopedMailbox(Mailbox):
 
 
 # ---------------------------------------------------------------------- unittest
+
 
 def _shared_for_unittest() -> SharedServer:
     """The server of :class:`SMTPMockMixin` tests; outside pytest, one per process, started on
