@@ -371,7 +371,10 @@ class Client(Mailbox):
             if body is None or "messages" not in body:
                 _raise_for(response)  # a wait answers JSON with its status, even on timeout
                 raise ServerError(f"GET /api/v1/wait answered {response.text[:500]!r}")
-            timed_out = body.get("Status") == "timeout" or response.status_code == 408
+            if body.get("Status") == "shutdown":  # the server is stopping: no more mail
+                raise ServerError(str(body.get("error") or "the smtpmock server is shutting down"))
+            # {"Status": "timeout"}: 409 from this version of serve, 408 from older ones.
+            timed_out = body.get("Status") == "timeout" or response.status_code in (408, 409)
             if body.get("Generation") is not None:
                 generation = int(body["Generation"])
             candidates = _decode(body["messages"])
