@@ -6,10 +6,11 @@
     python benchmarks/bench_startup.py --base HEAD~1         # and another commit beside it
 
 pytest loads the plugin through its ``pytest11`` entry point in every run of an environment
-where smtpmock is installed, and the plugin starts the session server (on the memory store)
-before conftest files are read; each xdist worker does the same. Measured, median of
-``--rounds`` runs, each a fresh interpreter, the variants interleaved so that a slow spell of a
-shared machine falls on all of them:
+where smtpmock is installed; the plugin starts the session server (on the memory store) at the
+first test that uses it (before conftest files only when asked), so a run that uses none of
+its fixtures pays for the plugin's import alone; each xdist worker does the same. Measured,
+median of ``--rounds`` runs, each a fresh interpreter, the variants interleaved so that a slow
+spell of a shared machine falls on all of them:
 
 - ``import smtpmock``: ``python -c "import smtpmock"`` minus ``python -c "pass"``;
 - ``pytest, plugin``: ``pytest`` on one empty test minus the same run with ``-p no:smtpmock``

@@ -157,3 +157,26 @@ def test_unreachable_server_and_errors() -> None:
 def test_server_errors_are_reported(client: Client) -> None:
     with pytest.raises(ServerError, match="400"):
         client._store._get("/api/v1/export", query="is:read")
+
+
+def test_len_and_get_do_not_download_the_mailbox(client: Client) -> None:
+    for n in range(3):
+        send(client.host, client.port, to=[f"u{n}@example.com"], subject=f"m{n}")
+    messages = client.wait_for(3)
+    seen: list[str] = []
+    client._http.event_hooks["request"].append(lambda request: seen.append(request.url.path))
+    assert len(client) == 3
+    found = client.get(messages[1].id)
+    assert found is not None
+    assert found.subject == "m1"
+    assert found.raw == messages[1].raw
+    assert found.rcpt_tos == messages[1].rcpt_tos
+    assert client.get("no-such-id") is None
+    with client.capture() as box:
+        send(client.host, client.port, to=["late@example.com"], subject="m3")
+        box.wait_for(1)
+    seen.clear()
+    assert len(box) == 1
+    assert len(client) == 4
+    assert box.get(messages[0].id) is None  # outside the capture
+    assert "/api/v1/export" not in seen  # the whole-mailbox download

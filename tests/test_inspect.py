@@ -206,13 +206,16 @@ def test_wait_for_rejects_a_count_below_one(mailbox: SMTPMock) -> None:
 def test_assert_sent(populated: SMTPMock) -> None:
     [message] = populated.assert_sent(subject="Invoice")
     assert message.subject == "Invoice"
-    assert len(populated.assert_sent(sender="alice@example.com", count=2)) == 2
+    assert len(populated.assert_sent(sender="alice@example.com", exactly=2)) == 2
     with pytest.raises(MessageNotSent, match="exactly 1 message"):
-        populated.assert_sent(sender="alice@example.com", count=1)
+        populated.assert_sent(sender="alice@example.com", exactly=1)
     with pytest.raises(MessageNotSent, match="closest first") as caught:
         populated.assert_sent(to="eve@example.com")
     assert isinstance(caught.value, AssertionError)
-    assert populated.assert_sent(to="eve@example.com", count=0) == []
+    assert populated.assert_sent(to="eve@example.com", exactly=0) == []
+    # count is wait_for's word ("until N have arrived"); here it is refused, not misread.
+    with pytest.raises(ConfigurationError, match="exactly=N"):
+        populated.assert_sent(sender="alice@example.com", count=2)
 
 
 def test_assert_not_sent(populated: SMTPMock) -> None:
@@ -333,3 +336,45 @@ def test_many_threads_while_mail_arrives(mailbox: SMTPMock) -> None:
     for n in range(senders):
         mine = [m.subject for m in mailbox.filter(sender=f"s{n}@example.com")]
         assert mine == [f"{n}-{i}" for i in range(per_sender)]  # each session in order
+
+
+def test_wait_for_returns_the_messages_it_waited_for(populated: SMTPMock) -> None:
+    # Two messages match; waiting for one returns one (the first), so the README's
+    # ``[message] = mock.wait_for(1, ...)`` holds however many are there.
+    [message] = populated.wait_for(1, sender="alice@example.com")
+    assert message.subject == "Welcome, Bob"
+    assert subjects(populated.wait_for(2, sender="alice@example.com")) == [
+        "Welcome, Bob",
+        "Invoice",
+    ]
+    assert len(populated.wait_for(1)) == 1
+
+
+def test_wait_for_after_stop_fails_at_once() -> None:
+    mock = SMTPMock().start()
+    send(mock.host, mock.port, sender="a@example.com", to=["b@example.com"], subject="one")
+    mock.wait_for(1)
+    mock.stop()
+    assert [m.subject for m in mock.wait_for(1)] == ["one"]  # what is there is still found
+    with pytest.raises(mock.ServerStartError, match="not running") as caught:
+        mock.wait_for(2, timeout=600)  # would take ten minutes if it waited
+    assert "1 of 2 messages" in str(caught.value)
+    assert "one" in str(caught.value)
+
+
+def test_address_equals_its_address_string(populated: SMTPMock) -> None:
+    [message] = populated.filter(subject="Invoice")
+    assert message.to == ["bob@example.com"]
+    assert "bob@example.com" in message.to
+    assert "BOB@example.com" in message.to  # case-insensitive, as to= is
+    assert "Bob <bob@example.com>" in message.to  # the forms that to= accepts
+    assert "erin@example.com" in message.cc
+    assert message.from_ == "alice@example.com"
+    assert message.from_ != "bob@example.com"
+    assert message.to != ["alice@example.com"]
+    name, address = message.from_  # still a (name, address) pair
+    assert (name, address) == ("Alice", "alice@example.com")
+    assert message.from_ == ("Alice", "alice@example.com")
+    assert message.from_ != ("Someone else", "alice@example.com")
+    assert {message.from_, message.from_._replace(address="ALICE@example.com")} == {message.from_}
+    assert message.from_ in {"alice@example.com"}  # hashes as its lower-case address

@@ -279,8 +279,15 @@ def test_factory_mail_in_failure_report(smtpmock_factory):
 # --------------------------------------------------------------------- fixed address
 
 
-def test_address_is_published_before_conftest_import(pytester: pytest.Pytester) -> None:
-    # An application configured at import time reads the address in its settings module.
+@pytest.mark.parametrize("how", ["ini", "flag"])
+def test_address_is_published_before_conftest_import(pytester: pytest.Pytester, how: str) -> None:
+    # An application configured at import time reads the address in its settings module, once
+    # it asked for the server to start early.
+    args: list[str] = []
+    if how == "ini":
+        pytester.makeini("[pytest]\nsmtpmock_start = early\n")
+    else:
+        args = ["--smtpmock-start=early"]
     pytester.makeconftest(
         """
 import os
@@ -295,7 +302,148 @@ def test_same(smtpmock):
     assert EARLY == (smtpmock.host, smtpmock.port)
 """
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+
+
+NO_COST = """
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+
+def _sockets():
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return None
+    found = []
+    for fd in fds.iterdir():
+        try:
+            if os.readlink(fd).startswith("socket:"):
+                found.append(fd.name)
+        except OSError:
+            pass
+    return found
+
+
+def test_nothing_of_smtpmock_runs():
+    assert "smtpmock.pytest_plugin" in sys.modules  # the plugin is loaded ...
+    # ... and costs nothing: no server thread, no socket, no variable.
+    assert [t.name for t in threading.enumerate()] == [threading.main_thread().name]
+    assert sorted(k for k in os.environ if k.startswith("SMTPMOCK")) == []
+    assert _sockets() in (None, [])
+    # nor even the server's modules
+    assert [m for m in ("smtpmock._server", "aiosmtpd") if m in sys.modules] == []
+
+
+def test_nothing_at_the_second_test_either():
+    test_nothing_of_smtpmock_runs()
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_run_that_uses_no_fixture_starts_nothing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    for name in ("SMTPMOCK_HOST", "SMTPMOCK_PORT", "SMTPMOCK_PUBLISHED"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(test_unrelated=NO_COST)  # xdist workers talk over pipes, not sockets
+    result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_first_use_starts_and_publishes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        SEND
+        + """
+import os
+import threading
+
+
+def test_before():
+    assert "SMTPMOCK_PORT" not in os.environ
+    assert not any(t.name.startswith("smtpmock") for t in threading.enumerate())
+
+
+def test_uses(smtpmock):
+    assert os.environ["SMTPMOCK_PORT"] == str(smtpmock.port)
+    send(smtpmock)
+    smtpmock.wait_for(1)
+
+
+def test_after(smtpmock_server):
+    assert smtpmock_server.running
+    assert os.environ["SMTPMOCK_PORT"] == str(smtpmock_server.port)
+"""
+    )
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_bad_start_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nsmtpmock_start = sometimes\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*smtpmock_start must be one of first-use, early*"])
+
+
+FAILING = """
+import smtplib
+
+
+def test_waits_for_mail_that_never_comes(smtpmock):
+    with smtplib.SMTP(smtpmock.host, smtpmock.port) as client:
+        client.sendmail("a@example.com", ["carol@example.com"], "Subject: Other\\r\\n\\r\\nx")
+    smtpmock.wait_for(1, to="bob@example.com", timeout=0.05)  # LINE-WAIT
+
+
+def test_asserts_a_mail_that_was_not_sent(smtpmock):
+    smtpmock.assert_sent(subject="Welcome")  # LINE-SENT
+
+
+def test_asserts_no_mail_but_there_is(smtpmock):
+    with smtplib.SMTP(smtpmock.host, smtpmock.port) as client:
+        client.sendmail("a@example.com", ["bob@example.com"], "Subject: Hi\\r\\n\\r\\nx")
+    smtpmock.wait_for(1)
+    smtpmock.assert_not_sent(to="bob@example.com")  # LINE-NOT-SENT
+
+
+def test_catches_it_by_the_fixture(smtpmock):
+    import pytest
+
+    with pytest.raises(smtpmock.WaitTimeout):
+        smtpmock.wait_for(1, timeout=0.01)
+"""
+
+
+@pytest.mark.parametrize("style", ["long", "short", "auto"])
+def test_failures_show_the_test_line_not_smtpmock_frames(
+    pytester: pytest.Pytester, style: str
+) -> None:
+    pytester.makepyfile(test_failing=FAILING)
+    result = pytester.runpytest_subprocess(f"--tb={style}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=3, passed=1)
+    out = result.stdout.str()
+    for mark in ("LINE-WAIT", "LINE-SENT", "LINE-NOT-SENT"):
+        assert mark in out
+    assert "smtpmock.WaitTimeout: timed out after 0.05s" in out
+    assert "smtpmock.MessageNotSent: expected a message matching subject='Welcome'" in out
+    assert "smtpmock.UnexpectedMessage: expected no message matching to='bob@example.com'" in out
+    assert "_errors" not in out
+    source = Path(smtpmock_source()).parent
+    frames = [line for line in out.splitlines() if str(source) in line]
+    assert frames == []
+    for name in ("_inspect.py", "_client.py", "_query.py", "wait_for(self", "def assert_sent"):
+        assert name not in out
+
+
+def smtpmock_source() -> str:
+    import smtpmock
+
+    return str(smtpmock.__file__)
 
 
 @pytest.mark.parametrize("how", ["flag", "env", "ini"])
@@ -551,14 +699,14 @@ def test_outside_project(pytester: pytest.Pytester, args: tuple[str, ...]) -> No
 # --------------------------------------------------------------------- docs recipes
 
 
-def _recipe_files(heading: str) -> dict[str, str]:
-    """The ```python blocks under *heading* in docs/pytest.md whose first line names a file."""
-    text = (ROOT / "docs" / "pytest.md").read_text(encoding="utf-8")
+def _recipe_files(heading: str, doc: str = "pytest.md") -> dict[str, str]:
+    """The ```python blocks under *heading* in docs/*doc* whose first line names a file."""
+    text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
     section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
     files = {}
-    for code in re.findall(r"^```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL):
+    for code in re.findall(r"^```(?:python|ini)\n(.*?)^```", section, re.MULTILINE | re.DOTALL):
         first, _, rest = code.partition("\n")
-        name = re.fullmatch(r"# (\S+\.py)", first.strip())
+        name = re.fullmatch(r"# (\S+\.(?:py|ini))", first.strip())
         if name:
             files[name.group(1)] = rest
     assert files, f"no file blocks under {heading!r}"
@@ -574,6 +722,8 @@ def _recipe_files(heading: str) -> dict[str, str]:
         ("Servers with their own options", None, 2),
         ("Faults in one test", None, 1),
         ("unittest", None, 2),
+        ("When a check fails", None, 1),
+        ("tls-auth.md: In pytest", None, 2),
     ],
 )
 def test_docs_recipe_runs(
@@ -581,7 +731,8 @@ def test_docs_recipe_runs(
 ) -> None:
     if module is not None:
         pytest.importorskip(module)
-    for name, code in _recipe_files(heading).items():
+    doc, _, heading = heading.rpartition(": ")
+    for name, code in _recipe_files(heading, doc or "pytest.md").items():
         path = pytester.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(code, encoding="utf-8")

@@ -38,6 +38,7 @@ PUBLIC = {
     "SMTPMockTestCase",
     "SQLiteStore",
     "ScopedMailbox",
+    "SearchError",
     "ServerError",
     "ServerStartError",
     "StorageError",
@@ -105,10 +106,20 @@ def test_typed_package() -> None:
 
 
 def test_the_plugin_loads_no_sqlite_nor_http_client() -> None:
-    # Every pytest run in an environment with smtpmock loads the plugin (and starts the session
-    # server on the memory store): the SQLite store, its search index and worker, and Client
-    # are imported when first asked for, not by ``import smtpmock``.
-    heavy = ["sqlite3", "smtpmock.store._sqlite", "smtpmock._search", "smtpmock._client"]
+    # Every pytest run in an environment with smtpmock loads the plugin: the SMTP server, the
+    # message parser, the SQLite store, its search index and worker, and Client are imported
+    # when first asked for (the server at the first test that uses it), not by
+    # ``import smtpmock``.
+    heavy = [
+        "sqlite3",
+        "asyncio",
+        "aiosmtpd",
+        "smtpmock._server",
+        "smtpmock._message",
+        "smtpmock.store._sqlite",
+        "smtpmock._search",
+        "smtpmock._client",
+    ]
     code = (
         "import sys, smtpmock, smtpmock.pytest_plugin\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
@@ -130,3 +141,17 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     for module in (smtpmock, smtpmock.store):
         with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
             module.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_exceptions_are_named_as_exported_and_pickle() -> None:
+    import pickle
+
+    for name in smtpmock.__all__:
+        value = getattr(smtpmock, name)
+        if inspect.isclass(value) and issubclass(value, BaseException):
+            assert value.__module__ == "smtpmock", name
+            assert getattr(smtpmock.Mailbox, name) is value, name  # reachable from a fixture
+    error = smtpmock.WaitTimeout("timed out")
+    assert repr(error) == "WaitTimeout('timed out')"
+    assert type(pickle.loads(pickle.dumps(error))) is smtpmock.WaitTimeout
+    assert issubclass(smtpmock.SearchError, smtpmock.ConfigurationError)

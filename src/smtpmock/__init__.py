@@ -13,8 +13,6 @@ sleeping, and assert on fully parsed messages::
 
 from typing import TYPE_CHECKING, Any
 
-from ._auth import AuthAttempt
-from ._compat import MockSMTPServer
 from ._errors import (
     ConfigurationError,
     LateMail,
@@ -22,6 +20,7 @@ from ._errors import (
     MailAssertionError,
     MessageNotSent,
     PortInUseError,
+    SearchError,
     ServerError,
     ServerStartError,
     SMTPMockError,
@@ -31,22 +30,19 @@ from ._errors import (
     UnexpectedMessage,
     WaitTimeout,
 )
-from ._faults import FaultContext, FaultEvent, FaultRule, FaultSet
-from ._inspect import Mailbox
-from ._message import Address, Attachment, Headers, Message
-from ._query import Criteria
-from ._server import SMTPMock
-from ._transcript import Transcript, TranscriptEntry
-from ._unittest import (
-    ScopedMailbox,
-    SMTPMockMixin,
-    SMTPMockTestCase,
-)
-from .store import MemoryStore, Retention, Store
 
 if TYPE_CHECKING:
+    from ._auth import AuthAttempt
     from ._client import Client
-    from .store import SQLiteStore
+    from ._compat import MockSMTPServer
+    from ._faults import FaultContext, FaultEvent, FaultRule, FaultSet
+    from ._inspect import Mailbox
+    from ._message import Address, Attachment, Headers, Message
+    from ._query import Criteria
+    from ._server import SMTPMock
+    from ._transcript import Transcript, TranscriptEntry
+    from ._unittest import ScopedMailbox, SMTPMockMixin, SMTPMockTestCase
+    from .store import MemoryStore, Retention, SQLiteStore, Store
 
 __version__ = "0.1.0"
 
@@ -78,6 +74,7 @@ __all__ = [
     "SMTPMockTestCase",
     "SQLiteStore",
     "ScopedMailbox",
+    "SearchError",
     "ServerError",
     "ServerStartError",
     "StorageError",
@@ -91,10 +88,36 @@ __all__ = [
     "__version__",
 ]
 
-# Imported when first asked for, so that ``import smtpmock`` (and the pytest plugin, which every
-# pytest run loads) does not pay for sqlite3, the search index and the HTTP client's module when
-# a test only runs an in-process server on the memory store.
-_LAZY = {"Client": "._client", "SQLiteStore": ".store"}  # .store imports it when asked, too
+# Everything but the exceptions is imported when first asked for (PEP 562): the pytest plugin,
+# which every pytest run of an environment with smtpmock loads, imports this package, and a run
+# that uses no smtpmock fixture must not pay for asyncio, aiosmtpd and the email parser. Nor does
+# a test that runs an in-process server on the memory store pay for sqlite3, the search index and
+# the HTTP client's module.
+_LAZY = {
+    "Address": "._message",
+    "Attachment": "._message",
+    "AuthAttempt": "._auth",
+    "Client": "._client",
+    "Criteria": "._query",
+    "FaultContext": "._faults",
+    "FaultEvent": "._faults",
+    "FaultRule": "._faults",
+    "FaultSet": "._faults",
+    "Headers": "._message",
+    "Mailbox": "._inspect",
+    "MemoryStore": ".store",
+    "Message": "._message",
+    "MockSMTPServer": "._compat",
+    "Retention": ".store",
+    "SMTPMock": "._server",
+    "SMTPMockMixin": "._unittest",
+    "SMTPMockTestCase": "._unittest",
+    "SQLiteStore": ".store",  # .store imports it when asked, too
+    "ScopedMailbox": "._unittest",
+    "Store": ".store",
+    "Transcript": "._transcript",
+    "TranscriptEntry": "._transcript",
+}
 
 
 def __getattr__(name: str) -> Any:

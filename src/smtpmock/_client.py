@@ -14,10 +14,12 @@ messages match exactly or the time is up. It never polls on a timer.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from ._errors import ConfigurationError, ServerError, WaitTimeout
 from ._faults import FaultEvent, FaultRule
@@ -69,8 +71,39 @@ class _RemoteStore(Store):
         return _decode(self._get("/api/v1/export", after=seq)["messages"])
 
     def get(self, id: str) -> Message | None:
-        found = [m for m in self.messages() if m.id == id]
-        return found[0] if found else None
+        # Two small requests for one message (its envelope, then its bytes), never the mailbox.
+        path = f"/api/v1/message/{quote(id, safe='')}"
+        detail = _call(self.http, "GET", path)
+        if detail.status_code == 404:
+            return None
+        _raise_for(detail)
+        raw = _call(self.http, "GET", path + "/raw")
+        if raw.status_code == 404:
+            return None  # deleted between the two requests
+        _raise_for(raw)
+        data = detail.json()
+        return decode_export(
+            {
+                "Envelope": data["Envelope"],
+                "Raw": base64.b64encode(raw.content).decode(),
+                "Transcript": data.get("Transcript"),
+            }
+        )
+
+    def count(self, after: int, before: int | None) -> int:
+        """How many messages have a seq in (*after*, *before*], without reading them."""
+        if after == 0 and before is None:
+            return len(self)
+        # A wait that cannot be met answers at once with its count; summaries only, no bytes.
+        params: dict[str, Any] = {"count": 100_000, "timeout": 0, "after": after}
+        if before is not None:
+            params["before"] = before
+        response = _call(self.http, "GET", "/api/v1/wait", params=params)
+        body = _json_or_none(response)
+        if body is None or "Count" not in body:
+            _raise_for(response)
+            raise ServerError(f"GET /api/v1/wait answered {response.text[:500]!r}")
+        return int(body["Count"])
 
     def _remove(self, ids: Iterable[str]) -> list[str]:
         wanted = list(ids)
@@ -103,6 +136,14 @@ def _call(http: Any, method: str, path: str, **kwargs: Any) -> Any:
         raise ServerError(
             f"cannot reach the smtpmock server at {http.base_url}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _json_or_none(response: Any) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _raise_for(response: Any) -> None:
@@ -265,6 +306,14 @@ class Client(Mailbox):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ reading
+
+    def __len__(self) -> int:
+        """The number of messages, counted by the server (nothing is downloaded)."""
+        store = self._store
+        assert isinstance(store, _RemoteStore)
+        return store.count(self._floor, self._ceiling)
+
     # ------------------------------------------------------------------ faults
 
     @property
@@ -286,6 +335,7 @@ class Client(Mailbox):
         The same contract as :meth:`SMTPMock.wait_for <smtpmock.Mailbox.wait_for>`; the waiting
         happens server-side (a long-poll), woken by each arrival.
         """
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
         limit = self.default_timeout if timeout is None else timeout
@@ -317,15 +367,21 @@ class Client(Mailbox):
                 params=params,
                 timeout=remaining + self._http.timeout.read,
             )
-            if response.status_code not in (200, 408):
-                _raise_for(response)
-            body = response.json()
-            generation = int(body["Generation"])
+            body = _json_or_none(response)
+            if body is None or "messages" not in body:
+                _raise_for(response)  # a wait answers JSON with its status, even on timeout
+                raise ServerError(f"GET /api/v1/wait answered {response.text[:500]!r}")
+            if body.get("Status") == "shutdown":  # the server is stopping: no more mail
+                raise ServerError(str(body.get("error") or "the smtpmock server is shutting down"))
+            # {"Status": "timeout"}: 409 from this version of serve, 408 from older ones.
+            timed_out = body.get("Status") == "timeout" or response.status_code in (408, 409)
+            if body.get("Generation") is not None:
+                generation = int(body["Generation"])
             candidates = _decode(body["messages"])
             matched = crit.filter(candidates)
             if len(matched) >= count:
-                return matched
-            if not first and (response.status_code == 408 or remaining <= 0):
+                return matched[:count]
+            if not first and (timed_out or remaining <= 0):
                 raise WaitTimeout(self._explain_timeout(count, limit, crit, matched))
             # Not enough exact matches among the candidates: wait for one more candidate.
             wanted = len(candidates) + 1

@@ -7,7 +7,7 @@
     │   └── PortInUseError             ... because its port is taken (also an OSError)
     ├── ServerError                    an error inside the server thread, re-raised in the test
     ├── ConfigurationError             an option that cannot work (also a ValueError)
-    │   └── SearchError                a search string that cannot be parsed (smtpmock._search)
+    │   └── SearchError                a search string that cannot be parsed
     ├── StorageError                   the store could not do what was asked
     │   ├── StorageFull                ... because its disk (or quota) is full: SMTP 452 4.3.1
     │   └── StorageUnavailable         ... because its database cannot be reached: SMTP 451 4.3.0
@@ -20,6 +20,10 @@
 
 Failures a test asked for derive from :class:`AssertionError`, so pytest reports them as test
 failures rather than errors; everything else is an ordinary exception.
+
+Every class is exported from ``smtpmock`` and says so (``__module__ == "smtpmock"``), so a report
+reads ``smtpmock.WaitTimeout``; each is also an attribute of every mailbox (the ``smtpmock``
+fixture included, whose name hides the module in a test): ``smtpmock.WaitTimeout``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "MessageNotSent",
     "PortInUseError",
     "SMTPMockError",
+    "SearchError",
     "ServerError",
     "ServerStartError",
     "StorageError",
@@ -76,6 +81,10 @@ class ConfigurationError(SMTPMockError, ValueError):
     """An option or combination of options that cannot work."""
 
 
+class SearchError(ConfigurationError):
+    """A search string that cannot be understood (an HTTP 400)."""
+
+
 class StorageError(SMTPMockError):
     """The store could not do what was asked; a refused add stored nothing."""
 
@@ -110,3 +119,10 @@ class LateMail(MailAssertionError):
 
 class LateMailWarning(SMTPMockError, UserWarning):
     """Mail of a test arrived, or was still being sent, after that test ended."""
+
+
+# Shown as ``smtpmock.WaitTimeout`` in tracebacks and reprs (where they are exported from), not
+# as the private module that defines them; pickling finds them there too.
+for _name in __all__:
+    globals()[_name].__module__ = "smtpmock"
+del _name

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._errors import MessageNotSent, UnexpectedMessage, WaitTimeout
+from . import _errors
+from ._errors import MessageNotSent, ServerStartError, UnexpectedMessage, WaitTimeout
 from ._message import Message
 from ._query import Criteria, Predicate
 from .store import Store
@@ -28,7 +29,28 @@ _MAX_LISTED = 20
 
 
 class Mailbox:
-    """Messages of a store after a starting point, with waits and assertions over them."""
+    """Messages of a store after a starting point, with waits and assertions over them.
+
+    The exceptions of smtpmock are attributes of every mailbox too (``mailbox.WaitTimeout``), so
+    a test whose ``smtpmock`` fixture hides the module can still write
+    ``pytest.raises(smtpmock.WaitTimeout)``.
+    """
+
+    SMTPMockError = _errors.SMTPMockError
+    MailAssertionError = _errors.MailAssertionError
+    WaitTimeout = _errors.WaitTimeout
+    MessageNotSent = _errors.MessageNotSent
+    UnexpectedMessage = _errors.UnexpectedMessage
+    LateMail = _errors.LateMail
+    LateMailWarning = _errors.LateMailWarning
+    ServerError = _errors.ServerError
+    ServerStartError = _errors.ServerStartError
+    PortInUseError = _errors.PortInUseError
+    ConfigurationError = _errors.ConfigurationError
+    SearchError = _errors.SearchError
+    StorageError = _errors.StorageError
+    StorageFull = _errors.StorageFull
+    StorageUnavailable = _errors.StorageUnavailable
 
     def __init__(
         self,
@@ -64,6 +86,13 @@ class Mailbox:
     def __getitem__(self, index: int) -> Message:
         return self.messages[index]
 
+    def get(self, id: str) -> Message | None:
+        """The message with this ``id`` in this mailbox, or ``None``."""
+        message = self._store.get(id)
+        if message is None or message.seq <= self._floor or not self._visible([message]):
+            return None
+        return message
+
     def filter(self, *predicates: Predicate, **criteria: Any) -> list[Message]:
         """The messages matching every criterion, in arrival order.
 
@@ -83,14 +112,21 @@ class Mailbox:
         timeout: float | None = None,
         **criteria: Any,
     ) -> list[Message]:
-        """Block until *count* messages matching *criteria* are in this mailbox; return them all.
+        """Block until *count* messages matching *criteria* are in this mailbox; return those
+        *count* messages (the first that matched, in arrival order).
+
+        So ``[message] = mock.wait_for(1, to="bob@example.com")`` holds even if Bob got two
+        mails. ``count`` is "at least": a wait cannot know that no more are on their way; check
+        the total with ``assert_sent(..., exactly=N)`` once the waiting is done.
 
         Messages already received count: ``wait_for(1, to="bob@example.com")`` returns at once if
         such a message is already there. To wait only for mail sent by a block of code, wrap it
         in :meth:`capture` and wait on the capture. The wait is woken by each arrival (no
         polling). On timeout it raises :class:`~smtpmock.WaitTimeout` (an ``AssertionError``)
-        that lists what did arrive, closest matches first.
+        that lists what did arrive, closest matches first; on a server that is not running it
+        raises :class:`~smtpmock.ServerStartError` at once (no mail can arrive).
         """
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
         limit = self.default_timeout if timeout is None else timeout
@@ -103,6 +139,7 @@ class Mailbox:
             with store.changed:
                 generation = store.generation
             restart = False
+            stopped = False
             while not restart:
                 with store.changed:
                     if store.generation != generation:
@@ -111,17 +148,33 @@ class Mailbox:
                     new = self._visible(store.since(seen))
                     if not new:
                         remaining = deadline - time.monotonic()
-                        # A finished capture can gain no more messages: fail now.
-                        if remaining <= 0 or self._ceiling is not None:
+                        stopped = not self._receiving()
+                        # A finished capture, or a stopped server, can gain no more messages.
+                        if remaining <= 0 or self._ceiling is not None or stopped:
                             break
                         store.changed.wait(remaining)
                         continue
                 seen = new[-1].seq
                 matched.extend(m for m in new if crit.matches(m))
                 if len(matched) >= count:
-                    return matched
+                    return matched[:count]
+            if stopped:
+                raise ServerStartError(self._explain_stopped(count, crit, matched))
             if not restart:
                 raise WaitTimeout(self._explain_timeout(count, limit, crit, matched))
+
+    def _receiving(self) -> bool:
+        """Whether mail can still arrive: false once the server behind is stopped."""
+        running = getattr(self, "running", None)  # SMTPMock's and ScopedMailbox's property
+        return running is None or bool(running)
+
+    def _explain_stopped(self, count: int, crit: Criteria, matched: list[Message]) -> str:
+        noun = "message" if count == 1 else "messages"
+        return (
+            f"wait_for({count}) on a server that is not running (stopped, or never started): "
+            f"no more mail can arrive; {len(matched)} of {count} {noun} matching "
+            f"{crit.describe()} had arrived\n" + describe_messages(self.messages, crit)
+        )
 
     def _explain_timeout(
         self, count: int, timeout: float, crit: Criteria, matched: list[Message]
@@ -136,20 +189,27 @@ class Mailbox:
     # ------------------------------------------------------------------ assertions
 
     def assert_sent(
-        self, *predicates: Predicate, count: int | None = None, **criteria: Any
+        self, *predicates: Predicate, exactly: int | None = None, **criteria: Any
     ) -> list[Message]:
-        """Assert that a message matching the criteria was received; return the matches.
+        """Assert that a message matching the criteria was received; return every match.
 
-        With *count*, assert that exactly that many match. Fails with
-        :class:`~smtpmock.MessageNotSent` listing what did arrive, closest first. Does not wait:
-        use :meth:`wait_for` when the mail may still be on its way.
+        With *exactly*, assert that exactly that many match (as Rails' ``assert_emails`` and
+        pytest-httpserver's ``count=`` do). Fails with :class:`~smtpmock.MessageNotSent` listing
+        what did arrive, closest first. Does not wait: use :meth:`wait_for` when the mail may
+        still be on its way.
         """
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
+        if "count" in criteria:
+            raise _errors.ConfigurationError(
+                "assert_sent() takes exactly=N for 'exactly N matching messages' (count is "
+                "wait_for's 'wait until N have arrived'); without it, at least one must match"
+            )
         crit = Criteria.build(*predicates, **criteria)
         messages = self.messages
         matched = crit.filter(messages)
-        if (count is None and matched) or (count is not None and len(matched) == count):
+        if (exactly is None and matched) or (exactly is not None and len(matched) == exactly):
             return matched
-        want = "a message" if count is None else f"exactly {count} message(s)"
+        want = "a message" if exactly is None else f"exactly {exactly} message(s)"
         raise MessageNotSent(
             f"expected {want} matching {crit.describe()}, found {len(matched)}\n"
             + describe_messages(messages, crit)
@@ -157,6 +217,7 @@ class Mailbox:
 
     def assert_not_sent(self, *predicates: Predicate, **criteria: Any) -> None:
         """Assert that no received message matches the criteria."""
+        __tracebackhide__ = True  # pytest shows the test's line, not ours
         crit = Criteria.build(*predicates, **criteria)
         matched = crit.filter(self.messages)
         if matched:

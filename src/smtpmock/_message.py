@@ -45,10 +45,43 @@ _NEEDS_QUOTES = re.compile(r'[()<>@,;:\\".\[\]]')
 
 
 class Address(NamedTuple):
-    """A mailbox from a header: its display name (decoded) and its address."""
+    """A mailbox from a header: its display name (decoded) and its address.
+
+    It equals its address as a string, ignoring case, and the other spellings the ``to=``
+    criterion accepts (``"Bob <bob@example.com>"``), so ``message.to == ["bob@example.com"]``
+    and ``"bob@example.com" in message.to`` hold. Against another ``Address`` or a
+    ``(name, address)`` pair, both parts count (the address ignoring case). The hash is that of
+    the lower-case address, so sets and dicts agree with ``==``.
+    """
 
     name: str
     address: str
+
+    def _spellings(self) -> tuple[str, ...]:
+        forms = [self.address, str(self)]
+        if self.name:
+            forms.append(f"{self.name} <{self.address}>")
+        return tuple(f.casefold() for f in forms)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return other.casefold() in self._spellings()
+        if isinstance(other, tuple) and len(other) == 2:
+            name, address = other
+            return (
+                isinstance(name, str)
+                and isinstance(address, str)
+                and name == self.name
+                and address.casefold() == self.address.casefold()
+            )
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self.address.lower())
 
     def __str__(self) -> str:
         """``Name <address>``, the name quoted only where RFC 5322 needs it; or the address."""

@@ -65,6 +65,7 @@ def _match_sub(matcher: Matcher, value: str | None) -> bool:
 
 
 def _check_matcher(name: str, value: object) -> None:
+    __tracebackhide__ = True
     if not isinstance(value, (str, re.Pattern)):
         raise ConfigurationError(
             f"{name}= takes a str or a compiled re.Pattern, not {type(value).__name__}"
@@ -97,6 +98,7 @@ class Criteria:
         attachment: Matcher | None = None,
         where: Predicate | None = None,
     ) -> None:
+        __tracebackhide__ = True  # a bad criterion is reported at the test's line
         terms: list[Term] = []
         if to is not None:
             _check_matcher("to", to)
@@ -161,6 +163,7 @@ class Criteria:
     @classmethod
     def build(cls, *predicates: Predicate, **criteria: Any) -> Criteria:
         """Build from keyword arguments, refusing unknown names with the list of known ones."""
+        __tracebackhide__ = True  # a bad criterion is reported at the test's line
         unknown = sorted(set(criteria) - set(CRITERIA_NAMES))
         if unknown:
             raise ConfigurationError(

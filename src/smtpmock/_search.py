@@ -39,15 +39,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._errors import ConfigurationError
+from ._errors import SearchError
 from ._message import Message
 from ._query import Criteria
 
 __all__ = ["IndexFields", "Search", "SearchError", "TextSQL", "index_fields", "parse", "tokens"]
-
-
-class SearchError(ConfigurationError):
-    """A search string that cannot be understood (an HTTP 400)."""
 
 
 @dataclass(frozen=True)

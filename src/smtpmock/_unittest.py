@@ -23,16 +23,22 @@ mail with ``wait_for``) before the test ends.
 
 from __future__ import annotations
 
-import os
 import threading
 import unittest
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from ._errors import ConfigurationError, LateMail, LateMailWarning
+from ._environ import (
+    LateMailPolicy,
+    _process_lock,
+    _process_servers,
+    env_address,
+    late_mail_report,
+)
+from ._errors import LateMail, LateMailWarning
 from ._faults import FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox, describe_messages
 from ._message import Message
@@ -40,45 +46,6 @@ from ._protocol import SMTPProtocol
 from ._server import SMTPMock
 
 __all__ = ["LateMail", "LateMailWarning", "SMTPMockMixin", "SMTPMockTestCase", "ScopedMailbox"]
-
-LateMailPolicy = Literal["warn", "fail", "ignore"]
-LATE_MAIL_POLICIES: tuple[LateMailPolicy, ...] = ("warn", "fail", "ignore")
-
-
-ENV_HOST = "SMTPMOCK_HOST"
-ENV_PORT = "SMTPMOCK_PORT"
-# Set next to SMTPMOCK_HOST/PORT when smtpmock itself published them (``host:port``), so that a
-# nested or child test run does not take its parent's address as a request for a fixed port.
-ENV_PUBLISHED = "SMTPMOCK_PUBLISHED"
-
-
-def env_address(environ: Mapping[str, str] | None = None) -> tuple[str | None, int | None]:
-    """The host and port asked for in ``SMTPMOCK_HOST``/``SMTPMOCK_PORT`` (``None``: not set).
-
-    Values that smtpmock published itself for a parent run are not a request.
-    """
-    env = os.environ if environ is None else environ
-    host, port = env.get(ENV_HOST) or None, env.get(ENV_PORT) or None
-    if host is not None and port is not None and env.get(ENV_PUBLISHED) == f"{host}:{port}":
-        return None, None
-    if port is None:
-        return host, None
-    try:
-        number = int(port)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 65535:
-        raise ConfigurationError(f"{ENV_PORT} must be a port number (0-65535), not {port!r}")
-    return host, number
-
-
-def late_mail_report(name: str, open_transactions: list[str]) -> str:
-    """The message of a :class:`LateMail` error or warning."""
-    return (
-        f"{len(open_transactions)} mail transaction(s) begun during {name} were still open "
-        "when it ended; their mail is kept out of later tests. Wait for it (wait_for) or join "
-        "the thread that sends it before the test ends:\n  " + "\n  ".join(open_transactions)
-    )
 
 
 class _Epoch:
@@ -244,6 +211,11 @@ class ScopedMailbox(Mailbox):
         return self.server.host
 
     @property
+    def running(self) -> bool:
+        """Whether the server behind is running (``wait_for`` fails at once when it is not)."""
+        return self.server.running
+
+    @property
     def port(self) -> int:
         """The port the server listens on."""
         return self.server.port
@@ -277,35 +249,26 @@ class ScopedMailbox(Mailbox):
 
 # ---------------------------------------------------------------------- unittest
 
-# A stack: a pytest run started inside another one (pytester) pushes its server and pops it,
-# and the outer run's server is back in use.
-_process_servers: list[SharedServer] = []
-_process_lock = threading.Lock()
-
-
-def use_for_unittest(shared: SharedServer, active: bool = True) -> None:
-    """Make *shared* the server of :class:`SMTPMockMixin` tests while *active* (the pytest
-    plugin's, under pytest, so that both see the address published in ``SMTPMOCK_HOST``/
-    ``SMTPMOCK_PORT``); ``active=False`` puts back the one used before."""
-    with _process_lock:
-        if active:
-            _process_servers.append(shared)
-        elif shared in _process_servers:
-            _process_servers.remove(shared)
-
 
 def _shared_for_unittest() -> SharedServer:
     """The server of :class:`SMTPMockMixin` tests; outside pytest, one per process, started on
     first use and running until the process exits (a daemon thread), like a session fixture.
     """
     with _process_lock:
-        while _process_servers and not _process_servers[-1].server.running:
+        while _process_servers:
+            top = _process_servers[-1]
+            if not isinstance(top, SharedServer):
+                shared = top()  # the pytest plugin's session server, started at first use
+                assert isinstance(shared, SharedServer)
+                return shared
+            if top.server.running:
+                return top
             _process_servers.pop()
-        if not _process_servers:
-            host, port = env_address()
-            server = SMTPMock(host or "127.0.0.1", port or 0).start()
-            _process_servers.append(SharedServer(server))
-        return _process_servers[-1]
+        host, port = env_address()
+        server = SMTPMock(host or "127.0.0.1", port or 0).start()
+        shared = SharedServer(server)
+        _process_servers.append(shared)
+        return shared
 
 
 class SMTPMockMixin:

@@ -14,8 +14,12 @@ Fixtures:
 The marker ``@pytest.mark.smtpmock(**options)`` gives one test its own server with those options
 behind the ``smtpmock`` fixture.
 
-The session server starts before conftest files (and Django settings) are imported, and its
-address is published in ``SMTPMOCK_HOST``/``SMTPMOCK_PORT``. Ask for a fixed address with
+The session server starts at first use (the first test that asks for ``smtpmock`` or
+``smtpmock_server``): a pytest run that uses none of the fixtures starts no server, opens no
+socket and sets no environment variable. When it starts, its address is published in
+``SMTPMOCK_HOST``/``SMTPMOCK_PORT``. Ask for it to start before conftest files (and Django
+settings) are imported, published for them, with ``--smtpmock-start=early`` or the
+``smtpmock_start = early`` ini option; a fixed port implies it. Ask for a fixed address with
 ``--smtpmock-host``/``--smtpmock-port``, those environment variables, or the ``smtpmock_host``/
 ``smtpmock_port`` ini options (in that order of precedence); under xdist, worker ``gwN`` listens
 on the fixed port plus N. See ``docs/pytest.md``.
@@ -27,32 +31,36 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._errors import ConfigurationError, ServerStartError
-from ._inspect import DEFAULT_TIMEOUT
-from ._server import SMTPMock
-from ._unittest import (
+# Only light modules here: every pytest run of an environment with smtpmock installed imports
+# this plugin, and a run that uses no smtpmock fixture must not pay for the SMTP server's
+# modules (asyncio, aiosmtpd, email parsing). They are imported when the server first starts.
+from ._environ import (
     ENV_HOST,
     ENV_PORT,
     ENV_PUBLISHED,
     LATE_MAIL_POLICIES,
-    LateMail,
     LateMailPolicy,
-    LateMailWarning,
-    ScopedMailbox,
-    SharedServer,
-    _Epoch,
     env_address,
     late_mail_report,
+    provide_for_unittest,
     use_for_unittest,
 )
+from ._errors import ConfigurationError, LateMail, LateMailWarning, ServerStartError
+
+if TYPE_CHECKING:
+    from ._server import SMTPMock
+    from ._unittest import ScopedMailbox, SharedServer, _Epoch
 
 __all__ = ["SMTPMockFactory"]
 
-SMTPMockFactory = Callable[..., SMTPMock]
+START_MODES = ("first-use", "early")
+DEFAULT_TIMEOUT = 5.0  # smtpmock._inspect.DEFAULT_TIMEOUT, without importing it
+
+SMTPMockFactory = Callable[..., "SMTPMock"]
 """The type of the ``smtpmock_factory`` fixture: ``(**options) -> SMTPMock`` (started)."""
 
 
@@ -62,6 +70,14 @@ class _Run:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.host, self.port = _requested_address(config)
+        start = str(_option(config, "smtpmock_start") or config.getini("smtpmock_start") or "")
+        if start not in ("", *START_MODES):
+            raise pytest.UsageError(
+                f"smtpmock_start must be one of {', '.join(START_MODES)}, not {start!r}"
+            )
+        # A fixed port is for something outside the tests (an application started before
+        # them, a settings file): it must be listening from the start.
+        self.early = start == "early" or (not start and self.port != 0)
         self.timeout = _ini_float(config, "smtpmock_timeout", DEFAULT_TIMEOUT)
         late = str(config.getini("smtpmock_late_mail") or "warn")
         if late not in LATE_MAIL_POLICIES:
@@ -74,6 +90,9 @@ class _Run:
 
     def start(self) -> SharedServer:
         if self.shared is None:
+            from ._server import SMTPMock
+            from ._unittest import SharedServer
+
             server = SMTPMock(self.host, self.port, default_timeout=self.timeout).start()
             self.shared = SharedServer(server)
             self._publish(server)
@@ -122,8 +141,8 @@ class _Run:
 
 
 _RUN = pytest.StashKey[_Run]()
-_EPOCH = pytest.StashKey[_Epoch]()
-_MAILBOXES = pytest.StashKey[list[ScopedMailbox]]()
+_EPOCH: pytest.StashKey[_Epoch] = pytest.StashKey()
+_MAILBOXES: pytest.StashKey[list[ScopedMailbox]] = pytest.StashKey()
 
 
 def _ini_float(config: pytest.Config, name: str, default: float) -> float:
@@ -211,6 +230,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fixed port of the session SMTP server; xdist worker gwN uses port+N "
         "(default: $SMTPMOCK_PORT, ini, 0 = any free port)",
     )
+    group.addoption(
+        "--smtpmock-start",
+        dest="smtpmock_start",
+        choices=START_MODES,
+        default=None,
+        help="when the session SMTP server starts: first-use (default: the first test that "
+        "asks for it) or early (before conftest files are imported, its address published in "
+        "SMTPMOCK_HOST/SMTPMOCK_PORT; the default with a fixed port)",
+    )
+    parser.addini(
+        "smtpmock_start",
+        "when the session SMTP server starts: first-use (default) or early (before conftest "
+        "files are imported)",
+        default="",
+    )
     parser.addini("smtpmock_host", "host of the session SMTP server", default="")
     parser.addini("smtpmock_port", "port of the session SMTP server (0: any free port)", default="")
     parser.addini("smtpmock_timeout", "default wait_for timeout, seconds", default="")
@@ -223,11 +257,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, None, None]:
-    # The earliest point with options parsed: start the session server (and publish its address)
-    # before any conftest, or a Django settings module that pytest-django imports here, is read.
+    # Nothing starts here unless asked: a run that uses no smtpmock fixture pays nothing. When
+    # asked (smtpmock_start = early, a fixed port), this is the earliest point with options
+    # parsed: the server starts, and its address is published, before any conftest, or a Django
+    # settings module that pytest-django imports here, is read.
     run = _Run(early_config)
     early_config.stash[_RUN] = run
-    if _xdist_role(early_config) != "controller":  # the controller runs no tests: workers do
+    # The xdist controller runs no tests: its workers do, each with its own server.
+    if run.early and _xdist_role(early_config) != "controller":
         try:
             run.start()
         except ServerStartError as exc:
@@ -247,11 +284,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if _RUN not in config.stash:  # registered late (pytester plugins=[...], -p after start-up)
         config.stash[_RUN] = _Run(config)
+    # unittest-style tests (SMTPMockMixin) use the session server too, started when they need it.
+    provide_for_unittest(config.stash[_RUN].start)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(_RUN, None)
     if run is not None:
+        provide_for_unittest(run.start, active=False)
         run.stop()
 
 
@@ -330,7 +370,7 @@ def _run(config: pytest.Config) -> _Run:
 
 @pytest.fixture(scope="session")
 def smtpmock_server(pytestconfig: pytest.Config) -> SMTPMock:
-    """The session's SMTP server (one per xdist worker), started before collection."""
+    """The session's SMTP server (one per xdist worker), started at first use."""
     return _run(pytestconfig).start().server
 
 
@@ -348,6 +388,9 @@ def smtpmock(request: pytest.FixtureRequest) -> Iterator[ScopedMailbox]:
             raise ConfigurationError("@pytest.mark.smtpmock takes keyword options only")
         options = {"host": run.host, **marker.kwargs}
         options.setdefault("default_timeout", run.timeout)
+        from ._server import SMTPMock
+        from ._unittest import SharedServer
+
         with SMTPMock(**options) as server:
             shared = SharedServer(server)
             epoch = shared.begin(item.nodeid, run.late_mail)
@@ -359,7 +402,10 @@ def smtpmock(request: pytest.FixtureRequest) -> Iterator[ScopedMailbox]:
                 _late(run.late_mail, late_mail_report(item.nodeid, still_open))
         return
     if run.shared is None:
-        run.start()  # the fixture was reached without the start-up hook (late registration)
+        try:
+            run.start()  # first use
+        except ServerStartError as exc:
+            raise ServerStartError(f"smtpmock: the session server: {exc}") from exc
     assert run.shared is not None
     epoch = item.stash.get(_EPOCH, None)
     if epoch is None:
@@ -375,6 +421,9 @@ def smtpmock_factory(request: pytest.FixtureRequest) -> Iterator[SMTPMockFactory
     Options are ``SMTPMock``'s, passed through unchanged (TLS, AUTH, limits, faults ...). Every
     server made is stopped when the test ends; its mail shows in the report of a failed test.
     """
+    from ._server import SMTPMock
+    from ._unittest import ScopedMailbox
+
     run = _run(request.config)
     servers: list[SMTPMock] = []
 
