@@ -27,7 +27,8 @@ from smtpmock import (
     SMTPMock,
 )
 from smtpmock._chaos import jim_rules, mailpit_rules
-from smtpmock._faults import _Throttle
+from smtpmock.smtp import Action, SessionView
+from smtpmock.smtp._transport import _Throttle
 
 from .mail import send
 
@@ -719,11 +720,11 @@ def test_plain_and_async_stage_hooks_run_in_order() -> None:
         seen_first.append(stage)
         return False
 
-    async def refuse_blocked(protocol: Any, stage: str, arg: Any) -> bool:
+    async def refuse_blocked(view: SessionView, stage: str, arg: Any) -> Action | None:
         if stage == "RCPT" and "blocked@" in str(arg):
-            await protocol.push("550 5.7.1 blocked by a hook")
-            return True
-        return False
+            assert view.sender == "alice@example.com"  # the envelope so far
+            return Action(reply="550 5.7.1 blocked by a hook")
+        return None
 
     def last(protocol: Any, stage: str, arg: Any) -> bool:
         seen_last.append(stage)
