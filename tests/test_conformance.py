@@ -28,7 +28,6 @@ def loop_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return name
 
 
-
 def test_no_reply_is_longer_than_512_octets(mock: SMTPMock) -> None:
     with RawSMTP(mock.host, mock.port) as raw:
         raw.reply()
@@ -192,8 +191,8 @@ def test_smtpmock_has_no_import_cycle() -> None:
         for name, path in modules.items()
     }
     # A package's __init__ re-exporting its submodules is not a cycle through them.
-    for name in graph:
-        graph[name] = {m for m in graph[name] if not name.startswith(m + ".")}
+    for name, edges in graph.items():
+        graph[name] = {m for m in edges if not name.startswith(m + ".")}
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:

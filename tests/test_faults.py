@@ -23,11 +23,12 @@ from smtpmock import (
     FaultEvent,
     FaultRule,
     FaultSet,
+    HookAction,
     ServerError,
+    SessionView,
     SMTPMock,
 )
 from smtpmock._chaos import jim_rules, mailpit_rules
-from smtpmock.smtp import Action, SessionView
 from smtpmock.smtp._transport import _Throttle
 
 from .mail import send
@@ -720,10 +721,10 @@ def test_plain_and_async_stage_hooks_run_in_order() -> None:
         seen_first.append(stage)
         return False
 
-    async def refuse_blocked(view: SessionView, stage: str, arg: Any) -> Action | None:
+    async def refuse_blocked(view: SessionView, stage: str, arg: Any) -> HookAction | None:
         if stage == "RCPT" and "blocked@" in str(arg):
             assert view.sender == "alice@example.com"  # the envelope so far
-            return Action(reply="550 5.7.1 blocked by a hook")
+            return HookAction(reply="550 5.7.1 blocked by a hook")
         return None
 
     def last(protocol: Any, stage: str, arg: Any) -> bool:

@@ -16,7 +16,11 @@ ACCEPTED = [
     ("<Bob.Smith+tag@Mail.Example.COM>", "Bob.Smith+tag@Mail.Example.COM", ""),
     ("<!#$%&'*+/=?^_`{|}~-@x-y.z>", "!#$%&'*+/=?^_`{|}~-@x-y.z", ""),
     ("<a@b> SIZE=100", "a@b", "SIZE=100"),
-    ("<a@b>  NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b", "a@b", "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b"),
+    (
+        "<a@b>  NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b",
+        "a@b",
+        "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b",
+    ),
     ("  <a@b>", "a@b", ""),
     ("\t<a@b>\t", "a@b", ""),
     ("<>", "", ""),

@@ -135,7 +135,8 @@ def test_starttls_discards_every_buffered_plaintext_byte() -> None:
     # A second segment of plaintext, before the handshake: discarded too.
     assert drive(session, b"RCPT TO:<evil@x.y>\r\n") == []
     session.tls_started()
-    assert session.helo is None and session.tls  # the session starts over
+    assert session.helo is None
+    assert session.tls
     drive(session, b"MAIL FROM:<a@b.c>\r\n")
     assert codes(session.data_to_send()) == [503]
 
@@ -240,9 +241,7 @@ def test_auth_plain_login_cram_and_abort() -> None:
 
 
 def test_auth_needs_tls_unless_allowed() -> None:
-    session = started(
-        Settings(auth_mechanisms=("PLAIN",)), authenticator=Accounts({"a": "b"})
-    )
+    session = started(Settings(auth_mechanisms=("PLAIN",)), authenticator=Accounts({"a": "b"}))
     drive(session, b"EHLO c\r\nAUTH PLAIN " + b64(b"\0a\0b") + b"\r\n")
     assert codes(session.data_to_send()) == [250, 538]
 

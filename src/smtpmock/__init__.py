@@ -42,6 +42,7 @@ from ._unittest import (
     SMTPMockMixin,
     SMTPMockTestCase,
 )
+from .smtp import HookAction, SessionView
 from .store import MemoryStore, Retention, Store
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ __all__ = [
     "FaultRule",
     "FaultSet",
     "Headers",
+    "HookAction",
     "LateMail",
     "LateMailWarning",
     "MailAssertionError",
@@ -80,6 +82,7 @@ __all__ = [
     "ScopedMailbox",
     "ServerError",
     "ServerStartError",
+    "SessionView",
     "StorageError",
     "StorageFull",
     "StorageUnavailable",

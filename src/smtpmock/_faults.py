@@ -12,9 +12,10 @@ are one-liners. Rules, sets and log entries turn into plain dicts and back, so t
 command-line flags can carry them.
 
 The set plugs into the server as a stage hook (:meth:`FaultSet.hook`): it sees a read-only
-:class:`~smtpmock.smtp.SessionView` and answers with an :class:`~smtpmock.smtp.Action` that the
-SMTP engine applies; it never touches the engine. Why replies are limited to 4xx/5xx: a rule can only refuse, so
-anything the client sees answered 250 went through the normal path and was stored.
+:class:`~smtpmock.smtp.SessionView` and answers with an :class:`~smtpmock.smtp.HookAction` that the
+SMTP engine applies; it never touches the engine. Why replies are limited to 4xx/5xx: a rule
+can only refuse, so anything the client sees answered 250 went through the normal path and was
+stored.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 from ._message import Message
-from .smtp._view import Action, SessionView
-
+from .smtp._view import HookAction, SessionView
 
 __all__ = ["FaultContext", "FaultEvent", "FaultRule", "FaultSet"]
 
@@ -835,10 +835,10 @@ class FaultSet:
 
     # -- the stage hook
 
-    def hook(self, view: SessionView, stage: str, arg: Any) -> Action | None:
+    def hook(self, view: SessionView, stage: str, arg: Any) -> HookAction | None:
         """The stage hook :class:`~smtpmock.SMTPMock` registers: apply the rules to *stage*.
 
-        ``None`` at once while there are no rules; otherwise the :class:`Action` of the rules
+        ``None`` at once while there are no rules; otherwise the :class:`HookAction` of the rules
         that fire (the engine waits, throttles, drops or replies), or ``None``.
         """
         if not self._rules:
@@ -861,7 +861,7 @@ class FaultSet:
         delay = sum(rule.delay for rule, _, _ in fired)
         throttle = next((rate for _, rate, _ in reversed(fired) if rate), None)
         last = fired[-1][0]
-        return Action(
+        return HookAction(
             reply=last.reply,
             drop=last.drop,
             delay=delay,

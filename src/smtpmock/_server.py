@@ -31,9 +31,9 @@ from ._faults import FaultsArgument, FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._loop import loop_factory, writable
 from ._message import Message
-from .smtp import ServerContext, Settings, SMTPConnection, StageHook
 from ._tls import TLSMaterial, tls_material
 from ._transcript import Transcript, TranscriptLog
+from .smtp import ServerContext, Settings, StageHook
 from .store import MemoryStore, Store
 from .store._base import GroupCommit
 
@@ -409,7 +409,7 @@ class SMTPMock(Mailbox):
         """Register a stage hook, before or after start: ``hook(view, stage, arg)`` gets a
         read-only :class:`~smtpmock.smtp.SessionView`, the stage (``"connect"``, a command
         verb, ``"DATA_END"``) and its argument (the command's, or the :class:`Message` at
-        ``DATA_END``), and returns ``None`` to go on or a :class:`~smtpmock.smtp.Action`
+        ``DATA_END``), and returns ``None`` to go on or a :class:`~smtpmock.smtp.HookAction`
         (reply, drop, delay, throttle), or an awaitable of either. Hooks run in the
         server's loop thread, in the order they were added."""
         self._hooks.append(hook)

@@ -36,8 +36,8 @@ from ._errors import ConfigurationError, LateMail, LateMailWarning
 from ._faults import FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox, describe_messages
 from ._message import Message
-from .smtp import SessionView
 from ._server import SMTPMock
+from .smtp import SessionView
 
 __all__ = ["LateMail", "LateMailWarning", "SMTPMockMixin", "SMTPMockTestCase", "ScopedMailbox"]
 
@@ -136,7 +136,6 @@ class SharedServer:
                 with self._lock:
                     epoch.late.append(summary)
                     self._late.append((epoch.name, summary))
-        return None
 
     # ------------------------------------------------------------------ test side
 

@@ -4,7 +4,7 @@
   bytes), with its :class:`Settings` and events; no sockets, no asyncio, no threads.
 * :mod:`._paths`: MAIL/RCPT paths and parameters.
 * :mod:`._view`: :class:`SessionView` (what hooks and fault rules see of a session) and
-  :class:`Action` (what they answer).
+  :class:`HookAction` (what they answer).
 * :mod:`._transport`: :class:`SMTPConnection` (an ``asyncio.Protocol``) and
   :class:`ServerContext` (what the connections of one server share).
 
@@ -26,16 +26,16 @@ from ._session import (
     with_enhanced_code,
 )
 from ._transport import ServerContext, SMTPConnection
-from ._view import Action, SessionView, StageHook
+from ._view import HookAction, SessionView, StageHook
 
 __all__ = [
-    "Action",
     "AuthAttempted",
     "Authenticator",
     "CloseConnection",
     "Command",
     "Envelope",
     "Event",
+    "HookAction",
     "MessageReceived",
     "SMTPConnection",
     "ServerContext",

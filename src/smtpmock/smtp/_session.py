@@ -47,7 +47,7 @@ from base64 import b64decode, b64encode
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ._paths import parse_params, parse_path
 
@@ -240,7 +240,7 @@ class Settings:
 
 
 _NEED_DATA = object()
-_Recorder = Callable[[str, str], None]
+_Recorder = Callable[[Literal["client", "server", "event"], str], None]
 
 
 class Session:
@@ -750,17 +750,20 @@ class Session:
             # The transparency dot of every line but the first (handled by the caller).
             block = block.replace(b"\r\n.", b"\r\n")
         limit = self.settings.max_line_length
-        if limit is not None and not self._long_line:
-            if self._line_length + len(block) > limit - 2 + (2 if whole_lines else 0):
+        # A block no longer than the limit cannot hold a long line: most are never split.
+        if (
+            limit is not None
+            and not self._long_line
+            and self._line_length + len(block) > limit - 2 + (2 if whole_lines else 0)
+        ):
+            if whole_lines:
                 lines = block.split(b"\r\n")
-                if whole_lines:
-                    lines.pop()  # the empty part after the last CRLF
-                    first = self._line_length + len(lines[0])
-                    longest = max(first, max(map(len, lines)))
-                else:
-                    longest = self._line_length + len(block)
-                if longest > limit - 2:
-                    self._long_line = True
+                lines.pop()  # the empty part after the last CRLF
+                longest = max(self._line_length + len(lines[0]), *map(len, lines))
+            else:
+                longest = self._line_length + len(block)
+            if longest > limit - 2:
+                self._long_line = True
         if whole_lines:
             self._line_start = True
             self._line_length = 0
@@ -772,9 +775,7 @@ class Session:
         if self._oversize:
             return
         max_size = self.settings.max_message_size
-        if (max_size and size > max_size) or (
-            self._long_line and self.settings.refuse_long_lines
-        ):
+        if (max_size and size > max_size) or (self._long_line and self.settings.refuse_long_lines):
             self._oversize = True
             self._content = bytearray()  # drop what was kept: memory stays bounded
             return

@@ -1,7 +1,7 @@
 """What code outside the SMTP engine sees of a session: a read-only view, and hook actions.
 
 Stage hooks (fault rules, the shared server's epochs, users' ``add_hook``) get a
-:class:`SessionView` and answer with ``None`` (go on) or an :class:`Action` (reply instead,
+:class:`SessionView` and answer with ``None`` (go on) or an :class:`HookAction` (reply instead,
 drop, delay, throttle), possibly through an awaitable. They never reach the transport or the
 state machine: the engine applies the action.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ._session import Session
 
-__all__ = ["Action", "SessionView", "StageHook"]
+__all__ = ["HookAction", "SessionView", "StageHook"]
 
 
 @dataclass(frozen=True)
-class Action:
+class HookAction:
     """What a stage hook asks the engine to do at a stage.
 
     ``reply``: answer this (``"451 4.7.1 Greylisted"``) instead of running the command (at
@@ -81,7 +81,7 @@ class SessionView:
         return f"<SessionView {self.session_id[:8]} peer={self.peer} helo={self.helo!r}>"
 
 
-HookResult = Union[None, bool, Action]
+HookResult = None | bool | HookAction
 StageHook = Callable[[SessionView, str, Any], "HookResult | Awaitable[HookResult]"]
 """``hook(view, stage, arg)``: stages are ``"connect"``, each command verb (``"EHLO"``,
 ``"MAIL"``, ...; *arg* is the command's argument) and ``"DATA_END"`` (*arg* is the
