@@ -215,11 +215,13 @@ def test_serve_flags_for_accept_any_auth_and_strict_lines() -> None:
     """The new options reach ``smtpmock serve`` as flags (generated from ServerConfig)."""
     from .served import Served
 
-    with Served("--auth-accept-any", "true", "--refuse-long-lines", "true") as served:
-        with smtplib.SMTP(served.smtp_host, served.smtp_port, timeout=10) as client:
-            client.login("app", "anything")
-            client.ehlo()
-            client.mail("a@example.com")
-            client.rcpt("b@example.com")
-            code, _ = client.data(b"Subject: long\r\n\r\n" + b"x" * 1200 + b"\r\n")
-            assert code == 500
+    with (
+        Served("--auth-accept-any", "true", "--refuse-long-lines", "true") as served,
+        smtplib.SMTP(served.smtp_host, served.smtp_port, timeout=10) as client,
+    ):
+        client.login("app", "anything")
+        client.ehlo()
+        client.mail("a@example.com")
+        client.rcpt("b@example.com")
+        code, _ = client.data(b"Subject: long\r\n\r\n" + b"x" * 1200 + b"\r\n")
+        assert code == 500
