@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smtpmock import SMTPMock
+from smtpmock import ServerError, SMTPMock
 
 from .rawsmtp import RawSMTP
 
@@ -225,3 +225,18 @@ def test_serve_flags_for_accept_any_auth_and_strict_lines() -> None:
         client.rcpt("b@example.com")
         code, _ = client.data(b"Subject: long\r\n\r\n" + b"x" * 1200 + b"\r\n")
         assert code == 500
+
+
+def test_a_hook_that_answers_true_is_reported_not_ignored() -> None:
+    # Hooks used to answer a command themselves and return True; with a read-only view
+    # they cannot, so True is a mistake the test must see (451 now, ServerError on check()).
+    def old_style(view: object, stage: str, arg: object) -> bool:
+        return stage == "NOOP"
+
+    with SMTPMock() as mock:
+        mock.add_hook(old_style)  # type: ignore[arg-type]
+        with smtplib.SMTP(mock.host, mock.port, timeout=10) as client:
+            assert client.noop()[0] == 451
+        assert [type(e) for e in mock.errors] == [TypeError]
+        with pytest.raises(ServerError, match="HookAction"):
+            mock.check()

@@ -12,7 +12,7 @@ are one-liners. Rules, sets and log entries turn into plain dicts and back, so t
 command-line flags can carry them.
 
 The set plugs into the server as a stage hook (:meth:`FaultSet.hook`): it sees a read-only
-:class:`~smtpmock.smtp.SessionView` and answers with an :class:`~smtpmock.smtp.HookAction` that the
+:class:`~smtpmock.SessionView` and answers with a :class:`~smtpmock.HookAction` that the
 SMTP engine applies; it never touches the engine. Why replies are limited to 4xx/5xx: a rule
 can only refuse, so anything the client sees answered 250 went through the normal path and was
 stored.

@@ -407,7 +407,7 @@ class SMTPMock(Mailbox):
 
     def add_hook(self, hook: StageHook) -> None:
         """Register a stage hook, before or after start: ``hook(view, stage, arg)`` gets a
-        read-only :class:`~smtpmock.smtp.SessionView`, the stage (``"connect"``, a command
+        read-only :class:`~smtpmock.SessionView`, the stage (``"connect"``, a command
         verb, ``"DATA_END"``) and its argument (the command's, or the :class:`Message` at
         ``DATA_END``), and returns ``None`` to go on or a :class:`~smtpmock.smtp.HookAction`
         (reply, drop, delay, throttle), or an awaitable of either. Hooks run in the
