@@ -322,11 +322,12 @@ class SMTPConnection(asyncio.Protocol):
         hooks = self.context.hooks
         try:
             while True:
-                if (
-                    outcome is not None
-                    and outcome is not False
-                    and not isinstance(outcome, HookAction)
-                ):
+                if outcome is True:
+                    raise TypeError(
+                        "a stage hook returns None or a HookAction, not True (to answer a"
+                        " command, return HookAction(reply=...))"
+                    )
+                if outcome not in (None, False) and not isinstance(outcome, HookAction):
                     outcome = await outcome
                 if isinstance(outcome, HookAction):
                     if outcome.delay:
