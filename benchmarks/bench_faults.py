@@ -4,6 +4,10 @@ Run from the repository root::
 
     python benchmarks/bench_faults.py            # about 15 s
     python benchmarks/bench_faults.py --quick    # smaller sizes
+    python benchmarks/bench_faults.py --json     # rows for run.py (its "faults" part)
+
+``run.py`` runs it: a throttle that no longer throttles (measured under 80 % of the time the
+rate implies) makes this script exit 1, so ``run.py --check`` (CI) fails.
 
 What is measured:
 
@@ -18,8 +22,10 @@ What is measured:
 from __future__ import annotations
 
 import argparse
+import json
 import smtplib
 import statistics
+import sys
 import threading
 import time
 
@@ -33,8 +39,9 @@ def message(size: int) -> str:
     return "Subject: bench\r\n\r\n" + BODY_LINE * lines
 
 
-def bench_throttle(sizes: list[int], rates: list[int]) -> None:
+def bench_throttle(sizes: list[int], rates: list[int]) -> list[tuple[int, int, float, float]]:
     print("throttle: size, rate -> expected s, measured s")
+    out = []
     for rate in rates:
         for size in sizes:
             with SMTPMock() as mock:
@@ -48,6 +55,8 @@ def bench_throttle(sizes: list[int], rates: list[int]) -> None:
             # both directions are throttled: the replies (a few hundred bytes) count too
             expected = len(text) / rate
             print(f"  {len(text):>8} B at {rate:>7} B/s -> {expected:6.2f} s, {elapsed:6.2f} s")
+            out.append((len(text), rate, expected, elapsed))
+    return out
 
 
 def rate_per_second(mock: SMTPMock, count: int) -> float:
@@ -62,8 +71,9 @@ def rate_per_second(mock: SMTPMock, count: int) -> float:
     return count / elapsed
 
 
-def bench_overhead(count: int) -> None:
+def bench_overhead(count: int) -> dict[int, float]:
     print(f"overhead: messages/s over one connection ({count} messages)")
+    out = {}
     for rules in (0, 50):
         with SMTPMock() as mock:
             for i in range(rules):
@@ -71,6 +81,8 @@ def bench_overhead(count: int) -> None:
             figures = [rate_per_second(mock, count) for _ in range(3)]
             mock.reset()
         print(f"  {rules:>3} rules: {statistics.median(figures):8.0f} msg/s (median of 3)")
+        out[rules] = statistics.median(figures)
+    return out
 
 
 def send_times(mock: SMTPMock, count: int) -> list[float]:
@@ -84,7 +96,7 @@ def send_times(mock: SMTPMock, count: int) -> list[float]:
     return times
 
 
-def bench_isolation(count: int) -> None:
+def bench_isolation(count: int) -> tuple[float, float]:
     print(f"isolation: ms per send on a fresh connection ({count} sends)")
     with SMTPMock() as mock:
         baseline = send_times(mock, count)
@@ -114,20 +126,68 @@ def bench_isolation(count: int) -> None:
         figures.sort()
         p99 = figures[min(len(figures) - 1, int(len(figures) * 0.99))]
         print(f"  {label:<22} median {statistics.median(figures) * 1e3:6.2f}  p99 {p99 * 1e3:6.2f}")
+    return statistics.median(baseline) * 1e3, statistics.median(during) * 1e3
+
+
+def _row(
+    scenario: str, unit: str, value: float, higher: bool, notes: list[str]
+) -> dict[str, object]:
+    return {
+        "scenario": scenario,
+        "unit": unit,
+        "figures": {"smtpmock": round(value, 3)},
+        "higher_is_better": higher,
+        "subjects": ["smtpmock"],
+        "notes": notes,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true", help="end with run.py's JSON rows")
     args = parser.parse_args()
     if args.quick:
-        bench_throttle([20_000], [20_000])
-        bench_overhead(100)
-        bench_isolation(50)
+        throttled = bench_throttle([20_000], [20_000])
+        overhead = bench_overhead(100)
+        isolation = bench_isolation(50)
     else:
-        bench_throttle([20_000, 100_000], [20_000, 100_000])
-        bench_overhead(500)
-        bench_isolation(200)
+        throttled = bench_throttle([20_000, 100_000], [20_000, 100_000])
+        overhead = bench_overhead(500)
+        isolation = bench_isolation(200)
+    broken = [
+        f"{size} B at {rate} B/s took {elapsed:.2f} s, the rate implies {expected:.2f} s"
+        for size, rate, expected, elapsed in throttled
+        if elapsed < 0.8 * expected
+    ]
+    if args.json:
+        rows = [
+            _row(
+                f"faults: throttled send, {size // 1000} kB at {rate // 1000} kB/s",
+                "s",
+                elapsed,
+                False,
+                [f"the rate implies {expected:.2f} s: less means the throttle does not work"],
+            )
+            for size, rate, expected, elapsed in throttled
+        ]
+        rows += [
+            _row(f"faults: msg/s, one connection, {n} rules never matching", "msg/s", v, True, [])
+            for n, v in overhead.items()
+        ]
+        rows.append(
+            _row(
+                "faults: ms per send while another connection waits in a 1 h delay",
+                "ms",
+                isolation[1],
+                False,
+                [f"{isolation[0]:.2f} ms with no delayed connection"],
+            )
+        )
+        print(json.dumps({"rows": rows}))
+    if broken:
+        print("throttle does not throttle: " + "; ".join(broken), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
     python benchmarks/run.py                  # full scale, under 10 minutes on 2 cores
     python benchmarks/run.py --scale small    # a quick smoke run (a few hundred messages)
-    python benchmarks/run.py --only ingest    # one part: ingest, core, fixture, search
+    python benchmarks/run.py --only ingest    # one part: ingest, core, faults, fixture, search
     python benchmarks/run.py --out benchmarks/RESULTS.md
     python benchmarks/run.py --scale small --check   # CI: exit 1 if a part broke
 
@@ -13,7 +13,9 @@ Scenarios (issue 7):
 1. SMTP ingest of 1 KiB messages in three shapes (``ingest.py``) against smtpmock in-process,
    ``smtpmock serve``, aiosmtpd with a do-nothing handler, the stdlib ``smtpd`` and Postfix's
    ``smtp-sink``, driven by Postfix's ``smtp-source`` (else ``loadgen.py``).
-2. ``wait_for`` wake-up latency and start/stop cost (``bench_core.py``).
+2. ``wait_for`` wake-up latency and start/stop cost (``bench_core.py``); fault injection:
+   a throttled send against the time its rate implies, rule overhead, a delayed connection
+   not holding others up (``bench_faults.py``: a throttle that stops working fails the part).
 3. Per-test overhead of the pytest fixture beside smtpdfix and pytest-localserver
    (``bench_fixture.py``).
 4. ``smtpmock serve`` with 10k and 100k stored 10 KiB messages: search p50/p99, resident memory,
@@ -55,13 +57,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import HERE, REPO, SMTP_SINK, SMTP_SOURCE, VENV_PYTHON, Row, render_table
 from ingest import run_ingest
 
-PARTS = ("ingest", "core", "fixture", "search")
+PARTS = ("ingest", "core", "faults", "fixture", "search")
 # Options that make another script's run short, passed at small scale when it accepts them.
 SMALL_OPTIONS = (["--quick"], ["--tests", "200"], ["--repeat", "1"])
 # Wall-clock budgets (seconds) per part at full scale. The whole run stays under 10 minutes:
 # each part after ingest gets at most what is left of TOTAL_BUDGET, and search, last, gets the
 # rest (up to its 400 s: filling and indexing 100k messages of 10 KiB is the longest step).
-BUDGET = {"ingest": 200.0, "core": 60.0, "fixture": 90.0, "search": 400.0}
+BUDGET = {"ingest": 200.0, "core": 60.0, "faults": 60.0, "fixture": 90.0, "search": 400.0}
 TOTAL_BUDGET = 570.0
 # The fixture part keeps the best of 2 runs (one run: about FIXTURE_RUN s) when search still
 # has SEARCH_FLOOR s after it, else it runs once.
@@ -187,6 +189,13 @@ def main() -> None:
         appendix += [text] if text else []
         if not ok:
             failed.append("core (bench_core.py)")
+    if "faults" in parts:
+        log("faults: throttle accuracy, rule overhead, isolation (bench_faults.py)")
+        got, text, ok = external("bench_faults.py", args.scale, budget("faults"))
+        rows += got
+        appendix += [text] if text else []
+        if not ok:
+            failed.append("faults (bench_faults.py)")
     if "fixture" in parts:
         left = total - (time.monotonic() - started) - 10.0
         fits = left - 2 * FIXTURE_RUN >= SEARCH_FLOOR

@@ -23,11 +23,13 @@ from smtpmock import (
     FaultEvent,
     FaultRule,
     FaultSet,
+    HookAction,
     ServerError,
+    SessionView,
     SMTPMock,
 )
 from smtpmock._chaos import jim_rules, mailpit_rules
-from smtpmock._faults import _Throttle
+from smtpmock.smtp._transport import _Throttle
 
 from .mail import send
 
@@ -719,11 +721,11 @@ def test_plain_and_async_stage_hooks_run_in_order() -> None:
         seen_first.append(stage)
         return False
 
-    async def refuse_blocked(protocol: Any, stage: str, arg: Any) -> bool:
+    async def refuse_blocked(view: SessionView, stage: str, arg: Any) -> HookAction | None:
         if stage == "RCPT" and "blocked@" in str(arg):
-            await protocol.push("550 5.7.1 blocked by a hook")
-            return True
-        return False
+            assert view.sender == "alice@example.com"  # the envelope so far
+            return HookAction(reply="550 5.7.1 blocked by a hook")
+        return None
 
     def last(protocol: Any, stage: str, arg: Any) -> bool:
         seen_last.append(stage)

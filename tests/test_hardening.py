@@ -14,7 +14,6 @@ from contextlib import ExitStack
 import pytest
 
 from smtpmock import SMTPMock
-from smtpmock._protocol import DRAIN_LIMIT
 
 from .rawsmtp import RawSMTP
 
@@ -107,17 +106,18 @@ def test_header_injection_through_helo_and_mail_from(
     assert message.mail_from == "a@example.com"
 
 
-@pytest.mark.parametrize("line_limit", [None, 1000])
-def test_single_data_line_larger_than_the_size_limit(line_limit: int | None) -> None:
+@pytest.mark.parametrize("strict", [False, True])
+def test_single_data_line_larger_than_the_size_limit(strict: bool) -> None:
     with (
-        SMTPMock(max_message_size=10_000, max_line_length=line_limit) as mock,
+        SMTPMock(max_message_size=10_000, refuse_long_lines=strict) as mock,
         _ready_for_data(mock) as raw,
     ):
         raw.send(b"Subject: one line\r\n\r\n" + b"A" * 50_000)  # no line end yet
-        code, text = raw.reply()  # answered before the line (or the data) ends
-        assert code == (552 if line_limit is None else 500)
-        assert text[4:9] == ("5.3.4" if line_limit is None else "5.5.2")
+        # RFC 5321 4.1.1.4 / RFC 1870 6: no reply in the middle of DATA, only after the dot.
+        assert not select.select([raw.sock], [], [], 0.2)[0]
         raw.send(b"\r\n.\r\n")
+        code, text = raw.reply()
+        assert (code, text[4:9]) == (552, "5.3.4")  # the size is what is over first
         assert raw.command("NOOP")[0] == 250
     assert mock.messages == []
 
@@ -131,35 +131,41 @@ def _peak_rss() -> int:
 
 
 @pytest.mark.skipif(not hasattr(select, "select"), reason="needs select()")
-def test_100_mb_message_is_refused_early_and_memory_stays_bounded(mock: SMTPMock) -> None:
+def test_100_mb_over_the_limit_is_read_in_bounded_memory_and_answered_552(
+    mock: SMTPMock,
+) -> None:
     limit = mock.config.max_message_size
     assert limit is not None
     before = _peak_rss()
     chunk = (b"x" * 998 + b"\r\n") * 1024  # ~1 MiB of well-formed lines
     sent = 0
-    reply = None
     with _ready_for_data(mock) as raw:
-        while sent < 100 * MiB:
+        while sent < limit + 100 * MiB:
             raw.sock.sendall(chunk)
             sent += len(chunk)
-            if select.select([raw.sock], [], [], 0)[0]:
-                reply = raw.reply()
-                break
-        assert reply is not None
-        assert reply[1].startswith("552 5.3.4 ")
-        assert sent <= limit + 16 * MiB  # refused once past the limit (+ socket buffers)
-        # The server reads up to DRAIN_LIMIT more, then closes: keep sending to find out.
-        closed = False
-        try:
-            for _ in range(4 * DRAIN_LIMIT // len(chunk)):
-                raw.sock.sendall(chunk)
-        except OSError:  # ConnectionResetError / BrokenPipeError
-            closed = True
-        closed = closed or raw.at_eof()
-        assert closed
+            # Nothing is answered before the end of the data (RFC 1870 6).
+            assert not select.select([raw.sock], [], [], 0)[0]
+        raw.sock.sendall(b".\r\n")
+        code, text = raw.reply()  # a permanent refusal, not a dropped connection
+        assert (code, text[:9]) == (552, "552 5.3.4")
+        assert raw.command("NOOP")[0] == 250
     assert mock.messages == []
     growth = _peak_rss() - before
     assert growth < 100 * MiB, f"peak RSS grew by {growth / MiB:.0f} MiB"
+
+
+def test_smtplib_gets_552_for_a_message_far_over_the_limit() -> None:
+    # Issue 24 defect 3: 16 MiB over the limit used to end in SMTPServerDisconnected.
+    with SMTPMock(max_message_size=1 << 20) as mock:
+        body = "Subject: big\r\n\r\n" + ("y" * 998 + "\r\n") * (20 * 1024)  # ~20 MiB
+        with smtplib.SMTP(mock.host, mock.port, timeout=60) as client:
+            client.ehlo()
+            client.mail("a@example.com")  # no SIZE=, as a client that does not know the size
+            client.rcpt("b@example.com")
+            code, text = client.data(body)
+            assert (code, text[:5]) == (552, b"5.3.4")
+            assert client.noop()[0] == 250
+    assert mock.messages == []
 
 
 def test_10000_character_command_line(mock: SMTPMock) -> None:

@@ -70,19 +70,40 @@ def test_command_line_length(mock: SMTPMock) -> None:
         assert raw.command(f"MAIL FROM:<{long_address[:-1]}@example.com>")[0] == 250
 
 
-def test_data_line_length() -> None:
+def test_long_data_lines_are_accepted_and_reported_by_default() -> None:
+    # Postfix, Mailpit and MailHog take such lines, and templating engines make them.
     with SMTPMock() as mock, _session(mock) as raw:
         raw.command("MAIL FROM:<a@example.com>")
         raw.command("RCPT TO:<b@example.com>")
         raw.command("DATA")
         # 998 octets + CRLF is the RFC 5321 maximum; a leading dot is stuffing, not counted.
+        raw.send(b"Subject: fits\r\n\r\n" + b"." + b"." * 998 + b"\r\n.\r\n")
+        assert raw.reply()[0] == 250
+        raw.command("MAIL FROM:<a@example.com>")
+        raw.command("RCPT TO:<b@example.com>")
+        raw.command("DATA")
+        raw.send(b"Subject: long\r\n\r\n" + b"z" * 5000 + b"\r\n.\r\n")
+        assert raw.reply()[0] == 250
+        fits, long = mock.wait_for(2)
+    assert fits.raw.endswith(b"." * 998 + b"\r\n")
+    assert not any("998" in defect for defect in fits.defects)
+    assert long.raw.endswith(b"z" * 5000 + b"\r\n")
+    assert "a line of 5000 octets, over RFC 5321's 998 (4.5.3.1.6)" in long.defects
+
+
+def test_long_data_lines_refused_after_the_final_dot_when_strict() -> None:
+    with SMTPMock(refuse_long_lines=True) as mock, _session(mock) as raw:
+        raw.command("MAIL FROM:<a@example.com>")
+        raw.command("RCPT TO:<b@example.com>")
+        raw.command("DATA")
         raw.send(b"Subject: lines\r\n\r\n" + b"." + b"." * 998 + b"\r\n.\r\n")
         assert raw.reply()[0] == 250
         raw.command("MAIL FROM:<a@example.com>")
         raw.command("RCPT TO:<b@example.com>")
         raw.command("DATA")
-        raw.send(b"Subject: lines\r\n\r\n" + b"z" * 999 + b"\r\n.\r\n")
-        code, text = raw.reply()
+        raw.send(b"Subject: lines\r\n\r\n" + b"z" * 999 + b"\r\n")
+        raw.send(b"more\r\n.\r\n")
+        code, text = raw.reply()  # the first reply after DATA's 354 comes after the dot
         assert code == 500
         assert text.startswith("500 5.5.2 Error: line too long in DATA")
         assert raw.command("NOOP")[0] == 250  # the session goes on

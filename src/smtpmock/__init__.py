@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ._server import SMTPMock
     from ._transcript import Transcript, TranscriptEntry
     from ._unittest import ScopedMailbox, SMTPMockMixin, SMTPMockTestCase
+    from .smtp import HookAction, SessionView
     from .store import MemoryStore, Retention, SQLiteStore, Store
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "FaultRule",
     "FaultSet",
     "Headers",
+    "HookAction",
     "LateMail",
     "LateMailWarning",
     "MailAssertionError",
@@ -77,6 +79,7 @@ __all__ = [
     "SearchError",
     "ServerError",
     "ServerStartError",
+    "SessionView",
     "StorageError",
     "StorageFull",
     "StorageUnavailable",
@@ -104,6 +107,7 @@ _LAZY = {
     "FaultRule": "._faults",
     "FaultSet": "._faults",
     "Headers": "._message",
+    "HookAction": ".smtp",
     "Mailbox": "._inspect",
     "MemoryStore": ".store",
     "Message": "._message",
@@ -114,6 +118,7 @@ _LAZY = {
     "SMTPMockTestCase": "._unittest",
     "SQLiteStore": ".store",  # .store imports it when asked, too
     "ScopedMailbox": "._unittest",
+    "SessionView": ".smtp",
     "Store": ".store",
     "Transcript": "._transcript",
     "TranscriptEntry": "._transcript",

@@ -58,7 +58,16 @@ class ServerConfig:
     add; ``AUTH`` lines may reach 12,288 per RFC 4954). Longer lines: 500 5.5.2."""
     max_line_length: int | None = 1000
     """Longest line inside DATA in octets, CRLF included (RFC 5321 4.5.3.1.6), not counting a
-    stuffed leading dot; ``None``: no limit. A longer line makes the message refused (500 5.5.2)."""
+    stuffed leading dot; ``None``: no limit. A longer line is accepted and reported in the
+    message's ``defects`` (as Postfix, Mailpit and MailHog accept it), unless
+    ``refuse_long_lines``."""
+    refuse_long_lines: bool = False
+    """Refuse a message with a DATA line over ``max_line_length`` (500 5.5.2, after the final
+    dot), as RFC 5321 allows; by default it is accepted and reported in its defects."""
+    auth_accept_any: bool = False
+    """Offer AUTH (PLAIN, LOGIN, CRAM-MD5) and accept any user name and password, on any
+    connection (TLS or not): for an application that insists on logging in. The user name is
+    recorded on the message (``auth_user``). Not with ``auth``."""
 
     def __post_init__(self) -> None:
         if self.max_message_size is not None and self.max_message_size <= 0:
@@ -89,9 +98,17 @@ class ServerConfig:
             raise ConfigurationError("tls_ca only makes sense with tls_cert/tls_key")
 
     def _check_auth(self) -> None:
+        if self.auth_accept_any:
+            if self.auth is not None:
+                raise ConfigurationError(
+                    "auth_accept_any=True accepts any credentials: give it or auth=, not both"
+                )
+            return
         if self.auth is None:
             if self.auth_required:
-                raise ConfigurationError("auth_required=True needs accounts: auth={...}")
+                raise ConfigurationError(
+                    "auth_required=True needs accounts (auth={...}) or auth_accept_any=True"
+                )
             return
         if not (isinstance(self.auth, Mapping) or callable(self.auth)):
             raise ConfigurationError("auth must be a dict of user: password, or a callable")
@@ -110,13 +127,3 @@ class ServerConfig:
                 f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return cls(**options)
-
-    def smtp_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for aiosmtpd's ``SMTP`` constructor."""
-        return {
-            "hostname": self.hostname,
-            "ident": "smtpmock ESMTP",
-            "data_size_limit": self.max_message_size,
-            "enable_SMTPUTF8": self.smtputf8,
-            "timeout": self.idle_timeout,
-        }

@@ -11,14 +11,15 @@ are added and removed while the server runs, every rule that fires is recorded i
 are one-liners. Rules, sets and log entries turn into plain dicts and back, so the HTTP API and
 command-line flags can carry them.
 
-The set plugs into the server through the stage hooks of :mod:`smtpmock._protocol`; it never
-edits aiosmtpd's state machine. Why replies are limited to 4xx/5xx: a rule can only refuse, so
-anything the client sees answered 250 went through the normal path and was stored.
+The set plugs into the server as a stage hook (:meth:`FaultSet.hook`): it sees a read-only
+:class:`~smtpmock.SessionView` and answers with a :class:`~smtpmock.HookAction` that the
+SMTP engine applies; it never touches the engine. Why replies are limited to 4xx/5xx: a rule
+can only refuse, so anything the client sees answered 250 went through the normal path and was
+stored.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import fnmatch
 import random
@@ -27,16 +28,13 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import ConfigurationError
-from ._loop import readable, writable
 from ._message import Message
-
-if TYPE_CHECKING:
-    from ._protocol import SMTPProtocol
+from .smtp._view import HookAction, SessionView
 
 __all__ = ["FaultContext", "FaultEvent", "FaultRule", "FaultSet"]
 
@@ -90,7 +88,6 @@ _DEFAULT_TEXT = {
 }
 _REPLY = re.compile(r"^([1-9]\d\d)(?:[ -](.*))?$", re.DOTALL)
 _ADDRESS = re.compile(r"<([^>]*)>")
-_THROTTLE_TICK = 0.05  # seconds of traffic handed on at once by a throttled link
 _DEFAULT_LOG_LIMIT = 10_000
 
 Predicate = Callable[["FaultContext"], bool]
@@ -838,18 +835,15 @@ class FaultSet:
 
     # -- the stage hook
 
-    def hook(self, protocol: SMTPProtocol, stage: str, arg: Any) -> Awaitable[bool] | bool:
+    def hook(self, view: SessionView, stage: str, arg: Any) -> HookAction | None:
         """The stage hook :class:`~smtpmock.SMTPMock` registers: apply the rules to *stage*.
 
-        ``False`` at once while there are no rules (no coroutine on every command of every
-        session); otherwise the rules' work, to be awaited.
+        ``None`` at once while there are no rules; otherwise the :class:`HookAction` of the rules
+        that fire (the engine waits, throttles, drops or replies), or ``None``.
         """
         if not self._rules:
-            return False
-        return self._apply(protocol, stage, arg)
-
-    async def _apply(self, protocol: SMTPProtocol, stage: str, arg: Any) -> bool:
-        ctx = _context(protocol, stage, arg)
+            return None
+        ctx = _context(view, stage, arg)
         fired: list[tuple[FaultRule, float, FaultEvent]] = []
         with self._lock:
             now = self.clock()
@@ -862,19 +856,18 @@ class FaultSet:
                 fired.append((rule, rate, event))
                 if rule.drop or rule.code is not None:
                     break  # this rule answers: later rules never see the command
-        for rule, rate, event in fired:
-            _note(protocol, rule, event)
-            if rule.delay:
-                await asyncio.sleep(rule.delay)
-            if rate:
-                _Throttle.install(protocol, rate)
-            if rule.drop:
-                _drop(protocol)
-                return True
-            if rule.reply is not None:
-                await _refuse(protocol, stage, rule.reply, rule.code == 421)
-                return True
-        return False
+        if not fired:
+            return None
+        delay = sum(rule.delay for rule, _, _ in fired)
+        throttle = next((rate for _, rate, _ in reversed(fired) if rate), None)
+        last = fired[-1][0]
+        return HookAction(
+            reply=last.reply,
+            drop=last.drop,
+            delay=delay,
+            throttle=throttle,
+            note="\n".join(_note(rule, event) for rule, _, event in fired),
+        )
 
 
 FaultsArgument = (
@@ -886,11 +879,9 @@ FaultsArgument = (
 # ---------------------------------------------------------------------------------- acting
 
 
-def _context(protocol: SMTPProtocol, stage: str, arg: Any) -> FaultContext:
-    session = protocol.session
-    envelope = protocol.envelope
-    sender = getattr(envelope, "mail_from", None)
-    recipients = tuple(getattr(envelope, "rcpt_tos", None) or ())
+def _context(view: SessionView, stage: str, arg: Any) -> FaultContext:
+    sender = view.sender
+    recipients = view.recipients
     recipient = None
     message = None
     argument = arg if isinstance(arg, str) else None
@@ -902,12 +893,11 @@ def _context(protocol: SMTPProtocol, stage: str, arg: Any) -> FaultContext:
         message = arg
         sender = arg.mail_from
         recipients = tuple(arg.rcpt_tos)
-    peer = getattr(session, "peer", None) if session is not None else None
     return FaultContext(
         stage=stage,
-        session_id=protocol.session_id,
-        peer=(str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None,
-        helo=getattr(session, "host_name", None) if session is not None else None,
+        session_id=view.session_id,
+        peer=view.peer,
+        helo=view.helo,
         sender=sender,
         recipients=recipients,
         recipient=recipient,
@@ -949,11 +939,8 @@ def _event(rule: FaultRule, ctx: FaultContext, rate: float) -> FaultEvent:
     )
 
 
-def _note(protocol: SMTPProtocol, rule: FaultRule, event: FaultEvent) -> None:
-    """Mark the firing in the session transcript, so it reads why the server answered so."""
-    transcript = getattr(protocol, "transcript", None)
-    if transcript is None:
-        return
+def _note(rule: FaultRule, event: FaultEvent) -> str:
+    """The transcript line of a firing, so the transcript reads why the server answered so."""
     name = f" ({rule.name})" if rule.name else ""
     what = {
         "reply": "replies",
@@ -963,120 +950,4 @@ def _note(protocol: SMTPProtocol, rule: FaultRule, event: FaultEvent) -> None:
     }[event.action]
     if event.action == "reply" and rule.delay:
         what = f"replies after {rule.delay:g} s"
-    transcript.add("event", f"fault rule {rule.id}{name} {what}")
-
-
-def _drop(protocol: SMTPProtocol) -> None:
-    # abort(), not close(): close() would still flush whatever aiosmtpd writes next (the reply
-    # to end of data), and the point is that the client gets no reply at all.
-    writer = writable(protocol.transport)
-    if writer is not None:
-        writer.abort()
-
-
-async def _refuse(protocol: SMTPProtocol, stage: str, reply: str, closing: bool) -> None:
-    loop = asyncio.get_running_loop()
-    if stage == "DATA_END":
-        # aiosmtpd pushes the handler's return value; the handler returns this for us.
-        protocol.data_end_reply = reply
-        if closing and protocol.transport is not None:
-            # 421 closes the channel (RFC 5321 3.8), after the reply has been written.
-            loop.call_soon(protocol.transport.close)
-        return
-    await protocol.push(reply)
-    # A refused greeting and any 421 end the session (RFC 5321 3.1 and 3.8): the server does
-    # not go on reading commands nobody will answer.
-    if (closing or stage == "connect") and protocol.transport is not None:
-        protocol.transport.close()
-
-
-class _Throttle:
-    """Carries a connection's traffic at a fixed byte rate, both ways.
-
-    Incoming bytes are held back and handed to aiosmtpd's reader a slice at a time (reading from
-    the socket is paused meanwhile, so the client's sends back up as on a slow link); each reply
-    waits, before it is written, for as long as its bytes take at the rate. It wraps the
-    connection's own ``data_received``/``eof_received``/``push`` (instance attributes), because
-    aiosmtpd offers no transport hook.
-    """
-
-    def __init__(self, protocol: SMTPProtocol, rate: float) -> None:
-        self.protocol = protocol
-        self.rate = rate
-        self.loop = asyncio.get_running_loop()
-        self.pending = bytearray()
-        self.next_time = 0.0
-        self.handle: asyncio.TimerHandle | None = None
-        self._data_received = protocol.data_received
-        self._eof_received = protocol.eof_received
-        self._push = protocol.push
-
-    @classmethod
-    def install(cls, protocol: SMTPProtocol, rate: float) -> None:
-        current = protocol.__dict__.get("_smtpmock_throttle")
-        if isinstance(current, _Throttle):
-            current.rate = rate
-            return
-        throttle = cls(protocol, rate)
-        protocol.__dict__["_smtpmock_throttle"] = throttle
-        protocol.__dict__["data_received"] = throttle.data_received
-        protocol.__dict__["eof_received"] = throttle.eof_received
-        protocol.__dict__["push"] = throttle.push
-
-    @staticmethod
-    def schedule(size: int, rate: float, tick: float = _THROTTLE_TICK) -> list[tuple[int, float]]:
-        """How *size* bytes are handed on at *rate*: ``(slice length, seconds before the next
-        slice)`` pairs. Pure, so the pacing can be checked without a clock."""
-        step = max(1, int(rate * tick))
-        out = []
-        left = size
-        while left > 0:
-            n = min(step, left)
-            out.append((n, n / rate))
-            left -= n
-        return out
-
-    def data_received(self, data: bytes) -> None:
-        self.pending += data
-        reader = readable(self.protocol.transport)
-        if reader is not None:
-            reader.pause_reading()
-        if self.handle is None:
-            delay = max(0.0, self.next_time - self.loop.time())
-            self.handle = self.loop.call_later(delay, self._feed)
-
-    def _feed(self) -> None:
-        self.handle = None
-        transport = self.protocol.transport
-        if transport is None:  # connection lost: nobody to hand the bytes to
-            self.pending.clear()
-            return
-        n, pause = self.schedule(len(self.pending), self.rate)[0] if self.pending else (0, 0.0)
-        chunk = bytes(self.pending[:n])
-        del self.pending[:n]
-        if chunk:
-            self._data_received(chunk)
-        self.next_time = self.loop.time() + pause
-        if self.pending:
-            self.handle = self.loop.call_later(pause, self._feed)
-        elif (reader := readable(transport)) is not None and not reader.is_closing():
-            reader.resume_reading()
-
-    def eof_received(self) -> bool | None:
-        # Hand over what is still held back before the end of the stream, or it is lost.
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-        if self.pending:
-            chunk = bytes(self.pending)
-            self.pending.clear()
-            self._data_received(chunk)
-        return self._eof_received()
-
-    async def push(self, status: str | bytes) -> None:
-        size = len(status.encode("utf-8") if isinstance(status, str) else status) + 2
-        await asyncio.sleep(size / self.rate)
-        if isinstance(status, str):
-            await self._push(status)
-        else:
-            await self._push(status)
+    return f"fault rule {rule.id}{name} {what}"

@@ -256,6 +256,13 @@ def _bare_urls(text: str) -> list[str]:
     return [m.group(0).rstrip(_URL_TRAILING) for m in _URL.finditer(text)]
 
 
+def _longest_line(raw: bytes) -> int:
+    """Octets of the longest line of *raw*, its line end (CRLF or LF) not counted."""
+    if len(raw) <= 998:
+        return 0
+    return max(len(line.rstrip(b"\r")) for line in raw.split(b"\n"))
+
+
 class Message:
     """One message as received: the raw bytes, the envelope, and parsed views of both.
 
@@ -601,6 +608,9 @@ class Message:
             out.append("empty message")
         elif not msg.keys():
             out.append("no headers")
+        longest = _longest_line(self.raw)
+        if longest > 998:
+            out.append(f"a line of {longest} octets, over RFC 5321's 998 (4.5.3.1.6)")
         out.extend(self._extra_defects)
         return list(dict.fromkeys(out))
 

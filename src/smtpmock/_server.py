@@ -14,7 +14,7 @@ import errno
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -31,9 +31,9 @@ from ._faults import FaultsArgument, FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._loop import loop_factory, writable
 from ._message import Message
-from ._protocol import SessionSupport, SMTPProtocol, StageHook
 from ._tls import TLSMaterial, tls_material
 from ._transcript import Transcript, TranscriptLog
+from .smtp import ServerContext, Settings, StageHook
 from .store import MemoryStore, Store
 from .store._base import GroupCommit
 
@@ -45,32 +45,50 @@ _CLIENT_FAULTS = (ConnectionError, TimeoutError, OSError, asyncio.CancelledError
 _STOP_GRACE = 1.0
 
 
-class _ServerState:
-    """What every connection of one server shares."""
+class _AcceptAny:
+    """The authenticator of ``auth_accept_any``: every user name and password is good."""
 
-    def __init__(self, config: ServerConfig, store: Store, loop: asyncio.AbstractEventLoop):
-        self.config = config
-        self.store = store
-        self.loop = loop
-        self.connections: set[SMTPProtocol] = set()
-        self.served = 0
-        """How many of :attr:`connections` are being served (not refused by max_connections)."""
-        self.hooks: list[StageHook] = []
-        self.errors: list[BaseException] = []
-        self._errors_lock = threading.Lock()
-        self._group = GroupCommit(store) if store.group_commit else None
+    def check(self, mechanism: str, user: str, password: str) -> bool:
+        return True
 
-    def record_error(self, error: BaseException) -> None:
-        with self._errors_lock:
-            self.errors.append(error)
+    def check_cram_md5(self, user: str, challenge: bytes, digest: str) -> bool:
+        return True
 
-    async def deliver(self, message: Message) -> None:
-        if self._group is None:
-            self.store.add(message)
-        else:
-            # A store that does I/O (SQLite: write, commit) must not hold the loop; concurrent
-            # deliveries share one commit, and 250 still waits for it.
-            await self._group.add(message)
+
+def _settings(config: ServerConfig, *, starttls: bool, implicit: bool) -> Settings:
+    mechanisms: tuple[str, ...] = ()
+    if config.auth_accept_any:
+        mechanisms = ("CRAM-MD5", "LOGIN", "PLAIN")
+    elif config.auth is not None:
+        knows = Accounts(config.auth).knows_passwords
+        mechanisms = ("CRAM-MD5", "LOGIN", "PLAIN") if knows else ("LOGIN", "PLAIN")
+    return Settings(
+        hostname=config.hostname,
+        max_message_size=config.max_message_size,
+        smtputf8=config.smtputf8,
+        max_command_length=config.max_command_length,
+        max_line_length=config.max_line_length,
+        refuse_long_lines=config.refuse_long_lines,
+        max_recipients=config.max_recipients,
+        starttls=starttls and not implicit,
+        tls_required=config.tls == "starttls-required",
+        auth_mechanisms=mechanisms,
+        auth_require_tls=not (config.auth_allow_plaintext or config.auth_accept_any),
+        auth_required=config.auth_required,
+    )
+
+
+def _group_deliver(store: Store) -> Callable[[Message], Awaitable[None] | None]:
+    if not store.group_commit:
+        add = store.add
+
+        def deliver(message: Message) -> None:
+            add(message)
+
+        return deliver
+    # A store that does I/O (SQLite: write, commit) must not hold the loop; concurrent
+    # deliveries share one commit, and 250 still waits for it.
+    return GroupCommit(store).add
 
 
 class SMTPMock(Mailbox):
@@ -114,7 +132,7 @@ class SMTPMock(Mailbox):
         self._bound: tuple[str, int] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._state: _ServerState | None = None
+        self._state: ServerContext | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._lifecycle = threading.Lock()
         self._errors_reported = 0
@@ -186,17 +204,15 @@ class SMTPMock(Mailbox):
     ) -> None:
         loop = make_loop()
         try:
-            state = _ServerState(self.config, self._store, loop)
-            state.hooks = self._hooks
+            state = self._context(loop)
             loop.set_exception_handler(self._loop_exception)
             self._loop, self._state = loop, state
             self._errors_reported = 0  # a new run, a new error list (stop() reported the old)
             sockets = _bind(*self._requested)
             try:
-                factory = self._protocol_factory(state)
                 self._servers = [
                     loop.run_until_complete(
-                        loop.create_server(factory, sock=s, ssl=self._server_ssl)
+                        loop.create_server(state.factory, sock=s, ssl=self._server_ssl)
                     )
                     for s in sockets
                 ]
@@ -218,23 +234,32 @@ class SMTPMock(Mailbox):
         finally:
             self._close_loop(loop)
 
-    def _protocol_factory(self, state: _ServerState) -> Callable[[], SMTPProtocol]:
-        kwargs = self.config.smtp_kwargs()
+    def _context(self, loop: asyncio.AbstractEventLoop) -> ServerContext:
+        """What the connections of this run share (TLS material is made here, once)."""
         config = self.config
         tls_context = None
         if config.tls is not None:
             self._tls = tls_material(config, self._requested[0])
             tls_context = self._tls.server_context()
-        self._server_ssl = tls_context if config.tls == "implicit" else None
-        support = SessionSupport(
+        implicit = config.tls == "implicit"
+        self._server_ssl = tls_context if implicit else None
+        authenticator: Any = None
+        if config.auth_accept_any:
+            authenticator = _AcceptAny()
+        elif config.auth is not None:
+            authenticator = Accounts(config.auth)
+        return ServerContext(
+            config,
+            self._store,
+            loop,
+            settings=_settings(config, starttls=tls_context is not None, implicit=implicit),
+            authenticator=authenticator,
             tls_context=tls_context,
-            implicit_tls=config.tls == "implicit",
-            accounts=Accounts(config.auth) if config.auth is not None else None,
             transcripts=self._transcripts,
             auth_log=self._auth_log,
+            hooks=self._hooks,
+            deliver=_group_deliver(self._store),
         )
-
-        return SMTPProtocol.factory(state, support, **kwargs)
 
     def stop(self) -> None:
         """Stop the server: close every connection and join the thread. Idempotent.
@@ -381,7 +406,12 @@ class SMTPMock(Mailbox):
         return ended
 
     def add_hook(self, hook: StageHook) -> None:
-        """Register a stage hook (see :mod:`smtpmock._protocol`); before or after start."""
+        """Register a stage hook, before or after start: ``hook(view, stage, arg)`` gets a
+        read-only :class:`~smtpmock.SessionView`, the stage (``"connect"``, a command
+        verb, ``"DATA_END"``) and its argument (the command's, or the :class:`Message` at
+        ``DATA_END``), and returns ``None`` to go on or a :class:`~smtpmock.smtp.HookAction`
+        (reply, drop, delay, throttle), or an awaitable of either. Hooks run in the
+        server's loop thread, in the order they were added."""
         self._hooks.append(hook)
 
     def run_in_loop(self, fn: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 5.0) -> Any:
@@ -427,18 +457,13 @@ def _close_connection(transport: asyncio.BaseTransport | None) -> None:
         transport.close()  # flush what is queued, within the grace period of _close_loop
 
 
-async def _drain_connections(state: _ServerState, grace: float) -> None:
-    # Wait (woken by each connection_lost, no polling) for the closed transports to finish,
-    # then abort whatever is still open: a TLS peer that never answers close_notify.
-    waiters = []
-    for protocol in list(state.connections):
-        writer = getattr(protocol, "_writer", None)
-        if writer is not None:
-            waiters.append(asyncio.ensure_future(_quietly(writer.wait_closed())))
-    if waiters:
-        await asyncio.wait(waiters, timeout=grace)
-        for waiter in waiters:
-            waiter.cancel()
+async def _drain_connections(state: ServerContext, grace: float) -> None:
+    # Wait (woken by the last connection_lost, no polling) for the closed transports to
+    # finish, then abort whatever is still open: a TLS peer that never answers close_notify.
+    if state.connections:
+        state.all_closed = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(state.all_closed.wait(), grace)
     for protocol in list(state.connections):
         writer = writable(protocol.transport)
         if writer is not None:

@@ -42,8 +42,8 @@ from ._errors import LateMail, LateMailWarning
 from ._faults import FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox, describe_messages
 from ._message import Message
-from ._protocol import SMTPProtocol
 from ._server import SMTPMock
+from .smtp import SessionView
 
 __all__ = ["LateMail", "LateMailWarning", "SMTPMockMixin", "SMTPMockTestCase", "ScopedMailbox"]
 
@@ -73,7 +73,7 @@ class SharedServer:
         self.current: _Epoch | None = None
         # Transaction -> the epoch it began in; message -> its owner. Weak, so that closed
         # connections and cleared messages take their entries with them.
-        self._transactions: weakref.WeakKeyDictionary[SMTPProtocol, _Epoch | None] = (
+        self._transactions: weakref.WeakKeyDictionary[SessionView, _Epoch | None] = (
             weakref.WeakKeyDictionary()
         )
         self._owners: weakref.WeakKeyDictionary[Message, _Epoch] = weakref.WeakKeyDictionary()
@@ -83,7 +83,7 @@ class SharedServer:
 
     # ------------------------------------------------------------------ server side
 
-    def _hook(self, protocol: SMTPProtocol, stage: str, arg: Any) -> bool:
+    def _hook(self, protocol: SessionView, stage: str, arg: Any) -> None:
         # Runs in the server's loop thread; never answers a command itself, and never waits
         # (so it is a plain function: no coroutine per command).
         # The lock: end() reads these maps from the test's thread.
@@ -103,7 +103,6 @@ class SharedServer:
                 with self._lock:
                     epoch.late.append(summary)
                     self._late.append((epoch.name, summary))
-        return False
 
     # ------------------------------------------------------------------ test side
 
@@ -131,9 +130,7 @@ class SharedServer:
         return [
             _describe_transaction(protocol)
             for protocol, owner in transactions
-            if owner is epoch
-            and protocol.transport is not None
-            and not protocol.transport.is_closing()
+            if owner is epoch and not protocol.closed
         ]
 
     def take_late(self) -> list[tuple[str, str]]:
@@ -150,10 +147,9 @@ class SharedServer:
         return ScopedMailbox(self.server, epoch=epoch, shared=self, default_timeout=default_timeout)
 
 
-def _describe_transaction(protocol: SMTPProtocol) -> str:
-    envelope = getattr(protocol, "envelope", None)
-    sender = getattr(envelope, "mail_from", None) or ""
-    recipients = ", ".join(getattr(envelope, "rcpt_tos", None) or ()) or "(no recipient yet)"
+def _describe_transaction(protocol: SessionView) -> str:
+    sender = protocol.sender or ""
+    recipients = ", ".join(protocol.recipients) or "(no recipient yet)"
     return f"from <{sender}> to {recipients} (SMTP session {protocol.session_id[:8]}, unfinished)"
 
 
