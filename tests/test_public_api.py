@@ -47,6 +47,7 @@ PUBLIC = {
     "Transcript",
     "TranscriptEntry",
     "UnexpectedMessage",
+    "VerificationCode",
     "WaitTimeout",
     "__version__",
 }

@@ -31,6 +31,7 @@ from ._errors import (
     UnexpectedMessage,
     WaitTimeout,
 )
+from ._extract import VerificationCode
 from ._faults import FaultContext, FaultEvent, FaultRule, FaultSet
 from ._inspect import Mailbox
 from ._message import Address, Attachment, Headers, Message
@@ -87,6 +88,7 @@ __all__ = [
     "Transcript",
     "TranscriptEntry",
     "UnexpectedMessage",
+    "VerificationCode",
     "WaitTimeout",
     "__version__",
 ]

@@ -30,6 +30,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._extract import VerificationCode, find_code, find_magic_link
+
 if TYPE_CHECKING:
     from ._transcript import Transcript
 
@@ -546,6 +548,20 @@ class Message:
         if self.text:
             found.extend(_bare_urls(self.text))
         return list(dict.fromkeys(found))
+
+    @cached_property
+    def verification_code(self) -> VerificationCode | None:
+        """The one-time code the mail gives (subject, text, then HTML), with the phrase that
+        introduced it; ``None`` when no code phrase introduces one, never a guess. Rules:
+        :mod:`smtpmock._extract` and docs/mcp.md."""
+        return find_code(self.subject, self.text, self.html)
+
+    @cached_property
+    def magic_link(self) -> str | None:
+        """The link most likely to be the call to action (sign in, verify, confirm, reset,
+        accept an invitation), never an unsubscribe, social or logo link; ``None`` if no link
+        says so. Every link is in :attr:`links`."""
+        return find_magic_link(self.text, self.html)
 
     @property
     def defects(self) -> list[str]:
