@@ -270,11 +270,16 @@ _NEGATIVE_BEFORE = re.compile(
     r"(?:promo(?:tion(?:al)?)?|discount|coupon|voucher|gift(?:\s+card)?|referral|invite|"
     r"invitation|zip|postal|post|area|country|dialing|tracking|track|reference|ref|order|"
     r"booking|reservation|flight|confirmation\s+number|product|item|sku|article|error|status|"
-    r"source|qr|bar|tax|vat|swift|bic|iban|sort|bank|branch|customer|client|account|member|"
-    r"membership|dress|color|colour|style|offer|sale|redeem|redemption|apply|enter\s+promo|"
-    r"cheat|source|your\s+promo|shipping|delivery|parcel|package|rabatt|gutschein|aktions|"
-    r"postleit|sendungs|kunden|artikel|fehler)"
+    r"source|qr|bar|tax|vat|swift|bic|iban|sort|bank|branch|"
+    r"dress|color|colour|style|offer|sale|redeem|redemption|apply|enter\s+promo|"
+    r"cheat|your\s+promo|shipping|delivery|parcel|package|store|shop|location|"
+    r"room|gate|seat|rabatt|gutschein|aktions|postleit|sendungs|artikel|fehler|filial)"
     r"[\s-]*$",
+    re.IGNORECASE,
+)
+# ... and before a bare "code" only ("account code", but "account verification code" is one).
+_GENERIC_NEGATIVE_BEFORE = re.compile(
+    r"(?:customer|client|account|member|membership|site|kunden|kunden-?nummer)[\s-]*$",
     re.IGNORECASE,
 )
 _NEGATIVE_AFTER = re.compile(
@@ -337,6 +342,11 @@ _UNIT_AFTER = re.compile(
     r"giorni|minuten|uur|dagen|分|時間|日|年|个|個|件|元|円)",
     re.IGNORECASE,
 )
+_PROMO_AFTER = re.compile(
+    r"^\W*(?:at\s+checkout|to\s+save|for\s+\d+\s*%|and\s+save|off\b|%|beim\s+bezahlen|"
+    r"au\s+paiement|al\s+pagar|no\s+checkout|al\s+checkout|bij\s+het\s+afrekenen)",
+    re.IGNORECASE,
+)
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 _MAX_GAP = 80
 _MAX_AFTER_GAP = 40
@@ -346,7 +356,8 @@ _LONG_NUMBER = re.compile(r"\d{4,}")
 _GAP_NEVER = re.compile(
     r"\b(?:call|phone|tel|fax|contact|order|invoice|ticket|case|ref|reference|number|nr|id|"
     r"anrufen|telefon|appel(?:ez)?|t[ée]l[ée]phone|llame|tel[ée]fono|ligue|telefone|chiama|"
-    r"bel|bestellung|commande|pedido|ordine|bestelling)\b|#",
+    r"bel|bestellung|commande|pedido|ordine|bestelling|sent|gesendet|envoy[ée]|enviado|inviato|"
+    r"verzonden|verstuurd)\b|#|\+\d|\(\d+\)",
     re.IGNORECASE,
 )
 # A gap that is only glue: "Your code is 482913", "Code:\n482913".
@@ -392,8 +403,8 @@ def _candidate_after(text: str, start: int, end_limit: int) -> re.Match[str] | N
     for match in _CANDIDATE.finditer(text, start, end_limit):
         if _shape_ok(match) is None:
             continue
-        tail = text[match.end() : match.end() + 12]
-        if _UNIT_AFTER.match(tail):
+        tail = text[match.end() : match.end() + 30]
+        if _UNIT_AFTER.match(tail) or _PROMO_AFTER.match(tail):
             continue
         if match.lastgroup == "digits" and _YEAR.match(match.group(0)):
             before = text[max(0, match.start() - 3) : match.start()]
@@ -406,7 +417,11 @@ def _candidate_after(text: str, start: int, end_limit: int) -> re.Match[str] | N
 def _is_generic_negative(text: str, match: re.Match[str]) -> bool:
     before = text[max(0, match.start() - 40) : match.start()]
     after = text[match.end() : match.end() + 40]
-    return bool(_NEGATIVE_BEFORE.search(before) or _NEGATIVE_AFTER.match(after))
+    return bool(
+        _NEGATIVE_BEFORE.search(before)
+        or _GENERIC_NEGATIVE_BEFORE.search(before)
+        or _NEGATIVE_AFTER.match(after)
+    )
 
 
 def _gap_ok(gap: str) -> bool:
@@ -431,6 +446,8 @@ def _phrase_text(text: str, match: re.Match[str]) -> str:
 def _scan(text: str, source: str) -> list[_Hit]:
     hits: list[_Hit] = []
     for phrase in _PHRASE.finditer(text):
+        if _NEGATIVE_BEFORE.search(text[max(0, phrase.start() - 40) : phrase.start()]):
+            continue  # "booking confirmation code", "promo code"
         if phrase.group("generic") is not None and _is_generic_negative(text, phrase):
             continue
         # the phrase before the code: "Your code is 482913", "Code:\n482913"
@@ -608,7 +625,8 @@ def _score(url: str, text: str, button: bool) -> int | None:
     score = 0
     if _ACTION.search(text):
         score += 4
-    if _URL_ACTION.search(parts.path + "?" + parts.query + "#" + parts.fragment):
+    where = parts.path + "?" + parts.query + "#" + parts.fragment
+    if _URL_ACTION.search(where) or _ACTION.search(re.sub(r"[/_\-.?#=&]+", " ", where)):
         score += 3
     if score == 0:
         return None  # styling or a token alone never makes a link the call to action
@@ -641,12 +659,17 @@ def find_magic_link(text: str | None = None, html: str | None = None) -> str | N
             if score is not None and (best is None or score > best[0]):
                 best = (score, order, anchor.href)
     if text:
+        previous = ""
         for line in text.splitlines():
             for match in re.finditer(r"https?://[^\s<>\"'`{}|\\^\[\]]+", line):
                 order += 1
                 url = match.group(0).rstrip(".,;:!?)]}'\"")
-                # the words on the line before the URL, as its anchor text ("Reset: https://...")
-                score = _score(url, line[: match.start()], button=False)
+                # the words before the URL on its line ("Reset: https://..."), or the line
+                # before when the URL stands alone, stand for its anchor text
+                words = line[: match.start()].strip() or previous
+                score = _score(url, words, button=False)
                 if score is not None and (best is None or score > best[0]):
                     best = (score, order, url)
+            if line.strip():
+                previous = line.strip()
     return None if best is None else best[2]
