@@ -49,6 +49,7 @@ PUBLIC = {
     "UnexpectedMessage",
     "VerificationCode",
     "WaitTimeout",
+    "create_mcp_server",
     "__version__",
 }
 

@@ -47,6 +47,7 @@ from .store import MemoryStore, Retention, Store
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._mcp import create_mcp_server
     from .store import SQLiteStore
 
 __version__ = "0.1.0"
@@ -91,12 +92,17 @@ __all__ = [
     "VerificationCode",
     "WaitTimeout",
     "__version__",
+    "create_mcp_server",
 ]
 
 # Imported when first asked for, so that ``import smtpmock`` (and the pytest plugin, which every
 # pytest run loads) does not pay for sqlite3, the search index and the HTTP client's module when
 # a test only runs an in-process server on the memory store.
-_LAZY = {"Client": "._client", "SQLiteStore": ".store"}  # .store imports it when asked, too
+_LAZY = {
+    "Client": "._client",
+    "SQLiteStore": ".store",  # .store imports it when asked, too
+    "create_mcp_server": "._mcp",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
     from mcp_types import CallToolResult
 
-__all__ = ["INSTALL_HINT", "MailAccess", "create_server", "mount", "run_stdio"]
+__all__ = ["INSTALL_HINT", "MailAccess", "create_mcp_server", "mount", "run_stdio"]
 
 INSTALL_HINT = "smtpmock's MCP server needs the mcp SDK: pip install 'smtpmock[mcp]'"
 MAX_WAIT = 300.0
@@ -256,7 +256,7 @@ def _search(query: str) -> Search:
 # --------------------------------------------------------------------------- the server
 
 
-def create_server(box: Mailbox, *, name: str = "smtpmock") -> "MCPServer":
+def create_mcp_server(box: Mailbox, *, name: str = "smtpmock") -> "MCPServer":
     """An MCP server whose tools read and change *box* (``SMTPMock``, ``Client``...)."""
     try:
         from mcp.server.mcpserver import MCPServer
@@ -473,73 +473,88 @@ def _origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc == host
 
 
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class McpEndpoint:
     """The ASGI endpoint at ``/mcp``: a foreign Origin is refused (403), then the SDK's
-    streamable HTTP session manager answers. The manager is started on the first request, on
-    the server's own event loop (``smtpmock serve`` runs uvicorn without lifespan events), and
-    ends with that loop."""
+    streamable HTTP session manager answers.
+
+    The SDK is imported, and the manager started, on the first request (``smtpmock serve``
+    starts as fast without it, and runs uvicorn without lifespan events): the manager runs in a
+    task of the server's own event loop and ends with it. Without the SDK, 501 and the hint.
+    """
 
     def __init__(self, box: Mailbox, allowed_origins: tuple[str, ...] = ()) -> None:
+        self.box = box
+        self.allowed_origins = allowed_origins
+        self.manager: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _build(self) -> Any:
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-        self.server = create_server(box)
-        self.allowed_origins = allowed_origins
-        self.manager = StreamableHTTPSessionManager(
-            app=self.server._lowlevel_server,
+        server = create_mcp_server(self.box)
+        return StreamableHTTPSessionManager(
+            app=server._lowlevel_server,
             session_idle_timeout=600.0,
             max_sessions=1000,
         )
-        self._ready: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    async def _run(self) -> None:
-        assert self._ready is not None
-        async with self.manager.run():
-            self._ready.set()
-            await asyncio.Event().wait()  # until the loop cancels this task at shutdown
+    async def _start(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.manager is not None:
+                return
+            manager = await asyncio.to_thread(self._build)
+            ready = asyncio.Event()
+
+            async def run() -> None:
+                async with manager.run():
+                    ready.set()
+                    await asyncio.Event().wait()  # until the loop cancels this task at shutdown
+
+            self._task = asyncio.create_task(run())
+            await ready.wait()
+            self.manager = manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         if not _origin_allowed(scope, self.allowed_origins):
-            body = b"foreign Origin refused"
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 403,
-                    "headers": [
-                        (b"content-type", b"text/plain; charset=utf-8"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"x-content-type-options", b"nosniff"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _plain(send, 403, "foreign Origin refused")
             return
-        if self._ready is None:
-            self._ready = asyncio.Event()
-            self._task = asyncio.create_task(self._run())
-        await self._ready.wait()
+        if self.manager is None:
+            try:
+                await self._start()
+            except ImportError:
+                await _plain(send, 501, INSTALL_HINT)
+                return
         await self.manager.handle_request(scope, receive, send)
 
 
-def mount(app: Any, box: Mailbox, allowed_origins: tuple[str, ...] = ()) -> bool:
-    """Serve the MCP tools over *box* at ``/mcp`` of the FastAPI *app*.
-
-    Without the mcp SDK, ``/mcp`` answers 501 with the install hint; returns whether the SDK was
-    there.
-    """
-    from starlette.responses import PlainTextResponse
+def mount(app: Any, box: Mailbox, allowed_origins: tuple[str, ...] = ()) -> None:
+    """Serve the MCP tools over *box* at ``/mcp`` of the FastAPI *app* (see :class:`McpEndpoint`;
+    the Host check, authentication and body limit are the app's own middleware)."""
     from starlette.routing import Route
 
-    try:
-        endpoint: Any = McpEndpoint(box, allowed_origins)
-        found = True
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        endpoint = PlainTextResponse(INSTALL_HINT, status_code=501)
-        found = False
+    endpoint = McpEndpoint(box, allowed_origins)
     app.router.routes.insert(0, Route("/mcp", endpoint=endpoint, include_in_schema=False))
-    return found
 
 
 def run_stdio(url: str, auth: tuple[str, str] | None = None) -> int:
@@ -548,6 +563,6 @@ def run_stdio(url: str, auth: tuple[str, str] | None = None) -> int:
 
     with Client(url, auth=auth) as client:
         client.host  # noqa: B018 - fail now, with a clear message, if the server is not there
-        server = create_server(client)
+        server = create_mcp_server(client)
         server.run("stdio")
     return 0
