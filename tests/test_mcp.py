@@ -328,3 +328,30 @@ def test_wait_timeout_is_a_tool_error(mock: SMTPMock) -> None:
         assert too_long.is_error
 
     run_tools(mock, script)
+
+
+def test_the_configuration_snippets_in_the_docs() -> None:
+    """docs/mcp.md's mcpServers snippets: valid JSON, a command smtpmock accepts, the /mcp URL."""
+    import re
+    from pathlib import Path
+
+    from smtpmock._cli import build_parser
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "mcp.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.DOTALL)]
+    entries = [b["mcpServers"]["smtpmock"] for b in blocks]
+    assert len(entries) == 3
+    [stdio_entry] = [e for e in entries if "command" in e]
+    assert stdio_entry["command"] == "smtpmock"
+    parser, _ = build_parser()
+    args = parser.parse_args(stdio_entry["args"])
+    assert (args.command, args.url) == ("mcp", "http://127.0.0.1:8025")
+    for entry in entries:
+        if "url" in entry:
+            assert entry["type"] == "http"
+            assert entry["url"].endswith(":8025/mcp")
+    import base64
+
+    [authed_entry] = [e for e in entries if "headers" in e]
+    scheme, _, token = authed_entry["headers"]["Authorization"].partition(" ")
+    assert (scheme, base64.b64decode(token)) == ("Basic", b"agent:s3cret")
