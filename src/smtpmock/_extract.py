@@ -189,7 +189,6 @@ CODE_PHRASES: tuple[str, ...] = (
     r"confirmation\s+code",
     r"security\s+code",
     r"authentication\s+code",
-    r"auth(?:orization)?\s+code",
     r"log[\s-]?in\s+code",
     r"sign[\s-]?in\s+code",
     r"access\s+code",
@@ -270,7 +269,7 @@ _NEGATIVE_BEFORE = re.compile(
     r"(?:promo(?:tion(?:al)?)?|discount|coupon|voucher|gift(?:\s+card)?|referral|invite|"
     r"invitation|zip|postal|post|area|country|dialing|tracking|track|reference|ref|order|"
     r"booking|reservation|flight|confirmation\s+number|product|item|sku|article|error|status|"
-    r"source|qr|bar|tax|vat|swift|bic|iban|sort|bank|branch|"
+    r"source|qr|bar|tax|vat|swift|bic|iban|sort|bank|branch|auth|authori[sz]ation|approval|"
     r"dress|color|colour|style|offer|sale|redeem|redemption|apply|enter\s+promo|"
     r"cheat|your\s+promo|shipping|delivery|parcel|package|store|shop|location|"
     r"room|gate|seat|rabatt|gutschein|aktions|postleit|sendungs|artikel|fehler|filial)"
