@@ -355,3 +355,23 @@ def test_the_configuration_snippets_in_the_docs() -> None:
     [authed_entry] = [e for e in entries if "headers" in e]
     scheme, _, token = authed_entry["headers"]["Authorization"].partition(" ")
     assert (scheme, base64.b64decode(token)) == ("Basic", b"agent:s3cret")
+
+
+def test_stdio_command_without_a_server_fails_clearly() -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "smtpmock", "mcp", "--url", f"http://127.0.0.1:{port}"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""  # stdout is the protocol's: nothing but MCP goes there
+    assert f"cannot reach the smtpmock server at http://127.0.0.1:{port}" in done.stderr
