@@ -14,7 +14,7 @@ import smtplib
 import pytest
 
 from smtpmock import Message, SMTPMock, VerificationCode
-from smtpmock._extract import find_code, find_magic_link, html_to_text
+from smtpmock._extract import MAX_SCAN, find_code, find_magic_link, html_to_text
 from tests.corpus import CORPUS, HELD_OUT, HELD_OUT_2, Mail, build
 
 
@@ -178,3 +178,18 @@ def test_over_smtp(mock: SMTPMock) -> None:
 @pytest.mark.parametrize("mail", HELD_OUT_2, ids=lambda m: m.name)
 def test_held_out_2(mail: Mail) -> None:
     _check(mail)
+
+
+def test_only_the_top_of_a_long_body_is_read() -> None:
+    # Bounded work on pathological mails: a code is looked for in the first MAX_SCAN characters.
+    filler = "Lorem ipsum code promo 2024. " * (MAX_SCAN // 29 + 1)
+    assert find_code(text="Your code is 482913.\n" + filler) is not None
+    assert find_code(text=filler + "\nYour code is 482913.") is None
+    huge = Message(
+        b"Subject: digest\r\nContent-Type: text/html\r\n\r\n"
+        + b"<div><a href='https://x.example/verify/1'>code 1234 Verify</a></div>" * 80_000
+    )
+    assert huge.magic_link == "https://x.example/verify/1"
+    code = huge.verification_code  # "code 1234" is a phrase and a code, repeated: one code
+    assert code is not None
+    assert (code.value, code.phrase) == ("1234", "code")

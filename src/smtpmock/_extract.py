@@ -28,9 +28,10 @@ it, never because a number looks like one:
 * The code itself is not part of something larger: not next to other digits, a decimal point,
   a currency sign, ``#``, ``/`` or ``:`` (so no prices, dates, times, phone numbers, order and
   tracking numbers), and not followed by a unit (``1440 minutes``, ``2024 items``).
-* Sources are read in order: the subject, the text body, then the HTML body as text. If two
-  different codes are found (after removing spaces and hyphens), the answer is ``None``: the mail
-  is ambiguous and a guess would be wrong half the time.
+* Sources are read in order: the subject, the text body, then the HTML body as text, each up
+  to its first :data:`MAX_SCAN` characters (codes sit at the top of the mails that carry them).
+  Among the surest hits (a specific phrase over a bare "code", a tight gap over a loose one),
+  two different codes (spaces and hyphens aside) give ``None``: the mail is ambiguous.
 
 **Magic links** (:func:`find_magic_link`): every ``http(s)`` link of the HTML body (with its
 anchor text and styling) and of the text body is scored. Links to unsubscribe, manage
@@ -265,22 +266,35 @@ GENERIC_CODE_WORDS: tuple[str, ...] = (r"code", r"c[óo]digo", r"codice", r"コ�
 
 # Qualifiers that make a bare "code" some other code, before it ("promo code") or after it
 # ("code promo", "código de descuento").
-_NEGATIVE_BEFORE = re.compile(
-    r"(?:promo(?:tion(?:al)?)?|discount|coupon|voucher|gift(?:\s+card)?|referral|invite|"
-    r"invitation|zip|postal|post|area|country|dialing|tracking|track|reference|ref|order|"
-    r"booking|reservation|flight|confirmation\s+number|product|item|sku|article|error|status|"
-    r"source|qr|bar|tax|vat|swift|bic|iban|sort|bank|branch|auth|authori[sz]ation|approval|"
-    r"dress|color|colour|style|offer|sale|redeem|redemption|apply|enter\s+promo|"
-    r"cheat|your\s+promo|shipping|delivery|parcel|package|store|shop|location|"
-    r"room|gate|seat|rabatt|gutschein|aktions|postleit|sendungs|artikel|fehler|filial)"
-    r"[\s-]*$",
-    re.IGNORECASE,
+_QUALIFIERS = (
+    r"promo(?:tion(?:al)?)?|discount|coupon|voucher|gift(?: card)?|(?:credit |debit )?card|"
+    r"referral|invite|invitation|tracking|track|order|booking|reservation|flight|delivery|"
+    r"shipping|parcel|package|store|shop|room|gate|seat|door|wi-?fi|network|redeem|redemption|"
+    r"enter promo|your promo|rabatt|gutschein|aktions|sendungs"
 )
-# ... and before a bare "code" only ("account code", but "account verification code" is one).
-_GENERIC_NEGATIVE_BEFORE = re.compile(
-    r"(?:customer|client|account|member|membership|site|kunden|kunden-?nummer)[\s-]*$",
-    re.IGNORECASE,
+_GENERIC_QUALIFIERS = (
+    r"zip|postal|post|area|country|dialing|reference|ref|confirmation number|product|item|sku|"
+    r"article|error|status|source|qr|bar|tax|vat|swift|bic|iban|sort|bank|branch|auth|"
+    r"authori[sz]ation|approval|dress|color|colour|style|offer|sale|apply|cheat|location|"
+    r"customer|client|account|member|membership|site|postleitzahl|kunden|kundennummer|artikel|"
+    r"fehler|filial|filiale"
 )
+# What makes a phrase another kind of code when it stands right before it ("booking
+# confirmation code"), and what does so only for a bare "code" ("account code", but "account
+# verification code" is one). Matched against the last one to three words, whole words only.
+_NEGATIVE_BEFORE = re.compile(rf"(?:{_QUALIFIERS})", re.IGNORECASE)
+_GENERIC_NEGATIVE_BEFORE = re.compile(rf"(?:{_QUALIFIERS}|{_GENERIC_QUALIFIERS})", re.IGNORECASE)
+
+
+def _qualified(before: str, qualifiers: re.Pattern[str]) -> bool:
+    """Whether the words right before a phrase (only spaces or hyphens after them) qualify it."""
+    stripped = before.rstrip(" \t\r\n-")
+    words = stripped.split()[-3:]
+    if not words or not words[-1][-1].isalnum():
+        return False  # "order, code": punctuation between word and phrase
+    return any(qualifiers.fullmatch(" ".join(words[-n:])) for n in range(1, len(words) + 1))
+
+
 _NEGATIVE_AFTER = re.compile(
     r"^[\s-]*(?:(?:de|di|do|da|del|della|du|des|d['’])\s*)?"
     r"(?:promo|promocional|promotionnel|promozionale|promo[çc][ãa]o|postal|postale|réduction|"
@@ -294,8 +308,10 @@ _NEGATIVE_AFTER = re.compile(
 
 # Latin letters only at the edges: a CJK phrase sits right against the text around it.
 _L = r"A-Za-z0-9_\u00c0-\u024f"
+# A phrase stays on one line: "Verify\n\ncode" is two lines that happen to meet.
+_ONE_LINE = "|".join(CODE_PHRASES).replace(r"[\s-]", r"[ \t\u00a0-]").replace(r"\s", r"[ \t\u00a0]")
 _PHRASE = re.compile(
-    rf"(?<![{_L}-])(?:" + "|".join(CODE_PHRASES) + rf")(?![{_L}-])"
+    rf"(?<![{_L}-])(?:" + _ONE_LINE + rf")(?![{_L}-])"
     rf"|(?<![{_L}-])(?P<generic>" + "|".join(GENERIC_CODE_WORDS) + rf")(?![{_L}])",
     re.IGNORECASE,
 )
@@ -347,6 +363,30 @@ _PROMO_AFTER = re.compile(
     re.IGNORECASE,
 )
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
+# Every phrase contains one of these (lower-cased): a cheap test before the phrase scan.
+_ANCHORS = (
+    "cod",
+    "códi",
+    "otp",
+    "pin",
+    "tan",
+    "pass",
+    "wort",
+    "woord",
+    "senha",
+    "contrase",
+    "clave",
+    "nummer",
+    "コード",
+    "番号",
+    "パスワード",
+    "码",
+    "碼",
+)
+# Codes sit at the top of the mails that carry them; a longer body is a newsletter or a receipt,
+# and reading all of it would make a pathological mail slow. Bodies are read this far.
+MAX_SCAN = 20_000
+_MAX_MARKUP = 200_000
 _MAX_GAP = 80
 _MAX_AFTER_GAP = 40
 _SENTENCE_BREAK = re.compile(r"[.!?。！？]\s+\S")
@@ -416,11 +456,7 @@ def _candidate_after(text: str, start: int, end_limit: int) -> re.Match[str] | N
 def _is_generic_negative(text: str, match: re.Match[str]) -> bool:
     before = text[max(0, match.start() - 40) : match.start()]
     after = text[match.end() : match.end() + 40]
-    return bool(
-        _NEGATIVE_BEFORE.search(before)
-        or _GENERIC_NEGATIVE_BEFORE.search(before)
-        or _NEGATIVE_AFTER.match(after)
-    )
+    return bool(_qualified(before, _GENERIC_NEGATIVE_BEFORE) or _NEGATIVE_AFTER.match(after))
 
 
 def _gap_ok(gap: str) -> bool:
@@ -444,8 +480,11 @@ def _phrase_text(text: str, match: re.Match[str]) -> str:
 
 def _scan(text: str, source: str) -> list[_Hit]:
     hits: list[_Hit] = []
+    lowered = text.lower()
+    if not any(anchor in lowered for anchor in _ANCHORS):
+        return hits  # no phrase can match: skip the (slower) phrase scan
     for phrase in _PHRASE.finditer(text):
-        if _NEGATIVE_BEFORE.search(text[max(0, phrase.start() - 40) : phrase.start()]):
+        if _qualified(text[max(0, phrase.start() - 40) : phrase.start()], _NEGATIVE_BEFORE):
             continue  # "booking confirmation code", "promo code"
         if phrase.group("generic") is not None and _is_generic_negative(text, phrase):
             continue
@@ -492,8 +531,8 @@ def find_code(
     for source, body in (("subject", subject), ("text", text), ("html", html)):
         if not body:
             continue
-        content = html_to_text(body) if source == "html" else body
-        hits.extend(_scan(content, source))
+        content = html_to_text(body[:_MAX_MARKUP]) if source == "html" else body
+        hits.extend(_scan(content[:MAX_SCAN], source))
     if not hits:
         return None
     # Only the surest hits count; two different codes among them is ambiguity, not a choice.
@@ -644,7 +683,7 @@ def find_magic_link(text: str | None = None, html: str | None = None) -> str | N
     if html:
         parser = _Anchors()
         try:
-            parser.feed(html)
+            parser.feed(html[:_MAX_MARKUP])
             parser.close()
         except Exception:  # never let a body break an accessor
             pass
@@ -659,7 +698,7 @@ def find_magic_link(text: str | None = None, html: str | None = None) -> str | N
                 best = (score, order, anchor.href)
     if text:
         previous = ""
-        for line in text.splitlines():
+        for line in text[:_MAX_MARKUP].splitlines():
             for match in re.finditer(r"https?://[^\s<>\"'`{}|\\^\[\]]+", line):
                 order += 1
                 url = match.group(0).rstrip(".,;:!?)]}'\"")
