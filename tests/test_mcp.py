@@ -375,3 +375,32 @@ def test_stdio_command_without_a_server_fails_clearly() -> None:
     assert done.returncode == 2
     assert done.stdout == ""  # stdout is the protocol's: nothing but MCP goes there
     assert f"cannot reach the smtpmock server at http://127.0.0.1:{port}" in done.stderr
+
+
+def test_wait_after_a_cursor_ignores_earlier_mail(mock: SMTPMock) -> None:
+    def mail(subject: str) -> bytes:
+        msg = EmailMessage()
+        msg["Subject"] = subject
+        msg.set_content(f"{subject}: your login code is {secrets.randbelow(9000) + 1000}")
+        return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+    send(mock.host, mock.port, "x@example.com", mail("old"))
+    mock.wait_for(1)
+
+    async def script(client: McpClient) -> None:
+        cursor = data(await client.call_tool("list_messages", {}))["cursor"]
+        assert cursor == 1
+        results: list[Any] = []
+
+        async def wait() -> None:
+            args = {"query": "to:x@example.com", "after": cursor, "timeout": 20}
+            results.append(await client.call_tool("wait_for_message", args))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait)
+            await anyio.to_thread.run_sync(send, mock.host, mock.port, "x@example.com", mail("new"))
+        [summary] = data(results[0])["messages"]
+        assert summary["subject"] == "new"
+        assert summary["seq"] == 2
+
+    run_tools(mock, script)

@@ -86,6 +86,19 @@ class MailAccess:
             raise ConfigurationError("this server has no named mailboxes yet")
         return self.box
 
+    def after(self, seq: int) -> Mailbox:
+        """The mailbox's messages received after sequence number *seq* (a ``cursor``): for a
+        ``Client`` a view whose server-side waits and reads start there, not at the first
+        message."""
+        box = self.scoped()
+        if seq <= box._floor:
+            return box
+        view = getattr(type(box), "_view", None)  # smtpmock.Client
+        if view is not None:
+            narrowed: Mailbox = view(box, seq)
+            return narrowed
+        return Mailbox(box._store, floor=seq, default_timeout=box.default_timeout)
+
     @property
     def faults(self) -> Any:
         faults = getattr(self.box, "faults", None)
@@ -340,7 +353,7 @@ def create_mcp_server(box: Mailbox, *, name: str = "smtpmock") -> "MCPServer":
             return message.seq > after and (not search or search.matches(message))
 
         def wait() -> list[Message]:
-            return access.scoped().wait_for(count, timeout=timeout, where=wanted)
+            return access.after(after).wait_for(count, timeout=timeout, where=wanted)
 
         try:
             found = await _in_thread(wait)
