@@ -139,8 +139,8 @@ def summary(message: Message) -> dict[str, Any]:
     """The few fields that identify a message, with its code and link: what lists return."""
     code = message.verification_code
     sender = message.from_
-    text = message.text if message.text is not None else html_to_text(message.html or "")
-    snippet = " ".join(text.split())
+    text = message.text if message.text is not None else html_to_text((message.html or "")[:20_000])
+    snippet = " ".join(text[:2_000].split())
     return {
         "id": message.id,
         "seq": message.seq,
