@@ -87,6 +87,8 @@ def test_verification_code_is_frozen() -> None:
         "Postal code 75001",
         "© 2024 Acme. Your code will follow in a separate mail.",
         "Your code expires in 1440 minutes",
+        "Enter code 2500 g of flour",  # a quantity
+        "Your code is valid 3600 s",
         "Verification code sent to +1 (415) 555-2671",
         "Code de réduction : 482913",
         "Codice sconto 482913",
@@ -103,6 +105,9 @@ def test_numbers_that_are_not_codes(text: str) -> None:
     ("text", "value"),
     [
         ("Your code is 4829", "4829"),
+        ("Your code is 482913\nGood luck", "482913"),
+        ("Your code is 482913 Let us know if it fails", "482913"),
+        ("Your code: 4829 xyz", "4829"),
         ("Your account verification code is 552019.", "552019"),
         ("Your sign-in code (valid for 10 minutes): 7731", "7731"),
         ("Code:\n\n   48291305\n", "48291305"),

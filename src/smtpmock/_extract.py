@@ -350,15 +350,16 @@ _CANDIDATE = re.compile(
     + r"(?P<alnum>[A-Z0-9]{3,4}-[A-Z0-9]{3,4}|[A-Z0-9]{6,8})"
     + _EDGE_AFTER
 )
+# A unit right after the number, on the same line: a quantity, a duration, a price, not a code.
 _UNIT_AFTER = re.compile(
-    r"^\s*(?:minutes?|mins?|hours?|hrs?|seconds?|secs?|days?|weeks?|months?|years?|items?|"
-    r"pieces?|pcs|units?|points?|pts|miles?|km|kg|g|lbs?|ml|l|mb|gb|kb|px|usd|eur|gbp|chf|"
-    r"dollars?|euros?|x\b|%|minuten|stunden|tage|jahre|minutos?|horas?|dias?|días?|minuti|ore|"
-    r"giorni|minuten|uur|dagen|分|時間|日|年|个|個|件|元|円)",
+    r"^[ \t]*(?:(?:minutes?|mins?|hours?|hrs?|seconds?|secs?|days?|weeks?|months?|years?|"
+    r"items?|pieces?|pcs|units?|points?|pts|miles?|km|kg|g|lbs?|ml|l|m|s|h|mb|gb|kb|px|usd|eur|gbp|"
+    r"chf|dollars?|euros?|x|minuten|stunden|tage|jahre|minutos?|horas?|dias?|días?|minuti|ore|"
+    r"giorni|uur|dagen)(?![A-Za-z\u00c0-\u024f])|%|分|時間|日|年|个|個|件|元|円)",
     re.IGNORECASE,
 )
 _PROMO_AFTER = re.compile(
-    r"^\W*(?:at\s+checkout|to\s+save|for\s+\d+\s*%|and\s+save|off\b|%|beim\s+bezahlen|"
+    r"^[^\w\n]*(?:at\s+checkout|to\s+save|for\s+\d+\s*%|and\s+save|off\b|%|beim\s+bezahlen|"
     r"au\s+paiement|al\s+pagar|no\s+checkout|al\s+checkout|bij\s+het\s+afrekenen)",
     re.IGNORECASE,
 )
