@@ -105,6 +105,7 @@ def test_numbers_that_are_not_codes(text: str) -> None:
     ("text", "value"),
     [
         ("Your code is 4829", "4829"),
+        ("Here is the code we sent you: 482913", "482913"),
         ("Your code is 482913\nGood luck", "482913"),
         ("Your code is 482913 Let us know if it fails", "482913"),
         ("Your code: 4829 xyz", "4829"),

@@ -296,7 +296,7 @@ def _qualified(before: str, qualifiers: re.Pattern[str]) -> bool:
 
 
 _NEGATIVE_AFTER = re.compile(
-    r"^[\s-]*(?:(?:de|di|do|da|del|della|du|des|d['’])\s*)?"
+    r"^[ \t-]*(?:(?:de|di|do|da|del|della|du|des|d['’])[ \t]*)?"
     r"(?:promo|promocional|promotionnel|promozionale|promo[çc][ãa]o|postal|postale|réduction|"
     r"reduction|r[ée]duc|descuento|desconto|sconto|suivi|seguimiento|rastreamento|rastreio|"
     r"tracciamento|pedido|commande|ordine|reserva|r[ée]servation|prenotazione|cliente|client|"
@@ -396,8 +396,8 @@ _LONG_NUMBER = re.compile(r"\d{4,}")
 _GAP_NEVER = re.compile(
     r"\b(?:call|phone|tel|fax|contact|order|invoice|ticket|case|ref|reference|number|nr|id|"
     r"anrufen|telefon|appel(?:ez)?|t[ée]l[ée]phone|llame|tel[ée]fono|ligue|telefone|chiama|"
-    r"bel|bestellung|commande|pedido|ordine|bestelling|sent|gesendet|envoy[ée]|enviado|inviato|"
-    r"verzonden|verstuurd)\b|#|\+\d|\(\d+\)",
+    r"bel|bestellung|commande|pedido|ordine|bestelling|sent\s+to|gesendet\s+an|envoy[ée]\s+au|"
+    r"enviado\s+a|inviato\s+a|verzonden\s+naar)\b|#|\+\d|\(\d+\)",
     re.IGNORECASE,
 )
 # A gap that is only glue: "Your code is 482913", "Code:\n482913".
