@@ -228,6 +228,16 @@ def test_search_delete_and_summaries(mock: SMTPMock) -> None:
         assert "start=2" in listed["note"]
         found = data(await client.call_tool("search_messages", {"query": "to:user1@example.com"}))
         assert [m["to"] for m in found["messages"]] == [["user1@example.com"]]
+        short = data(
+            await client.call_tool("search_messages", {"to": "USER1@", "subject": "confirm"})
+        )
+        assert [m["to"] for m in short["messages"]] == [["user1@example.com"]]
+        waited = data(
+            await client.call_tool(
+                "wait_for_message", {"to": "user2@example.com", "query": "acme", "timeout": 5}
+            )
+        )
+        assert [m["to"] for m in waited["messages"]] == [["user2@example.com"]]
         bad = await client.call_tool("search_messages", {"query": "is:read"})
         assert bad.is_error
         nothing = await client.call_tool("delete_messages", {})

@@ -257,6 +257,26 @@ async def _in_thread(fn: Callable[[], _T]) -> _T:
     return await future
 
 
+def _matcher(
+    query: str, to: str | None = None, subject: str | None = None
+) -> Callable[[Message], bool]:
+    """A predicate for a search query and the tools' ``to``/``subject`` shortcuts."""
+    search = _search(query)
+    to_l = to.lower() if to else None
+    subject_l = subject.lower() if subject else None
+
+    def matches(message: Message) -> bool:
+        if to_l is not None:
+            addresses = (*message.rcpt_tos, *(a.address for a in (*message.to, *message.cc)))
+            if not any(to_l in a.lower() for a in addresses):
+                return False
+        if subject_l is not None and subject_l not in message.subject.lower():
+            return False
+        return not search or search.matches(message)
+
+    return matches
+
+
 def _search(query: str) -> Search:
     from mcp.server.mcpserver.exceptions import ToolError
 
@@ -283,10 +303,9 @@ def create_mcp_server(box: Mailbox, *, name: str = "smtpmock") -> "MCPServer":
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     changes = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 
-    def listing(query: str, limit: int, start: int) -> dict[str, Any]:
-        search = _search(query)
+    def listing(matches: Callable[[Message], bool], limit: int, start: int) -> dict[str, Any]:
         messages = access.scoped().messages
-        matched = [m for m in reversed(messages) if not search or search.matches(m)]
+        matched = [m for m in reversed(messages) if matches(m)]
         page = matched[start : start + limit]
         out: dict[str, Any] = {
             "total": len(messages),
@@ -317,40 +336,51 @@ def create_mcp_server(box: Mailbox, *, name: str = "smtpmock") -> "MCPServer":
     )
     async def list_messages(limit: int = DEFAULT_LIMIT, start: int = 0) -> CallToolResult:
         limit, start = _bounds(limit, start)
-        return _fenced(await _in_thread(lambda: listing("", limit, start)))
+        return _fenced(await _in_thread(lambda: listing(_matcher(""), limit, start)))
 
     @server.tool(
         description="Search received messages with smtpmock's search language (Mailpit's "
         'syntax: to:bob@example.com subject:"reset" -has:attachment free text), newest first, '
-        "as short summaries.",
+        "as short summaries. 'to' and 'subject' are shortcuts (case-insensitive substrings of "
+        "a recipient address and of the subject), ANDed with the query.",
         annotations=read_only,
     )
     async def search_messages(
-        query: str, limit: int = DEFAULT_LIMIT, start: int = 0
+        query: str = "",
+        to: str | None = None,
+        subject: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        start: int = 0,
     ) -> CallToolResult:
         limit, start = _bounds(limit, start)
-        _search(query)
-        return _fenced(await _in_thread(lambda: listing(query, limit, start)))
+        matches = _matcher(query, to, subject)
+        return _fenced(await _in_thread(lambda: listing(matches, limit, start)))
 
     @server.tool(
         description="Wait until 'count' messages matching a search query have arrived (the "
         "server wakes on each arrival; no polling), then return their summaries with their "
         "verification codes and magic links. Messages already there count, unless 'after' is a "
-        "cursor from list_messages (only messages received after it count). 'timeout' is in "
-        f"seconds (at most {MAX_WAIT:g}).",
+        "cursor from list_messages (only messages received after it count). 'to' and "
+        "'subject' are shortcuts (case-insensitive substrings), ANDed with the query. "
+        f"'timeout' is in seconds (at most {MAX_WAIT:g}).",
         annotations=read_only,
     )
-    async def wait_for_message(
-        query: str = "", count: int = 1, timeout: float = 30.0, after: int = 0
+    async def wait_for_message(  # noqa: PLR0917 - the tool's arguments are its interface
+        query: str = "",
+        to: str | None = None,
+        subject: str | None = None,
+        count: int = 1,
+        timeout: float = 30.0,
+        after: int = 0,
     ) -> CallToolResult:
-        search = _search(query)
+        matches = _matcher(query, to, subject)
         if not 1 <= count <= 1000:
             raise ToolError("count must be between 1 and 1000")
         if not 0 <= timeout <= MAX_WAIT:
             raise ToolError(f"timeout must be between 0 and {MAX_WAIT:g} seconds")
 
         def wanted(message: Message) -> bool:
-            return message.seq > after and (not search or search.matches(message))
+            return message.seq > after and matches(message)
 
         def wait() -> list[Message]:
             return access.after(after).wait_for(count, timeout=timeout, where=wanted)
@@ -358,9 +388,18 @@ def create_mcp_server(box: Mailbox, *, name: str = "smtpmock") -> "MCPServer":
         try:
             found = await _in_thread(wait)
         except WaitTimeout:
+            wanted_text = " ".join(
+                x
+                for x in (
+                    query,
+                    f"to={to!r}" if to else "",
+                    f"subject={subject!r}" if subject else "",
+                )
+                if x
+            )
             raise ToolError(
                 f"timed out after {timeout:g}s waiting for {count} message(s) matching "
-                f"{query or 'anything'!r}; call list_messages to see what did arrive"
+                f"{wanted_text or 'anything'}; call list_messages to see what did arrive"
             ) from None
         return _fenced({"matched": len(found), "messages": [summary(m) for m in found]})
 
