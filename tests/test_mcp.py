@@ -414,3 +414,27 @@ def test_wait_after_a_cursor_ignores_earlier_mail(mock: SMTPMock) -> None:
         assert summary["seq"] == 2
 
     run_tools(mock, script)
+
+
+def test_many_recipients_stay_small(mock: SMTPMock) -> None:
+    rcpts = [f"person{n:03d}-with-a-rather-long-mailbox-name@example.com" for n in range(40)]
+    msg = EmailMessage()
+    msg["To"] = ", ".join(rcpts)
+    msg["Subject"] = "All hands"
+    msg.set_content("hello")
+    with smtplib.SMTP(mock.host, mock.port, timeout=10) as smtp:
+        smtp.sendmail(
+            "boss@example.com", rcpts, msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+        )
+    mock.wait_for(1)
+
+    async def script(client: McpClient) -> None:
+        [listed] = data(await client.call_tool("list_messages", {}))["messages"]
+        assert (len(listed["to"]), listed["to_total"]) == (20, 40)
+        full = data(await client.call_tool("read_message", {"id": "latest"}))
+        assert full["envelope"]["rcpt_total"] == 40
+        assert len(full["envelope"]["rcpt_to"]) == 20
+        assert full["headers"]["to"].endswith("characters]")
+        assert len(full["headers"]["to"]) < 1100
+
+    run_tools(mock, script)

@@ -53,6 +53,7 @@ MAX_LIMIT = 200
 DEFAULT_MAX_CHARS = 4000
 MAX_LINKS = 50
 _SNIPPET = 160
+_MAX_LISTED = 20
 _T = TypeVar("_T")
 
 INSTRUCTIONS = """\
@@ -135,6 +136,13 @@ def _cut(text: str, limit: int, offset: int = 0) -> tuple[str, dict[str, Any] | 
     return shown, note
 
 
+def _clip(value: str | None, limit: int = 1000) -> str | None:
+    """A header value, cut with a mark past *limit* characters (20,000 addresses in ``To:``)."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[:limit] + f"… [cut: {len(value)} characters]"
+
+
 def summary(message: Message) -> dict[str, Any]:
     """The few fields that identify a message, with its code and link: what lists return."""
     code = message.verification_code
@@ -146,8 +154,9 @@ def summary(message: Message) -> dict[str, Any]:
         "seq": message.seq,
         "received_at": _iso(message),
         "from": str(sender) if sender is not None else message.mail_from,
-        "to": list(message.rcpt_tos),
-        "subject": message.subject,
+        "to": list(message.rcpt_tos[:_MAX_LISTED]),
+        **({"to_total": len(message.rcpt_tos)} if len(message.rcpt_tos) > _MAX_LISTED else {}),
+        "subject": _clip(message.subject),
         "size": message.size,
         "attachments": len(message.attachments),
         "verification_code": code.value if code is not None else None,
@@ -162,13 +171,17 @@ def detail(message: Message, max_chars: int, offset: int, raw_html: bool) -> dic
     headers = message.headers
     out: dict[str, Any] = {
         **{k: v for k, v in summary(message).items() if k != "snippet"},
-        "envelope": {"mail_from": message.mail_from, "rcpt_to": list(message.rcpt_tos)},
+        "envelope": {
+            "mail_from": message.mail_from,
+            "rcpt_to": list(message.rcpt_tos[:_MAX_LISTED]),
+            "rcpt_total": len(message.rcpt_tos),
+        },
         "headers": {
-            "from": headers.get("from"),
-            "to": headers.get("to"),
-            "cc": headers.get("cc"),
-            "reply_to": headers.get("reply-to"),
-            "subject": message.subject,
+            "from": _clip(headers.get("from")),
+            "to": _clip(headers.get("to")),
+            "cc": _clip(headers.get("cc")),
+            "reply_to": _clip(headers.get("reply-to")),
+            "subject": _clip(message.subject),
             "date": message.date.isoformat() if message.date else None,
             "message_id": message.message_id,
         },
@@ -188,8 +201,9 @@ def detail(message: Message, max_chars: int, offset: int, raw_html: bool) -> dic
                 "size": a.size,
                 "inline": a.is_inline,
             }
-            for a in message.attachments
+            for a in message.attachments[:MAX_LINKS]
         ],
+        "attachments_total": len(message.attachments),
     }
     links = message.links
     out["links"] = links[:MAX_LINKS]
