@@ -93,6 +93,9 @@ def test_verification_code_is_frozen() -> None:
         "Code de réduction : 482913",
         "Codice sconto 482913",
         "Tracking code 482913",
+        "Use 2 eggs to complete the recipe",
+        "Enter 2024 in the year field",  # a year: no verb-and-purpose form with "in the"
+        "Use SAVE20 to save 20%",
         "Customer code 482913",
         "Booking confirmation code: K7XQ2M",
     ],
@@ -105,6 +108,11 @@ def test_numbers_that_are_not_codes(text: str) -> None:
     ("text", "value"),
     [
         ("Your code is 4829", "4829"),
+        ("Enter 628194 to verify your account.", "628194"),
+        ("Use A7K-9QZ to sign in.", "A7K-9QZ"),
+        ("Bitte geben Sie 551209 ein, um fortzufahren.", "551209"),
+        ("Voer 551209 in om door te gaan.", "551209"),
+        ("Saisissez 551209 pour vous connecter.", "551209"),
         ("Here is the code we sent you: 482913", "482913"),
         ("Your code is 482913\nGood luck", "482913"),
         ("Your code is 482913 Let us know if it fails", "482913"),

@@ -18,7 +18,9 @@ it, never because a number looks like one:
   code``): "verification / confirmation / security / login / sign-in / access / activation /
   one-time code", "one-time password", "passcode", "OTP", "PIN", and a bare "code", in English,
   German, French, Spanish, Portuguese, Italian, Dutch, Japanese and Chinese (the lists are
-  :data:`CODE_PHRASES` and :data:`GENERIC_CODE_WORDS`). A bare "code" does not count when a
+  :data:`CODE_PHRASES` and :data:`GENERIC_CODE_WORDS`); or around it, a verb and its purpose
+  (``Enter 628194 to verify your account``, ``Geben Sie 628194 ein``, ``Voer 628194 in``,
+  ``Saisissez 628194 pour ...``). A bare "code" does not count when a
   qualifier says what other kind of code it is: promo, discount, coupon, voucher, gift, referral,
   zip/postal, area/country, tracking, order, booking/reservation, product, error, tax ... (and
   their translations: ``code postal``, ``código de descuento``, ``codice sconto`` ...).
@@ -479,8 +481,47 @@ def _phrase_text(text: str, match: re.Match[str]) -> str:
     return (lead + " " if lead else "") + match.group(0)
 
 
-def _scan(text: str, source: str) -> list[_Hit]:
+# The imperative form, where the code sits between a verb and its purpose: "Enter 628194 to
+# verify your account", "Geben Sie 628194 ein", "Voer 628194 in", "Saisissez 628194 pour ...".
+_CODE_GROUP = r"(?P<code>[A-Za-z0-9]{2,8}(?:[ -][A-Za-z0-9]{2,4}){0,3})"
+_IMPERATIVES = tuple(
+    re.compile(rf"(?<![\w])(?P<verb>{verb})[ \t]+{_CODE_GROUP}[ \t]+(?P<purpose>{purpose})", re.I)
+    for verb, purpose in (
+        (
+            r"enter|use|type|input|paste",
+            r"(?:to|in[ \t]+order[ \t]+to)[ \t]+(?:verify|confirm|sign|log|complete|finish|"
+            r"continue|reset|activate|authenticate|access|validate)\b",
+        ),
+        (
+            r"saisissez|entrez|introduce|introduzca|ingresa|inserisci|digite|insira",
+            r"(?:pour|para|per)\b",
+        ),
+        (r"geben[ \t]+sie|gib|voer", r"(?:ein|in)\b"),
+    )
+)
+
+
+def _imperatives(text: str, source: str) -> list[_Hit]:
     hits: list[_Hit] = []
+    for pattern in _IMPERATIVES:
+        hits.extend(_imperative_hits(pattern, text, source))
+    return hits
+
+
+def _imperative_hits(pattern: re.Pattern[str], text: str, source: str) -> list[_Hit]:
+    hits: list[_Hit] = []
+    for match in pattern.finditer(text):
+        code = match.group("code")
+        candidate = _CANDIDATE.fullmatch(code)
+        if candidate is None or _shape_ok(candidate) is None:
+            continue
+        phrase = f"{match.group('verb')} … {match.group('purpose')}"
+        hits.append(_Hit(code, phrase, source, 2))
+    return hits
+
+
+def _scan(text: str, source: str) -> list[_Hit]:
+    hits: list[_Hit] = _imperatives(text, source)
     lowered = text.lower()
     if not any(anchor in lowered for anchor in _ANCHORS):
         return hits  # no phrase can match: skip the (slower) phrase scan
