@@ -110,7 +110,14 @@ def test_the_plugin_loads_no_sqlite_nor_http_client() -> None:
     # Every pytest run in an environment with smtpmock loads the plugin (and starts the session
     # server on the memory store): the SQLite store, its search index and worker, and Client
     # are imported when first asked for, not by ``import smtpmock``.
-    heavy = ["sqlite3", "smtpmock.store._sqlite", "smtpmock._search", "smtpmock._client"]
+    heavy = [
+        "sqlite3",
+        "smtpmock.store._sqlite",
+        "smtpmock._search",
+        "smtpmock._client",
+        "smtpmock._extract",
+        "smtpmock._mcp",
+    ]
     code = (
         "import sys, smtpmock, smtpmock.pytest_plugin\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"

@@ -31,7 +31,6 @@ from ._errors import (
     UnexpectedMessage,
     WaitTimeout,
 )
-from ._extract import VerificationCode
 from ._faults import FaultContext, FaultEvent, FaultRule, FaultSet
 from ._inspect import Mailbox
 from ._message import Address, Attachment, Headers, Message
@@ -47,6 +46,7 @@ from .store import MemoryStore, Retention, Store
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._extract import VerificationCode
     from ._mcp import create_mcp_server
     from .store import SQLiteStore
 
@@ -102,6 +102,7 @@ _LAZY = {
     "Client": "._client",
     "SQLiteStore": ".store",  # .store imports it when asked, too
     "create_mcp_server": "._mcp",
+    "VerificationCode": "._extract",  # its patterns take a while to compile
 }
 
 
