@@ -50,7 +50,9 @@ PUBLIC = {
     "Transcript",
     "TranscriptEntry",
     "UnexpectedMessage",
+    "VerificationCode",
     "WaitTimeout",
+    "create_mcp_server",
     "__version__",
 }
 
@@ -121,6 +123,8 @@ def test_the_plugin_loads_no_sqlite_nor_http_client() -> None:
         "smtpmock.store._sqlite",
         "smtpmock._search",
         "smtpmock._client",
+        "smtpmock._extract",
+        "smtpmock._mcp",
     ]
     code = (
         "import sys, smtpmock, smtpmock.pytest_plugin\n"

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
     from ._auth import AuthAttempt
     from ._client import Client
     from ._compat import MockSMTPServer
+    from ._extract import VerificationCode
     from ._faults import FaultContext, FaultEvent, FaultRule, FaultSet
     from ._inspect import Mailbox
+    from ._mcp import create_mcp_server
     from ._message import Address, Attachment, Headers, Message
     from ._query import Criteria
     from ._server import SMTPMock
@@ -87,8 +89,10 @@ __all__ = [
     "Transcript",
     "TranscriptEntry",
     "UnexpectedMessage",
+    "VerificationCode",
     "WaitTimeout",
     "__version__",
+    "create_mcp_server",
 ]
 
 # Everything but the exceptions is imported when first asked for (PEP 562): the pytest plugin,
@@ -122,6 +126,8 @@ _LAZY = {
     "Store": ".store",
     "Transcript": "._transcript",
     "TranscriptEntry": "._transcript",
+    "create_mcp_server": "._mcp",
+    "VerificationCode": "._extract",  # its patterns take a while to compile
 }
 
 

@@ -244,6 +244,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[tuple[str, Callable[[s
 
     add_relay_flags(serve)
     flags = _config_flags(serve)
+    mcp = sub.add_parser(
+        "mcp",
+        help="run an MCP server over stdio against a running 'smtpmock serve'",
+        description="Serve smtpmock's MCP tools (list, search, wait for, read and delete mail; "
+        "fault rules) over stdio, against the HTTP API of a running 'smtpmock serve' "
+        "(docs/mcp.md). 'smtpmock serve' also serves them itself at /mcp.",
+    )
+    mcp.add_argument(
+        "--url",
+        default=os.environ.get("SMTPMOCK_URL", "http://127.0.0.1:8025"),
+        help="the server's HTTP address [$SMTPMOCK_URL or http://127.0.0.1:8025]",
+    )
+    mcp.add_argument(
+        "--http-auth",
+        default=os.environ.get("SMTPMOCK_HTTP_AUTH"),
+        metavar="USER:PASSWORD",
+        help="HTTP basic auth for a server started with --http-auth [$SMTPMOCK_HTTP_AUTH]",
+    )
     return parser, flags
 
 
@@ -425,10 +443,35 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
     return 0
 
 
+def _mcp_command(args: argparse.Namespace) -> int:
+    """``smtpmock mcp``: the MCP tools over stdio (stdout is the protocol; messages to stderr)."""
+    from ._mcp import run_stdio
+
+    auth = None
+    if args.http_auth:
+        user, sep, password = args.http_auth.partition(":")
+        if not sep or not user:
+            print("smtpmock: --http-auth takes user:password", file=sys.stderr)
+            return 2
+        auth = (user, password)
+    try:
+        return run_stdio(args.url, auth)
+    except ImportError as exc:
+        print(f"smtpmock: {exc}", file=sys.stderr)
+        return 2
+    except SMTPMockError as exc:
+        print(f"smtpmock: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``smtpmock`` command."""
     parser, flags = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "mcp":
+        return _mcp_command(args)
     if args.command != "serve":  # pragma: no cover - argparse refuses unknown commands
         parser.error(f"unknown command {args.command}")
     # uvicorn handles SIGINT/SIGTERM while it serves; before that, SIGTERM should end us too.

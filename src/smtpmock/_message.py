@@ -31,6 +31,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from ._extract import VerificationCode
     from ._transcript import Transcript
 
 __all__ = ["Address", "Attachment", "Headers", "Message", "new_id"]
@@ -586,6 +587,24 @@ class Message:
         if self.text:
             found.extend(_bare_urls(self.text))
         return list(dict.fromkeys(found))
+
+    @cached_property
+    def verification_code(self) -> VerificationCode | None:
+        """The one-time code the mail gives (subject, text, then HTML), with the phrase that
+        introduced it; ``None`` when no code phrase introduces one, never a guess. Rules:
+        :mod:`smtpmock._extract` and docs/mcp.md."""
+        from ._extract import find_code  # its patterns compile on first use, not on import
+
+        return find_code(self.subject, self.text, self.html)
+
+    @cached_property
+    def magic_link(self) -> str | None:
+        """The link most likely to be the call to action (sign in, verify, confirm, reset,
+        accept an invitation), never an unsubscribe, social or logo link; ``None`` if no link
+        says so. Every link is in :attr:`links`."""
+        from ._extract import find_magic_link
+
+        return find_magic_link(self.text, self.html)
 
     @property
     def defects(self) -> list[str]:

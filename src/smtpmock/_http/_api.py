@@ -77,6 +77,8 @@ class ApiSettings:
     """Host names (without port) the ``Host`` header may carry; ``None``: any. Served on a
     loopback address, the CLI allows only loopback names, which defeats DNS rebinding (a web
     page whose name resolves to 127.0.0.1 would otherwise be same-origin with the API)."""
+    mcp: bool = True
+    """Serve the MCP tools (streamable HTTP) at ``/mcp`` (see docs/mcp.md)."""
 
 
 # --------------------------------------------------------------------------- middleware
@@ -664,6 +666,11 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         from ._ui import mount_ui
 
         mount_ui(app, find)
+
+    if settings.mcp:
+        from .._mcp import mount as mount_mcp
+
+        mount_mcp(app, mock, settings.allowed_origins)
 
     app.state.metrics = metrics
     app.state.mock = mock
