@@ -10,22 +10,38 @@ Why headers are decoded here rather than through ``email.policy.default``'s head
   them as UTF-8, which is what RFC 6532 says they are.
 * Its address-list parser is quadratic: 20,000 addresses in ``To:`` take ~8 s. We use
   :func:`email.utils.getaddresses`, which takes ~0.2 s for the same header.
+* :func:`email.header.decode_header` raises on a malformed encoded word (``HeaderParseError``,
+  ``CharsetError``) and its regular expression is quadratic on a line of unterminated words;
+  :func:`_decode_words` is our own linear decoder that keeps what it cannot decode as sent.
+
+The MIME structure still comes from :mod:`email`'s parser, through :class:`_SafePolicy`: the
+structured headers it reads (``Content-Type``, ``Content-Disposition``...) are parsed from at
+most :data:`_STRUCTURED_LIMIT` characters (the stdlib's parameter parsers are quadratic on a
+long header), a header it fails to parse is read as plain text, and parsed header objects are
+remembered (the stdlib builds a new class for every header it parses: ~30 us each).
+
+Every cost here is linear in the size of the message (``benchmarks/pathological.py`` measures
+the shapes that used not to be), and what is cut to keep it so is named in :attr:`defects`.
 """
 
 from __future__ import annotations
 
+import binascii
+import codecs
 import datetime as _dt
 import functools
-import html.parser
+import html as _html
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
-from email.header import decode_header, make_header
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.message import Message as _StdMessage
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -35,8 +51,75 @@ if TYPE_CHECKING:
 
 __all__ = ["Address", "Attachment", "Headers", "Message", "new_id"]
 
-_PARSER = BytesParser(policy=policy.default)
-_HEADERS_PARSER = BytesParser(policy=policy.default)
+
+# ----------------------------------------------------------------------------- the safe policy
+
+_STRUCTURED_LIMIT = 2048
+"""Characters of a header value that :mod:`email` parses as a structured header (more only in a
+hostile message: RFC 5322 lines stop at 998). The parameter parsers are quadratic, and called
+several times per part: bounded, one part's headers cost at most a few milliseconds."""
+_LINESEP = re.compile(r"[\r\n]")
+
+
+class _HeaderRegistry(HeaderRegistry):
+    """The stdlib's registry, making one class per kind of header rather than one per header
+    parsed (a new class costs ~30 us, and thousands of live ones slow every lookup)."""
+
+    _made: dict[type, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
+        if made is None:
+            made = self._made[kind] = type("_" + kind.__name__, (kind, self.base_class), {})
+        return made
+
+
+_HEADER_FACTORY = _HeaderRegistry()
+
+
+@functools.lru_cache(maxsize=512)  # thread-safe; header objects are immutable
+def _parsed_header(name: str, value: str) -> Any:
+    """*value* as :mod:`email`'s header object for *name*, or the text itself if that fails."""
+    try:
+        return _HEADER_FACTORY(name, value)
+    except Exception:  # a stdlib parser bug on hostile input must not escape
+        return value
+
+
+class _SafePolicy(EmailPolicy):
+    """``policy.default``, with :meth:`header_fetch_parse` bounded, remembered, never raising.
+
+    One instance per parse: it remembers every header it parsed for that message (the stdlib
+    asks for each part's ``Content-Type`` and ``Content-Disposition`` several times, and a
+    message may have thousands of parts); the values common to many messages are also
+    remembered across messages (:func:`_parsed_header`).
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        object.__setattr__(self, "_seen", {})  # policies are read-only once built
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if hasattr(value, "name"):
+            return value
+        seen: dict[tuple[str, str], Any] = self._seen  # type: ignore[attr-defined]
+        key = (name, value)
+        found = seen.get(key)
+        if found is None:
+            text = _LINESEP.sub("", value)
+            if len(text) > _STRUCTURED_LIMIT:
+                cut = text.rfind(";", 0, _STRUCTURED_LIMIT)
+                text = text[: cut if cut > 0 else _STRUCTURED_LIMIT]
+            found = seen[key] = _parsed_header(name, text)
+        return found
+
+
+def _parse(raw: bytes, *, headersonly: bool = False) -> Any:
+    return BytesParser(policy=_SafePolicy()).parsebytes(raw, headersonly=headersonly)
+
+
+_MIME_HEADERS = frozenset(("content-type", "content-disposition", "content-transfer-encoding"))
 _ADDRESS_HEADERS = ("to", "cc", "bcc", "reply-to", "from", "sender")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _URL = re.compile(r"""\b(?:https?|ftp)://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
@@ -124,8 +207,9 @@ class Headers(Mapping[str, str]):
     def as_dict(self) -> dict[str, list[str]]:
         """``{"Name": [values...]}`` as Mailpit's API returns it, names as first spelled."""
         out: dict[str, list[str]] = {}
+        spelled: dict[str, str] = {}  # lower-cased name -> first spelling (linear in the count)
         for name, value in self._items:
-            key = next((k for k in out if k.lower() == name.lower()), name)
+            key = spelled.setdefault(name.lower(), name)
             out.setdefault(key, []).append(value)
         return out
 
@@ -186,41 +270,203 @@ _remembered_addresses = functools.lru_cache(maxsize=512)(_addresses_of)  # threa
 _REMEMBERED_LENGTH = 512  # characters of header values, at most, for the cache
 
 
+# An RFC 2047 encoded word: =?charset?B|Q?text?= (charset may carry an RFC 2231 *language).
+# Linear: neither part can contain "?", so a failed attempt scans only to the next "?", and
+# every "?" is scanned by at most three attempts.
+_ENCODED_WORD = re.compile(r"=\?([^?]*)\?([bBqQ])\?([^?]*)\?=")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
+_BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
+# Codecs that decode bytes but are no charset, or whose decoder is not linear (punycode).
+_NOT_CHARSETS = frozenset(("idna", "punycode", "raw-unicode-escape", "unicode-escape"))
+
+
+@functools.lru_cache(maxsize=1)
+def _codec_names() -> frozenset[str]:
+    """Every name the standard library's codec search knows (aliases and modules).
+
+    Names are checked here before :func:`codecs.lookup`, which remembers every name it did not
+    find: a stream of invented charset names would otherwise grow that cache without end.
+    """
+    import encodings
+    import encodings.aliases
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(encodings.__path__)}
+    return frozenset({*encodings.aliases.aliases, *encodings.aliases.aliases.values(), *modules})
+
+
+@functools.lru_cache(maxsize=256)
+def _charset_codec(charset: str) -> str | None:
+    """The Python codec of a MIME charset name, or ``None`` if it names none we decode with."""
+    import encodings
+
+    name = charset.partition("*")[0].strip().lower()
+    if not name or not name.isascii() or len(name) > 64:
+        return None
+    normal = encodings.normalize_encoding(name)
+    if normal not in _codec_names() and normal.replace(".", "_") not in _codec_names():
+        return None
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):
+        return None
+    if info.name in _NOT_CHARSETS or not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    """The bytes an encoded word's text stands for, or ``None`` if they cannot be decoded."""
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        if encoding in "bB":
+            data = b"".join(data.split()).rstrip(b"=")
+            if len(data) % 4 == 1 or not _BASE64.fullmatch(data):
+                return None
+            return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+        return binascii.a2b_qp(data, header=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _decode_words(value: str, defects: list[str] | None = None, where: str = "") -> str:
-    """Decode RFC 2047 encoded words; leave the text as it is if that fails (and say so in
-    *defects*, naming *where* the value came from)."""
+    """Decode the RFC 2047 encoded words of a header value; never raises, linear in its length.
+
+    A word that cannot be decoded (an unknown or non-ASCII charset, broken base64) is kept as
+    sent, and *defects* (if given) says so, naming *where* the value came from. Bytes that are
+    not valid in their charset are replaced by U+FFFD (and said too). Adjacent words in one
+    charset are decoded together (a character may be split across two words) and the
+    whitespace between encoded words is dropped, as RFC 2047 says.
+    """
     if "=?" not in value:
         return value
-    try:
-        return str(make_header(decode_header(value)))
-    except (LookupError, ValueError, UnicodeError, AssertionError, TypeError) as exc:
-        if defects is not None:
-            defects.append(
-                f"undecodable encoded word in {where or 'a header'} "
-                f"({type(exc).__name__}: {exc}); kept as sent"
+    out: list[str] = []
+    problems: list[str] = []
+    pending: list[bytes] = []  # bytes of adjacent words in one charset, decoded together
+    pending_codec = ""
+    pos = 0
+
+    def flush() -> None:
+        if pending:
+            data = b"".join(pending)
+            try:
+                out.append(data.decode(pending_codec))
+            except UnicodeDecodeError:
+                out.append(data.decode(pending_codec, "replace"))
+                problems.append(f"bytes not valid {pending_codec} replaced")
+            except Exception as exc:  # a codec's own failure: keep the bytes readable
+                out.append(data.decode("latin-1"))
+                problems.append(f"{pending_codec} failed ({type(exc).__name__}), read as Latin-1")
+            pending.clear()
+
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[pos : match.start()]
+        charset, encoding, text = match.groups()
+        codec = _charset_codec(charset)
+        data = _word_bytes(encoding, text) if codec is not None else None
+        if not (data is not None and pending and _BETWEEN_WORDS.fullmatch(gap)):
+            flush()
+            out.append(gap)
+        if codec is None or data is None:
+            flush()
+            out.append(match.group(0))
+            problems.append(
+                f"unknown charset {charset[:40]!r}" if codec is None else f"bad {encoding} encoding"
             )
-        return value
+        else:
+            if pending and codec != pending_codec:
+                flush()
+            pending_codec = codec
+            pending.append(data)
+        pos = match.end()
+    flush()
+    out.append(value[pos:])
+    if problems and defects is not None:
+        defects.append(
+            f"undecodable encoded word in {where or 'a header'} "
+            f"({'; '.join(dict.fromkeys(problems))}); kept as sent"
+        )
+    return "".join(out)
 
 
-class _Links(html.parser.HTMLParser):
-    """Collects ``href`` targets and the URLs written in the text, both with entities decoded."""
+# ----------------------------------------------------------------------------- HTML, linearly
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.links: list[str] = []
+# One piece of markup, found by a single forward scan. No alternative can fail once it has
+# started (every closing delimiter is optional at the end of the text), so the engine never
+# backtracks over what it read and every piece costs its length: an unclosed tag or comment
+# runs to the end of the text, as in a browser. (The stdlib's ``html.parser`` rescans an unclosed
+# tag at every ``<`` that follows: quadratic, CVE-2025-6069.)
+_MARKUP = re.compile(
+    r"""<!--.*?(?:-->|\Z)"""  # a comment
+    r"""|<([A-Za-z][^\s/>]*)((?:[^>"']+|"[^"]*"?|'[^']*'?)*)>?"""  # a start tag: name, attributes
+    r"""|<[/!?][^>]*>?""",  # an end tag, a declaration, a processing instruction
+    re.DOTALL,
+)
+_ATTRIBUTE = re.compile(r"""([^\s/>"'=]+)(?:\s*=\s*("[^"]*"?|'[^']*'?|[^\s>]*))?""")
+_LINK_TAGS = frozenset(("a", "area"))
+_SCAN_CHECK = 1024  # pieces of markup between two looks at the clock
+LINK_TIME_LIMIT = 2.0
+"""Seconds of link extraction per message; what is left after it is not read (and
+:attr:`Message.defects` says so). Extraction is linear (about 20 MB/s), so only messages of
+tens of megabytes get near it."""
+SEARCH_TEXT_LIMIT = 16 * 1024 * 1024
+"""Characters of body text per message that search reads (:func:`smtpmock._search.index_fields`);
+text beyond it is not searchable, and :attr:`Message.defects` says so."""
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("a", "area"):
-            for key, val in attrs:
-                if key == "href" and val and val.strip():
-                    self.links.append(val.strip())
 
-    def handle_data(self, data: str) -> None:
-        self.links.extend(_bare_urls(data))
+def _hrefs(attributes: str) -> list[str]:
+    """The ``href`` values among a tag's attributes, entities decoded (as ``html.parser``)."""
+    out = []
+    for match in _ATTRIBUTE.finditer(attributes):
+        if match.group(1).lower() == "href" and match.group(2):
+            value = match.group(2)
+            if value[:1] in "\"'":
+                value = value[1:-1] if len(value) > 1 and value[-1] == value[0] else value[1:]
+            value = _html.unescape(value).strip()
+            if value:
+                out.append(value)
+    return out
+
+
+def _html_links(html: str, deadline: float) -> tuple[list[str], bool]:
+    """``href`` targets of ``<a>``/``<area>`` and URLs written in the text, in order.
+
+    Returns the links and whether the scan stopped at *deadline* (a :func:`time.monotonic`).
+    """
+    links: list[str] = []
+    pos = 0
+    for count, match in enumerate(_MARKUP.finditer(html), 1):
+        if match.start() > pos:
+            links.extend(_text_urls(html[pos : match.start()]))
+        name = match.group(1)
+        if name is not None and name.lower() in _LINK_TAGS:
+            links.extend(_hrefs(match.group(2)))
+        pos = match.end()
+        if count % _SCAN_CHECK == 0 and time.monotonic() > deadline:
+            return links, True
+    links.extend(_text_urls(html[pos:]))
+    return links, False
+
+
+def _text_urls(text: str) -> list[str]:
+    return _bare_urls(_html.unescape(text) if "&" in text else text)
 
 
 def _bare_urls(text: str) -> list[str]:
     return [m.group(0).rstrip(_URL_TRAILING) for m in _URL.finditer(text)]
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _html_text(html: str) -> str:
+    """The text of an HTML body for search: every ``<...>`` replaced by a space, entities
+    decoded. Linear: ``<[^>]*>`` alone is quadratic on a run of ``<`` with no ``>`` after them
+    (each one scans to the end), so it only runs up to the last ``>``; the text after that has
+    no tag to take out, and the result is what the expression gives on the whole text."""
+    end = html.rfind(">") + 1
+    text = _TAG.sub(" ", html[:end]) + html[end:] if end else html
+    return _html.unescape(text) if "&" in text else text
 
 
 class Message:
@@ -295,12 +541,12 @@ class Message:
         the headers only (with the body as a single text payload) and :attr:`defects` says so.
         """
         try:
-            parsed = _PARSER.parsebytes(self.raw)
+            parsed = _parse(self.raw)
         except RecursionError:
             self._extra_defects.append(
                 "MIME structure nested too deeply to parse; only the headers were parsed"
             )
-            parsed = _HEADERS_PARSER.parsebytes(self.raw, headersonly=True)
+            parsed = _parse(self.raw, headersonly=True)
             self._flat = True
         except Exception as exc:  # pragma: no cover - the parser is documented not to raise
             self._extra_defects.append(f"parser failed: {type(exc).__name__}: {exc}")
@@ -406,6 +652,11 @@ class Message:
     # ----------------------------------------------------------------- bodies
 
     def _leaves(self) -> list[_StdMessage]:
+        return self._leaf_parts
+
+    @cached_property
+    def _leaf_parts(self) -> list[_StdMessage]:
+        """The leaf parts, walked once (:meth:`part` is called once per part by the API)."""
         msg = self.email
         if self._flat:
             return [msg]
@@ -503,22 +754,32 @@ class Message:
             self._extra_defects.append(f"undecodable attachment payload: {type(exc).__name__}")
             payload = None
         if not isinstance(payload, bytes):
-            raw_payload = part.get_payload()
+            try:
+                raw_payload = part.get_payload()
+            except Exception:
+                raw_payload = ""
             payload = (
                 raw_payload.encode("utf-8", "surrogateescape")
                 if isinstance(raw_payload, str)
                 else b""
             )
-        cid = part.get("content-id")
-        content_id = str(cid).strip().strip("<>").strip() if cid else None
+        try:
+            cid = part.get("content-id")
+            content_id = str(cid).strip().strip("<>").strip() if cid else None
+        except Exception:
+            content_id = None
         try:
             disposition = part.get_content_disposition()
         except Exception:
             disposition = None
+        try:
+            content_type = part.get_content_type()
+        except Exception:
+            content_type = "application/octet-stream"
         return Attachment(
             index=index,
             filename=_decode_words(str(filename)) if filename else None,
-            content_type=part.get_content_type(),
+            content_type=content_type,
             content_id=content_id or None,
             disposition=disposition,
             content=payload,
@@ -529,23 +790,50 @@ class Message:
         leaves = self._leaves()
         if not 0 <= index < len(leaves):
             raise IndexError(f"message {self.id} has {len(leaves)} parts, not {index + 1}")
-        return self._attachment(index, leaves[index])
+        known = self._attachments_by_index.get(index)
+        return known if known is not None else self._attachment(index, leaves[index])
+
+    @cached_property
+    def _attachments_by_index(self) -> dict[int, Attachment]:
+        return {a.index: a for a in self.attachments}
 
     @cached_property
     def links(self) -> list[str]:
-        """URLs found in the bodies: ``href`` targets in HTML, bare URLs in text, in order."""
+        """URLs found in the bodies: ``href`` targets in HTML, bare URLs in text, in order.
+
+        Linear in the size of the bodies, and bounded by :data:`LINK_TIME_LIMIT` seconds: a
+        body not read to its end is named in :attr:`defects`.
+        """
         found: list[str] = []
+        deadline = time.monotonic() + LINK_TIME_LIMIT
         if self.html:
-            parser = _Links()
-            try:
-                parser.feed(self.html)
-                parser.close()
-            except Exception:  # HTMLParser is lenient, but never let a body break this
-                pass
-            found.extend(parser.links)
+            links, cut = _html_links(self.html, deadline)
+            found.extend(links)
+            if cut:
+                self._extra_defects.append(
+                    f"links: the HTML body was read for {LINK_TIME_LIMIT:g} s, not to its end"
+                )
         if self.text:
             found.extend(_bare_urls(self.text))
         return list(dict.fromkeys(found))
+
+    @cached_property
+    def _search_text(self) -> str:
+        """The bodies as search reads them: the text body, then the HTML body's text (tags
+        taken out, entities decoded), then attachment names; at most
+        :data:`SEARCH_TEXT_LIMIT` characters (a cut is named in :attr:`defects`)."""
+        bodies = [self.text or ""]
+        if self.html:
+            bodies.append(_html_text(self.html))
+        bodies.extend(a.filename for a in self.attachments if a.filename)
+        text = "\n".join(bodies)
+        if len(text) > SEARCH_TEXT_LIMIT:
+            self._extra_defects.append(
+                f"search reads the first {SEARCH_TEXT_LIMIT:,} characters of the bodies, "
+                f"not all {len(text):,}"
+            )
+            text = text[:SEARCH_TEXT_LIMIT]
+        return text
 
     @property
     def defects(self) -> list[str]:
@@ -559,11 +847,18 @@ class Message:
             parts = [msg]
         # Touch the lazy accessors so that their fallbacks are reported too.
         _ = (self.headers, self.date, self.text, self.html, self.attachments)
+        _ = (self.from_, self.to, self.cc, self.reply_to, self.links, self._search_text)
         for part in parts:
             for defect in getattr(part, "defects", ()):
                 text = type(defect).__name__
                 detail = str(defect)
                 out.append(f"{text}: {detail}" if detail else text)
+            for name, value in part.raw_items():
+                if len(value) > _STRUCTURED_LIMIT and name.lower() in _MIME_HEADERS:
+                    out.append(
+                        f"{name} header of {len(value):,} characters: only its first "
+                        f"{_STRUCTURED_LIMIT:,} were read"
+                    )
         if not self.raw.strip():
             out.append("empty message")
         elif not msg.keys():
