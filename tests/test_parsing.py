@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smtpmock import Message, SMTPMock
-from smtpmock._message import _decode_words, _html_links, _html_text
+from smtpmock._message import MAX_MIME_DEPTH, _decode_words, _html_links, _html_text
 
 # Every public accessor of Message that parses something.
 ACCESSORS = (
@@ -395,3 +395,36 @@ def test_the_decoder_never_raises_and_leaves_plain_text_alone(value: str) -> Non
     if "=?" not in value:
         assert decoded == value
         assert defects == []
+
+
+def test_the_html_preview_is_built_in_linear_time_on_a_flood_of_head_tags() -> None:
+    from smtpmock._http._ui import preview_document
+
+    body = "<head" * 400_000  # 2 MB: the old search scanned to the end from each "<head"
+    document = preview_document(Message(b"Content-Type: text/html\r\n\r\n" + body.encode()))
+    assert document == '<base target="_blank">' + body
+    document = preview_document(Message(b"Content-Type: text/html\r\n\r\n<html><p>x</p>"))
+    assert document == '<html><base target="_blank"><p>x</p>'
+
+
+def _nested(depth: int, body: bytes) -> bytes:
+    opening = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+        for i in range(depth)
+    )
+    closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth)))
+    return b"Subject: nested\r\n" + opening + b"Content-Type: text/plain\r\n\r\n" + body + closing
+
+
+def test_nesting_up_to_the_limit_is_parsed_and_deeper_is_read_as_headers_and_text() -> None:
+    # Each of the many lines of the innermost part used to be checked against every boundary.
+    body = b"--not a boundary\r\n" * 50_000 + b"the end"
+    message = Message(_nested(MAX_MIME_DEPTH - 1, body))
+    assert message.text is not None
+    assert message.text.endswith("the end")
+    assert not any("nested" in d for d in message.defects)
+    too_deep = Message(_nested(MAX_MIME_DEPTH + 1, b"x"))
+    read_everything(too_deep)
+    assert any(
+        f"nested too deeply to parse (the limit is {MAX_MIME_DEPTH})" in d for d in too_deep.defects
+    )

@@ -15,10 +15,10 @@ Why headers are decoded here rather than through ``email.policy.default``'s head
   :func:`_decode_words` is our own linear decoder that keeps what it cannot decode as sent.
 
 The MIME structure still comes from :mod:`email`'s parser, through :class:`_SafePolicy`: the
-structured headers it reads (``Content-Type``, ``Content-Disposition``...) are parsed from at
-most :data:`_STRUCTURED_LIMIT` characters (the stdlib's parameter parsers are quadratic on a
-long header), a header it fails to parse is read as plain text, and parsed header objects are
-remembered (the stdlib builds a new class for every header it parses: ~30 us each).
+structure headers it reads (``Content-Type``, ``Content-Disposition``...) are read as text
+from at most :data:`_STRUCTURED_LIMIT` characters (the stdlib's parameter parser is quadratic
+on a long header), and not parsed into ``policy.default``'s header trees that nothing reads
+(a new class and ~100 us per header, several times per part: 6,000 parts took seconds).
 
 Every cost here is linear in the size of the message (``benchmarks/pathological.py`` measures
 the shapes that used not to be), and what is cut to keep it so is named in :attr:`defects`.
@@ -37,10 +37,9 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
-from email.headerregistry import HeaderRegistry
+from email.feedparser import BufferedSubFile, FeedParser  # type: ignore[attr-defined]
 from email.message import EmailMessage
 from email.message import Message as _StdMessage
-from email.parser import BytesParser
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import cached_property
@@ -55,45 +54,56 @@ __all__ = ["Address", "Attachment", "Headers", "Message", "new_id"]
 # ----------------------------------------------------------------------------- the safe policy
 
 _STRUCTURED_LIMIT = 2048
-"""Characters of a header value that :mod:`email` parses as a structured header (more only in a
-hostile message: RFC 5322 lines stop at 998). The parameter parsers are quadratic, and called
-several times per part: bounded, one part's headers cost at most a few milliseconds."""
+"""Characters of a MIME structure header that :mod:`email` reads (more only in a hostile
+message: RFC 5322 lines stop at 998). Its parameter parser is quadratic, and called several
+times per part: bounded, one part's headers cost at most a few milliseconds."""
 _LINESEP = re.compile(r"[\r\n]")
-
-
-class _HeaderRegistry(HeaderRegistry):
-    """The stdlib's registry, making one class per kind of header rather than one per header
-    parsed (a new class costs ~30 us, and thousands of live ones slow every lookup)."""
-
-    _made: dict[type, type] = {}
-
-    def __getitem__(self, name: str) -> type:
-        kind = self.registry.get(name.lower(), self.default_class)
-        made = self._made.get(kind)
-        if made is None:
-            made = self._made[kind] = type("_" + kind.__name__, (kind, self.base_class), {})
-        return made
-
-
-_HEADER_FACTORY = _HeaderRegistry()
 
 
 @functools.lru_cache(maxsize=512)  # thread-safe; header objects are immutable
 def _parsed_header(name: str, value: str) -> Any:
     """*value* as :mod:`email`'s header object for *name*, or the text itself if that fails."""
     try:
-        return _HEADER_FACTORY(name, value)
+        return policy.default.header_factory(name, value)
     except Exception:  # a stdlib parser bug on hostile input must not escape
         return value
 
 
-class _SafePolicy(EmailPolicy):
-    """``policy.default``, with :meth:`header_fetch_parse` bounded, remembered, never raising.
+class _MIMEHeader(str):
+    """A MIME structure header as the parser and :class:`Message` read it: its text.
 
-    One instance per parse: it remembers every header it parsed for that message (the stdlib
-    asks for each part's ``Content-Type`` and ``Content-Disposition`` several times, and a
-    message may have thousands of parts); the values common to many messages are also
-    remembered across messages (:func:`_parsed_header`).
+    :mod:`email.message` reads ``Content-Type``, ``Content-Disposition`` and their parameters
+    from the text (``_splitparam``, ``_parseparam``), except :meth:`EmailMessage.is_attachment`,
+    which asks for :attr:`content_disposition`. ``policy.default`` parses these headers into a
+    tree first (~100 us each, several times per part) that nothing reads; here any other
+    attribute (``params``, ``maintype``...) is parsed on first use, for code that asks.
+    """
+
+    name: str
+
+    @property
+    def content_disposition(self) -> str:
+        return self.partition(";")[0].strip().lower()
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(_parsed_header(self.name, str(self)), attribute)
+
+
+_MIME_HEADERS = frozenset(
+    ("content-type", "content-disposition", "content-transfer-encoding", "content-id")
+)
+
+
+class _SafePolicy(EmailPolicy):
+    """``policy.default``, with :meth:`header_fetch_parse` bounded, cheap and never raising.
+
+    The MIME structure headers are read as text (:class:`_MIMEHeader`) from at most
+    :data:`_STRUCTURED_LIMIT` characters; any other header (asked for only by code using
+    :attr:`Message.email`) is ``policy.default``'s header object, or its text if the stdlib's
+    parser fails on it. One instance per message: it remembers what it made (the stdlib asks
+    for each part's ``Content-Type`` several times, and a message may have thousands of parts).
     """
 
     def __init__(self, **kw: Any) -> None:
@@ -108,18 +118,118 @@ class _SafePolicy(EmailPolicy):
         found = seen.get(key)
         if found is None:
             text = _LINESEP.sub("", value)
-            if len(text) > _STRUCTURED_LIMIT:
-                cut = text.rfind(";", 0, _STRUCTURED_LIMIT)
-                text = text[: cut if cut > 0 else _STRUCTURED_LIMIT]
-            found = seen[key] = _parsed_header(name, text)
+            if name.lower() in _MIME_HEADERS:
+                if len(text) > _STRUCTURED_LIMIT:
+                    cut = text.rfind(";", 0, _STRUCTURED_LIMIT)
+                    text = text[: cut if cut > 0 else _STRUCTURED_LIMIT]
+                found = _MIMEHeader(text)
+                found.name = name
+            else:
+                found = _parsed_header(name, text)
+            seen[key] = found
         return found
 
 
+MAX_MIME_DEPTH = 64
+"""Multiparts nested deeper than this are not parsed: the message is read as its headers and
+one text body, and :attr:`Message.defects` says so (real mail nests a handful deep)."""
+
+
+class _TooDeep(Exception):
+    pass
+
+
+# The end of the expression FeedParser builds for a boundary line, after the boundary itself.
+_BOUNDARY_TAIL = r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$"
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _separator_of(matcher: Any) -> str | None:
+    """The ``--boundary`` a FeedParser end-of-part matcher looks for, or ``None`` if it is
+    not one (then it is asked about every line, as the stdlib does)."""
+    code = getattr(matcher, "__code__", None)
+    if code is not None and "separator" in code.co_freevars and matcher.__closure__:
+        # Python 3.13+: a closure over the separator (``line.startswith(separator)`` first).
+        value = matcher.__closure__[code.co_freevars.index("separator")].cell_contents
+        return value if isinstance(value, str) and matcher(value + "\n") else None
+    pattern = getattr(matcher, "__self__", None)  # up to 3.12: a compiled expression's match
+    if not isinstance(pattern, re.Pattern) or not isinstance(pattern.pattern, str):
+        return None
+    source = pattern.pattern
+    if not (source.startswith("(?P<sep>") and source.endswith(_BOUNDARY_TAIL)):
+        return None
+    separator = _UNESCAPE.sub(r"\1", source[len("(?P<sep>") : -len(_BOUNDARY_TAIL)])
+    return separator if pattern.match(separator + "\n") else None
+
+
+class _BoundaryInput(BufferedSubFile):  # type: ignore[misc]  # typeshed omits it
+    """FeedParser's line buffer, with end-of-part checks that cost the same at any depth.
+
+    The stdlib asks every matcher on its stack about every line: lines x depth, so a few
+    hundred nested multiparts over megabytes of text took minutes. A line can only end a part
+    if it is ``--`` + a boundary on the stack (+ ``--``, blanks, line end): only such a line is
+    put to the matchers, with the stdlib's own code, so what ends a part is unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._separators: dict[str, int] = {}
+        self._keys: list[str | None] = []
+        self._opaque = 0  # matchers that are not boundaries: every line goes to the stack
+
+    def push_eof_matcher(self, pred: Any) -> None:
+        if len(self._keys) >= MAX_MIME_DEPTH:
+            raise _TooDeep
+        key = _separator_of(pred)
+        self._keys.append(key)
+        if key is None:
+            self._opaque += 1
+        else:
+            self._separators[key] = self._separators.get(key, 0) + 1
+        super().push_eof_matcher(pred)
+
+    def pop_eof_matcher(self) -> Any:
+        key = self._keys.pop()
+        if key is None:
+            self._opaque -= 1
+        elif self._separators[key] == 1:
+            del self._separators[key]
+        else:
+            self._separators[key] -= 1
+        return super().pop_eof_matcher()
+
+    def readline(self) -> Any:
+        lines = self._lines
+        if self._opaque or not lines:
+            return super().readline()
+        line = lines.popleft()
+        if line[:2] == "--":
+            candidate = line.rstrip("\r\n").rstrip(" \t")
+            if candidate in self._separators or (
+                candidate[-2:] == "--" and candidate[:-2] in self._separators
+            ):
+                lines.appendleft(line)
+                return super().readline()
+        return line
+
+
+_FEED_CHUNK = 1 << 16
+
+
 def _parse(raw: bytes, *, headersonly: bool = False) -> Any:
-    return BytesParser(policy=_SafePolicy()).parsebytes(raw, headersonly=headersonly)
+    """What ``BytesParser(policy=...).parsebytes(raw)`` gives, with the bounded policy and
+    line buffer (:class:`_SafePolicy`, :class:`_BoundaryInput`); fed in chunks as the
+    stdlib does, so the text is not copied whole into the line buffer at once."""
+    text = raw.decode("ascii", "surrogateescape")
+    parser = FeedParser(policy=_SafePolicy())
+    parser._input = _BoundaryInput()  # type: ignore[attr-defined]
+    if headersonly:
+        parser._set_headersonly()  # type: ignore[attr-defined]
+    for start in range(0, len(text), _FEED_CHUNK):
+        parser.feed(text[start : start + _FEED_CHUNK])
+    return parser.close()
 
 
-_MIME_HEADERS = frozenset(("content-type", "content-disposition", "content-transfer-encoding"))
 _ADDRESS_HEADERS = ("to", "cc", "bcc", "reply-to", "from", "sender")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _URL = re.compile(r"""\b(?:https?|ftp)://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
@@ -542,9 +652,10 @@ class Message:
         """
         try:
             parsed = _parse(self.raw)
-        except RecursionError:
+        except (RecursionError, _TooDeep):
             self._extra_defects.append(
-                "MIME structure nested too deeply to parse; only the headers were parsed"
+                f"MIME structure nested too deeply to parse (the limit is {MAX_MIME_DEPTH}); "
+                "only the headers were parsed"
             )
             parsed = _parse(self.raw, headersonly=True)
             self._flat = True
