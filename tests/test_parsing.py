@@ -9,6 +9,7 @@ cost per byte is measured in ``benchmarks/pathological.py``, not here).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html.parser
 import re
@@ -152,7 +153,7 @@ def test_a_flood_of_angle_brackets_is_indexed_and_read_for_links() -> None:
     raw = b"Content-Type: text/html\r\n\r\n" + flood.encode() + b" https://example.com/end"
     message = Message(raw)
     assert message.links == ["https://example.com/end"]
-    assert message._search_text.endswith("https://example.com/end")
+    assert message._search_text.endswith("https://example.com/end")  # lower-cased
 
 
 def test_unclosed_tags_are_read_for_links() -> None:
@@ -428,3 +429,22 @@ def test_nesting_up_to_the_limit_is_parsed_and_deeper_is_read_as_headers_and_tex
     assert any(
         f"nested too deeply to parse (the limit is {MAX_MIME_DEPTH})" in d for d in too_deep.defects
     )
+
+
+@given(st.binary(max_size=300), st.sampled_from([b"\r\n", b"\n"]), st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_attachment_bytes_are_what_the_stdlib_decodes(
+    data: bytes, newline: bytes, bad: bool
+) -> None:
+    encoded = base64.encodebytes(data).replace(b"\n", newline)
+    if bad:  # not clean base64: the stdlib decodes it (and records its defects)
+        encoded = b"!" + encoded
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+        b"t\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"\r\n--b--\r\n"
+    )
+    message = Message(raw)
+    [attachment] = message.attachments
+    expected = message.email.get_payload()[1].get_payload(decode=True)
+    assert attachment.content == expected

@@ -218,15 +218,16 @@ _FEED_CHUNK = 1 << 16
 
 def _parse(raw: bytes, *, headersonly: bool = False) -> Any:
     """What ``BytesParser(policy=...).parsebytes(raw)`` gives, with the bounded policy and
-    line buffer (:class:`_SafePolicy`, :class:`_BoundaryInput`); fed in chunks as the
-    stdlib does, so the text is not copied whole into the line buffer at once."""
-    text = raw.decode("ascii", "surrogateescape")
+    line buffer (:class:`_SafePolicy`, :class:`_BoundaryInput`). The bytes are decoded and fed
+    a chunk at a time (ASCII with surrogate escapes decodes byte by byte, so any cut is safe):
+    the stdlib decodes the whole message into one more string first."""
     parser = FeedParser(policy=_SafePolicy())
     parser._input = _BoundaryInput()  # type: ignore[attr-defined]
     if headersonly:
         parser._set_headersonly()  # type: ignore[attr-defined]
-    for start in range(0, len(text), _FEED_CHUNK):
-        parser.feed(text[start : start + _FEED_CHUNK])
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(str(view[start : start + _FEED_CHUNK], "ascii", "surrogateescape"))
     return parser.close()
 
 
@@ -352,6 +353,31 @@ def _to_text(value: str) -> tuple[str, bool]:
         return raw.decode("utf-8"), False
     except UnicodeDecodeError:
         return raw.decode("latin-1"), True
+
+
+_CLEAN_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]*=*[\r\n]*")
+
+
+def _decoded_payload(part: _StdMessage) -> Any:
+    """``part.get_payload(decode=True)``, without the stdlib's copies for clean base64.
+
+    The stdlib splits a base64 payload into lines and joins them before decoding: about four
+    times the part's size at once. Base64 with nothing but the alphabet and line ends (what
+    every mailer writes) is decoded here directly, to the same bytes; anything else (where the
+    stdlib records defects) goes to the stdlib.
+    """
+    payload = part.get_payload()
+    if (
+        isinstance(payload, str)
+        and str(part.get("content-transfer-encoding", "")).strip().lower() == "base64"
+    ):
+        try:
+            data = payload.encode("ascii")
+            if _CLEAN_BASE64.fullmatch(data):
+                return binascii.a2b_base64(data)
+        except (UnicodeEncodeError, binascii.Error):
+            pass
+    return part.get_payload(decode=True)
 
 
 def _unix_newlines(text: str) -> str:
@@ -575,7 +601,10 @@ def _html_text(html: str) -> str:
     (each one scans to the end), so it only runs up to the last ``>``; the text after that has
     no tag to take out, and the result is what the expression gives on the whole text."""
     end = html.rfind(">") + 1
-    text = _TAG.sub(" ", html[:end]) + html[end:] if end else html
+    if html.find("<", end) < 0:  # no "<" without a ">" after it: the expression is linear
+        text = _TAG.sub(" ", html)
+    else:
+        text = _TAG.sub(" ", html[:end]) + html[end:]
     return _html.unescape(text) if "&" in text else text
 
 
@@ -860,7 +889,7 @@ class Message:
         except Exception:
             filename = None
         try:
-            payload = part.get_payload(decode=True)
+            payload = _decoded_payload(part)
         except Exception as exc:
             self._extra_defects.append(f"undecodable attachment payload: {type(exc).__name__}")
             payload = None
@@ -930,21 +959,23 @@ class Message:
 
     @cached_property
     def _search_text(self) -> str:
-        """The bodies as search reads them: the text body, then the HTML body's text (tags
-        taken out, entities decoded), then attachment names; at most
-        :data:`SEARCH_TEXT_LIMIT` characters (a cut is named in :attr:`defects`)."""
+        """The bodies as search reads them, lower-cased: the text body, then the HTML body's
+        text (tags taken out, entities decoded), then attachment names; at most
+        :data:`SEARCH_TEXT_LIMIT` characters (a cut is named in :attr:`defects`). Built with
+        as few copies of a large body as it takes (one at a time beside the body)."""
         bodies = [self.text or ""]
         if self.html:
             bodies.append(_html_text(self.html))
         bodies.extend(a.filename for a in self.attachments if a.filename)
         text = "\n".join(bodies)
+        del bodies
         if len(text) > SEARCH_TEXT_LIMIT:
             self._extra_defects.append(
                 f"search reads the first {SEARCH_TEXT_LIMIT:,} characters of the bodies, "
                 f"not all {len(text):,}"
             )
             text = text[:SEARCH_TEXT_LIMIT]
-        return text
+        return text.lower()
 
     @property
     def defects(self) -> list[str]:

@@ -118,7 +118,7 @@ def index_fields(message: Message) -> IndexFields:
         reply_to_text=addrs([f"{a.name} {a.address}" for a in message.reply_to]),
         subject=message.subject.lower(),
         message_id=(message.message_id or "").lower(),
-        text=message._search_text.lower(),
+        text=message._search_text,  # already lower-cased
         attachments=sum(1 for a in attachments if not a.is_inline),
         inline=sum(1 for a in attachments if a.is_inline),
         size=message.size,
