@@ -86,7 +86,7 @@ class _MIMEHeader(str):
         return self.partition(";")[0].strip().lower()
 
     def __getattr__(self, attribute: str) -> Any:
-        if attribute.startswith("__"):
+        if attribute.startswith("__") or attribute == "name":
             raise AttributeError(attribute)
         return getattr(_parsed_header(self.name, str(self)), attribute)
 
@@ -674,10 +674,13 @@ class Message:
 
     @cached_property
     def email(self) -> EmailMessage:
-        """The message parsed by :mod:`email` with ``policy.default``.
+        """The message parsed by :mod:`email` with ``policy.default`` (made bounded: see the
+        module's docstring; ``Content-*`` headers read from it are their text, with
+        ``policy.default``'s attributes such as ``.params`` parsed on first use).
 
-        If the MIME structure is too deep for the standard library's recursive parser, this holds
-        the headers only (with the body as a single text payload) and :attr:`defects` says so.
+        If the MIME structure is nested deeper than :data:`MAX_MIME_DEPTH` (or too deep for the
+        standard library's recursive parser), this holds the headers only (with the body as a
+        single text payload) and :attr:`defects` says so.
         """
         try:
             parsed = _parse(self.raw)
