@@ -20,7 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smtpmock import Message, SMTPMock
-from smtpmock._message import MAX_MIME_DEPTH, _decode_words, _html_links, _html_text
+from smtpmock._message import (
+    MAX_MIME_DEPTH,
+    MAX_MIME_PARTS,
+    _decode_words,
+    _html_links,
+    _html_text,
+)
 
 # Every public accessor of Message that parses something.
 ACCESSORS = (
@@ -238,6 +244,17 @@ def test_six_thousand_parts_are_walked_once(mock: SMTPMock) -> None:
     assert attachments[5999].filename == "f5999.bin"
     # What the HTTP API does per attachment: looks it up by index (it walked the tree each time).
     assert all(message.part(a.index) is a for a in attachments)
+
+
+def test_more_parts_than_the_limit_are_read_as_headers_and_text() -> None:
+    message = Message(_many_parts(MAX_MIME_PARTS + 1))
+    read_everything(message)
+    assert message.attachments == []
+    assert message.text is not None
+    assert f"filename=f{MAX_MIME_PARTS}.bin" in message.text
+    assert f"more than {MAX_MIME_PARTS:,} MIME parts; only the headers were parsed" in (
+        message.defects
+    )
 
 
 def test_a_huge_content_type_is_read_from_its_start_and_named_in_defects() -> None:
