@@ -101,7 +101,8 @@ def long_folding(size: int) -> bytes:
 
 def many_addresses(size: int) -> bytes:
     head = b"From: a@example.com\r\nSubject: s\r\nTo: "
-    count = max(1, (size - len(head)) // 32)
+    unit = len(b"Person 000000 <p000000@example.com>,\r\n ")
+    count = max(1, (size - len(head)) // unit)
     to = b",\r\n ".join(b"Person %06d <p%06d@example.com>" % (i, i) for i in range(count))
     return head + to + b"\r\n\r\nx"
 
