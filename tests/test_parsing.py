@@ -14,12 +14,14 @@ import datetime as dt
 import html.parser
 import re
 import smtplib
+import time
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpmock import Message, SMTPMock
+from smtpmock import Client, Message, SMTPMock
 from smtpmock._message import (
     MAX_MIME_DEPTH,
     MAX_MIME_PARTS,
@@ -27,6 +29,7 @@ from smtpmock._message import (
     _html_links,
     _html_text,
 )
+from tests.served import Served
 
 # Every public accessor of Message that parses something.
 ACCESSORS = (
@@ -465,3 +468,28 @@ def test_attachment_bytes_are_what_the_stdlib_decodes(
     [attachment] = message.attachments
     expected = message.email.get_payload()[1].get_payload(decode=True)
     assert attachment.content == expected
+
+
+def test_serve_answers_for_a_message_with_malformed_words(served: Served) -> None:
+    """Issue 23 H1 through ``smtpmock serve``: the detail, headers, MailHog list, wait and
+    search all answered 500 for one such message."""
+    token = f"needle{time.monotonic_ns()}"
+    raw = (
+        b"From: =?utf-8?b?abcde?= <alice@example.com>\r\n"
+        b"To: =?\xc3\xa9?q?x?= <bob@example.com>\r\n"
+        b"Subject: =?utf-8?b?abcde?= " + token.encode() + b"\r\n\r\nbody " + token.encode()
+    )
+    with smtplib.SMTP(served.smtp_host, served.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("alice@example.com", ["bob@example.com"], raw)
+    with Client(served.url) as client:
+        [message] = client.wait_for(1, subject=f"=?utf-8?b?abcde?= {token}", timeout=30)
+    assert message.subject == f"=?utf-8?b?abcde?= {token}"
+    with httpx.Client(base_url=served.url, timeout=30) as http:
+        detail = http.get(f"/api/v1/message/{message.id}")
+        assert detail.status_code == 200
+        assert any("undecodable encoded word" in d for d in detail.json()["Defects"])
+        headers = http.get(f"/api/v1/message/{message.id}/headers")
+        assert headers.json()["Subject"] == [f"=?utf-8?b?abcde?= {token}"]
+        assert http.get("/api/v2/messages").status_code == 200
+        found = http.get("/api/v1/search", params={"query": f"body {token}"}).json()
+        assert [m["ID"] for m in found["messages"]] == [message.id]
