@@ -4,7 +4,7 @@
 
     python benchmarks/run.py                  # full scale, under 10 minutes on 2 cores
     python benchmarks/run.py --scale small    # a quick smoke run (a few hundred messages)
-    python benchmarks/run.py --only ingest    # one part: ingest, core, faults, fixture, search
+    python benchmarks/run.py --only ingest    # one part (see PARTS)
     python benchmarks/run.py --out benchmarks/RESULTS.md
     python benchmarks/run.py --scale small --check   # CI: exit 1 if a part broke
 
@@ -20,6 +20,9 @@ Scenarios (issue 7):
    (``bench_fixture.py``).
 4. ``smtpmock serve`` with 10k and 100k stored 10 KiB messages: search p50/p99, resident memory,
    time to be ready (``search.py``).
+5. Pathological messages (issue 23): CPU per kB of opening each shape from 10 kB to the size
+   limit, which must stay flat, and peak memory over message size (``pathological.py``; it
+   exits 1, so ``--check`` fails, when a shape's cost per kB grows more than 4x).
 
 Every figure in a row is measured in the same run, so the ratios compare like with like on
 whatever machine runs this. A part that cannot run here (a missing tool, ``serve`` not built)
@@ -57,13 +60,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import HERE, REPO, SMTP_SINK, SMTP_SOURCE, VENV_PYTHON, Row, render_table
 from ingest import run_ingest
 
-PARTS = ("ingest", "core", "faults", "fixture", "search")
+PARTS = ("ingest", "core", "faults", "fixture", "search", "pathological")
 # Options that make another script's run short, passed at small scale when it accepts them.
 SMALL_OPTIONS = (["--quick"], ["--tests", "200"], ["--repeat", "1"])
 # Wall-clock budgets (seconds) per part at full scale. The whole run stays under 10 minutes:
 # each part after ingest gets at most what is left of TOTAL_BUDGET, and search, last, gets the
 # rest (up to its 400 s: filling and indexing 100k messages of 10 KiB is the longest step).
-BUDGET = {"ingest": 200.0, "core": 60.0, "faults": 60.0, "fixture": 90.0, "search": 400.0}
+BUDGET = {
+    "ingest": 200.0,
+    "core": 60.0,
+    "faults": 60.0,
+    "fixture": 90.0,
+    "search": 400.0,
+    "pathological": 300.0,
+}
 TOTAL_BUDGET = 570.0
 # The fixture part keeps the best of 2 runs (one run: about FIXTURE_RUN s) when search still
 # has SEARCH_FLOOR s after it, else it runs once.
@@ -213,6 +223,15 @@ def main() -> None:
         from search import run_search
 
         rows += run_search(args.scale, budget=budget("search"), log=log)
+    if "pathological" in parts:
+        # Its own budget, after the 570 s of the others: CPU-bound and single-threaded, about
+        # 2 minutes at full scale (to the 32 MiB size limit), 10 s at small scale.
+        log("pathological: cost per kB of hostile message shapes (pathological.py)")
+        got, text, ok = external("pathological.py", args.scale, BUDGET["pathological"] * factor)
+        rows += got
+        appendix += [text] if text else []
+        if not ok:
+            failed.append("pathological (pathological.py)")
     elapsed = time.monotonic() - started
 
     command = "python benchmarks/run.py" + ("" if args.scale == "full" else " --scale small")

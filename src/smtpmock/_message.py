@@ -10,22 +10,37 @@ Why headers are decoded here rather than through ``email.policy.default``'s head
   them as UTF-8, which is what RFC 6532 says they are.
 * Its address-list parser is quadratic: 20,000 addresses in ``To:`` take ~8 s. We use
   :func:`email.utils.getaddresses`, which takes ~0.2 s for the same header.
+* :func:`email.header.decode_header` raises on a malformed encoded word (``HeaderParseError``,
+  ``CharsetError``) and its regular expression is quadratic on a line of unterminated words;
+  :func:`_decode_words` is our own linear decoder that keeps what it cannot decode as sent.
+
+The MIME structure still comes from :mod:`email`'s parser, through :class:`_SafePolicy`: the
+structure headers it reads (``Content-Type``, ``Content-Disposition``...) are read as text
+from at most :data:`_STRUCTURED_LIMIT` characters (the stdlib's parameter parser is quadratic
+on a long header), and not parsed into ``policy.default``'s header trees that nothing reads
+(a new class and ~100 us per header, several times per part: 6,000 parts took seconds).
+
+Every cost here is linear in the size of the message (``benchmarks/pathological.py`` measures
+the shapes that used not to be), and what is cut to keep it so is named in :attr:`defects`.
 """
 
 from __future__ import annotations
 
+import binascii
+import codecs
 import datetime as _dt
 import functools
-import html.parser
+import html as _html
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
-from email.header import decode_header, make_header
+from email.feedparser import BufferedSubFile, FeedParser  # type: ignore[attr-defined]
 from email.message import EmailMessage
 from email.message import Message as _StdMessage
-from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -36,8 +51,207 @@ if TYPE_CHECKING:
 
 __all__ = ["Address", "Attachment", "Headers", "Message", "new_id"]
 
-_PARSER = BytesParser(policy=policy.default)
-_HEADERS_PARSER = BytesParser(policy=policy.default)
+
+# ----------------------------------------------------------------------------- the safe policy
+
+_STRUCTURED_LIMIT = 2048
+"""Characters of a MIME structure header that :mod:`email` reads (more only in a hostile
+message: RFC 5322 lines stop at 998). Its parameter parser is quadratic, and called several
+times per part: bounded, one part's headers cost at most a few milliseconds."""
+_LINESEP = re.compile(r"[\r\n]")
+
+
+@functools.lru_cache(maxsize=512)  # thread-safe; header objects are immutable
+def _parsed_header(name: str, value: str) -> Any:
+    """*value* as :mod:`email`'s header object for *name*, or the text itself if that fails."""
+    try:
+        return policy.default.header_factory(name, value)
+    except Exception:  # a stdlib parser bug on hostile input must not escape
+        return value
+
+
+class _MIMEHeader(str):
+    """A MIME structure header as the parser and :class:`Message` read it: its text.
+
+    :mod:`email.message` reads ``Content-Type``, ``Content-Disposition`` and their parameters
+    from the text (``_splitparam``, ``_parseparam``), except :meth:`EmailMessage.is_attachment`,
+    which asks for :attr:`content_disposition`. ``policy.default`` parses these headers into a
+    tree first (~100 us each, several times per part) that nothing reads; here any other
+    attribute (``params``, ``maintype``...) is parsed on first use, for code that asks.
+    """
+
+    name: str
+
+    @property
+    def content_disposition(self) -> str:
+        return self.partition(";")[0].strip().lower()
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__") or attribute == "name":
+            raise AttributeError(attribute)
+        return getattr(_parsed_header(self.name, str(self)), attribute)
+
+
+_MIME_HEADERS = frozenset(
+    ("content-type", "content-disposition", "content-transfer-encoding", "content-id")
+)
+
+
+class _SafePolicy(EmailPolicy):
+    """``policy.default``, with :meth:`header_fetch_parse` bounded, cheap and never raising.
+
+    The MIME structure headers are read as text (:class:`_MIMEHeader`) from at most
+    :data:`_STRUCTURED_LIMIT` characters; any other header (asked for only by code using
+    :attr:`Message.email`) is ``policy.default``'s header object, or its text if the stdlib's
+    parser fails on it. One instance per message: it remembers what it made (the stdlib asks
+    for each part's ``Content-Type`` several times, and a message may have thousands of parts).
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        object.__setattr__(self, "_seen", {})  # policies are read-only once built
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if hasattr(value, "name"):
+            return value
+        seen: dict[tuple[str, str], Any] = self._seen  # type: ignore[attr-defined]
+        key = (name, value)
+        found = seen.get(key)
+        if found is None:
+            text = _LINESEP.sub("", value)
+            if name.lower() in _MIME_HEADERS:
+                if len(text) > _STRUCTURED_LIMIT:
+                    cut = text.rfind(";", 0, _STRUCTURED_LIMIT)
+                    text = text[: cut if cut > 0 else _STRUCTURED_LIMIT]
+                found = _MIMEHeader(text)
+                found.name = name
+            else:
+                found = _parsed_header(name, text)
+            seen[key] = found
+        return found
+
+
+MAX_MIME_DEPTH = 64
+"""Multiparts nested deeper than this are not parsed: the message is read as its headers and
+one text body, and :attr:`Message.defects` says so (real mail nests a handful deep)."""
+
+
+MAX_MIME_PARTS = 20_000
+"""Messages with more MIME parts than this are not split into parts: the message is read as
+its headers and one text body, and :attr:`Message.defects` says so. Each part costs the
+parser about 2 kB of Python objects, whatever its size: 300,000 parts of 100 bytes (a 32 MB
+message) took 550 MB."""
+
+
+class _TooDeep(Exception):
+    pass
+
+
+class _TooMany(Exception):
+    pass
+
+
+# The end of the expression FeedParser builds for a boundary line, after the boundary itself.
+_BOUNDARY_TAIL = r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$"
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _separator_of(matcher: Any) -> str | None:
+    """The ``--boundary`` a FeedParser end-of-part matcher looks for, or ``None`` if it is
+    not one (then it is asked about every line, as the stdlib does)."""
+    code = getattr(matcher, "__code__", None)
+    if code is not None and "separator" in code.co_freevars and matcher.__closure__:
+        # Python 3.13+: a closure over the separator (``line.startswith(separator)`` first).
+        value = matcher.__closure__[code.co_freevars.index("separator")].cell_contents
+        return value if isinstance(value, str) and matcher(value + "\n") else None
+    pattern = getattr(matcher, "__self__", None)  # up to 3.12: a compiled expression's match
+    if not isinstance(pattern, re.Pattern) or not isinstance(pattern.pattern, str):
+        return None
+    source = pattern.pattern
+    if not (source.startswith("(?P<sep>") and source.endswith(_BOUNDARY_TAIL)):
+        return None
+    separator = _UNESCAPE.sub(r"\1", source[len("(?P<sep>") : -len(_BOUNDARY_TAIL)])
+    return separator if pattern.match(separator + "\n") else None
+
+
+class _BoundaryInput(BufferedSubFile):  # type: ignore[misc]  # typeshed omits it
+    """FeedParser's line buffer, with end-of-part checks that cost the same at any depth.
+
+    The stdlib asks every matcher on its stack about every line: lines x depth, so a few
+    hundred nested multiparts over megabytes of text took minutes. A line can only end a part
+    if it is ``--`` + a boundary on the stack (+ ``--``, blanks, line end): only such a line is
+    put to the matchers, with the stdlib's own code, so what ends a part is unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._separators: dict[str, int] = {}
+        self._keys: list[str | None] = []
+        self._opaque = 0  # matchers that are not boundaries: every line goes to the stack
+
+    def push_eof_matcher(self, pred: Any) -> None:
+        if len(self._keys) >= MAX_MIME_DEPTH:
+            raise _TooDeep
+        key = _separator_of(pred)
+        self._keys.append(key)
+        if key is None:
+            self._opaque += 1
+        else:
+            self._separators[key] = self._separators.get(key, 0) + 1
+        super().push_eof_matcher(pred)
+
+    def pop_eof_matcher(self) -> Any:
+        key = self._keys.pop()
+        if key is None:
+            self._opaque -= 1
+        elif self._separators[key] == 1:
+            del self._separators[key]
+        else:
+            self._separators[key] -= 1
+        return super().pop_eof_matcher()
+
+    def readline(self) -> Any:
+        lines = self._lines
+        if self._opaque or not lines:
+            return super().readline()
+        line = lines.popleft()
+        if line[:2] == "--":
+            candidate = line.rstrip("\r\n").rstrip(" \t")
+            if candidate in self._separators or (
+                candidate[-2:] == "--" and candidate[:-2] in self._separators
+            ):
+                lines.appendleft(line)
+                return super().readline()
+        return line
+
+
+_FEED_CHUNK = 1 << 16
+
+
+def _parse(raw: bytes, *, headersonly: bool = False) -> Any:
+    """What ``BytesParser(policy=...).parsebytes(raw)`` gives, with the bounded policy and
+    line buffer (:class:`_SafePolicy`, :class:`_BoundaryInput`). The bytes are decoded and fed
+    a chunk at a time (ASCII with surrogate escapes decodes byte by byte, so any cut is safe):
+    the stdlib decodes the whole message into one more string first."""
+    made = 0
+
+    def part(policy: Any) -> EmailMessage:
+        nonlocal made
+        made += 1
+        if made > MAX_MIME_PARTS + 1:  # the parser makes one to try the factory
+            raise _TooMany
+        return EmailMessage(policy=policy)
+
+    parser = FeedParser(part, policy=_SafePolicy())  # type: ignore[arg-type]
+    parser._input = _BoundaryInput()  # type: ignore[attr-defined]
+    if headersonly:
+        parser._set_headersonly()  # type: ignore[attr-defined]
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(str(view[start : start + _FEED_CHUNK], "ascii", "surrogateescape"))
+    return parser.close()
+
+
 _ADDRESS_HEADERS = ("to", "cc", "bcc", "reply-to", "from", "sender")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _URL = re.compile(r"""\b(?:https?|ftp)://[^\s<>"'`{}|\\^\[\]]+""", re.IGNORECASE)
@@ -158,8 +372,9 @@ class Headers(Mapping[str, str]):
     def as_dict(self) -> dict[str, list[str]]:
         """``{"Name": [values...]}`` as Mailpit's API returns it, names as first spelled."""
         out: dict[str, list[str]] = {}
+        spelled: dict[str, str] = {}  # lower-cased name -> first spelling (linear in the count)
         for name, value in self._items:
-            key = next((k for k in out if k.lower() == name.lower()), name)
+            key = spelled.setdefault(name.lower(), name)
             out.setdefault(key, []).append(value)
         return out
 
@@ -194,6 +409,31 @@ def _to_text(value: str) -> tuple[str, bool]:
         return raw.decode("latin-1"), True
 
 
+_CLEAN_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]*=*[\r\n]*")
+
+
+def _decoded_payload(part: _StdMessage) -> Any:
+    """``part.get_payload(decode=True)``, without the stdlib's copies for clean base64.
+
+    The stdlib splits a base64 payload into lines and joins them before decoding: about four
+    times the part's size at once. Base64 with nothing but the alphabet and line ends (what
+    every mailer writes) is decoded here directly, to the same bytes; anything else (where the
+    stdlib records defects) goes to the stdlib.
+    """
+    payload = part.get_payload()
+    if (
+        isinstance(payload, str)
+        and str(part.get("content-transfer-encoding", "")).strip().lower() == "base64"
+    ):
+        try:
+            data = payload.encode("ascii")
+            if _CLEAN_BASE64.fullmatch(data):
+                return binascii.a2b_base64(data)
+        except (UnicodeEncodeError, binascii.Error):
+            pass
+    return part.get_payload(decode=True)
+
+
 def _unix_newlines(text: str) -> str:
     """Bodies are text: SMTP's CRLF line ends read as ``\n`` (``raw`` keeps the bytes)."""
     return text.replace("\r\n", "\n")
@@ -220,37 +460,186 @@ _remembered_addresses = functools.lru_cache(maxsize=512)(_addresses_of)  # threa
 _REMEMBERED_LENGTH = 512  # characters of header values, at most, for the cache
 
 
+# An RFC 2047 encoded word: =?charset?B|Q?text?= (charset may carry an RFC 2231 *language).
+# Linear: neither part can contain "?", so a failed attempt scans only to the next "?", and
+# every "?" is scanned by at most three attempts.
+_ENCODED_WORD = re.compile(r"=\?([^?]*)\?([bBqQ])\?([^?]*)\?=")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
+_BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
+# Codecs that decode bytes but are no charset, or whose decoder is not linear (punycode).
+_NOT_CHARSETS = frozenset(("idna", "punycode", "raw-unicode-escape", "unicode-escape"))
+
+
+@functools.lru_cache(maxsize=1)
+def _codec_names() -> frozenset[str]:
+    """Every name the standard library's codec search knows (aliases and modules).
+
+    Names are checked here before :func:`codecs.lookup`, which remembers every name it did not
+    find: a stream of invented charset names would otherwise grow that cache without end.
+    """
+    import encodings
+    import encodings.aliases
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(encodings.__path__)}
+    return frozenset({*encodings.aliases.aliases, *encodings.aliases.aliases.values(), *modules})
+
+
+@functools.lru_cache(maxsize=256)
+def _charset_codec(charset: str) -> str | None:
+    """The Python codec of a MIME charset name, or ``None`` if it names none we decode with."""
+    import encodings
+
+    name = charset.partition("*")[0].strip().lower()
+    if not name or not name.isascii() or len(name) > 64:
+        return None
+    normal = encodings.normalize_encoding(name)
+    if normal not in _codec_names() and normal.replace(".", "_") not in _codec_names():
+        return None
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):
+        return None
+    if info.name in _NOT_CHARSETS or not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    """The bytes an encoded word's text stands for, or ``None`` if they cannot be decoded."""
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        if encoding in "bB":
+            data = b"".join(data.split()).rstrip(b"=")
+            if len(data) % 4 == 1 or not _BASE64.fullmatch(data):
+                return None
+            return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+        return binascii.a2b_qp(data, header=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _decode_words(value: str, defects: list[str] | None = None, where: str = "") -> str:
-    """Decode RFC 2047 encoded words; leave the text as it is if that fails (and say so in
-    *defects*, naming *where* the value came from)."""
+    """Decode the RFC 2047 encoded words of a header value; never raises, linear in its length.
+
+    A word that cannot be decoded (an unknown or non-ASCII charset, broken base64) is kept as
+    sent, and *defects* (if given) says so, naming *where* the value came from. Bytes that are
+    not valid in their charset are replaced by U+FFFD (and said too). Adjacent words in one
+    charset are decoded together (a character may be split across two words) and the
+    whitespace between encoded words is dropped, as RFC 2047 says.
+    """
     if "=?" not in value:
         return value
-    try:
-        return str(make_header(decode_header(value)))
-    except (LookupError, ValueError, UnicodeError, AssertionError, TypeError) as exc:
-        if defects is not None:
-            defects.append(
-                f"undecodable encoded word in {where or 'a header'} "
-                f"({type(exc).__name__}: {exc}); kept as sent"
+    out: list[str] = []
+    problems: list[str] = []
+    pending: list[bytes] = []  # bytes of adjacent words in one charset, decoded together
+    pending_codec = ""
+    pos = 0
+
+    def flush() -> None:
+        if pending:
+            data = b"".join(pending)
+            try:
+                out.append(data.decode(pending_codec))
+            except UnicodeDecodeError:
+                out.append(data.decode(pending_codec, "replace"))
+                problems.append(f"bytes not valid {pending_codec} replaced")
+            except Exception as exc:  # a codec's own failure: keep the bytes readable
+                out.append(data.decode("latin-1"))
+                problems.append(f"{pending_codec} failed ({type(exc).__name__}), read as Latin-1")
+            pending.clear()
+
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[pos : match.start()]
+        charset, encoding, text = match.groups()
+        codec = _charset_codec(charset)
+        data = _word_bytes(encoding, text) if codec is not None else None
+        if not (data is not None and pending and _BETWEEN_WORDS.fullmatch(gap)):
+            flush()
+            out.append(gap)
+        if codec is None or data is None:
+            flush()
+            out.append(match.group(0))
+            problems.append(
+                f"unknown charset {charset[:40]!r}" if codec is None else f"bad {encoding} encoding"
             )
-        return value
+        else:
+            if pending and codec != pending_codec:
+                flush()
+            pending_codec = codec
+            pending.append(data)
+        pos = match.end()
+    flush()
+    out.append(value[pos:])
+    if problems and defects is not None:
+        defects.append(
+            f"undecodable encoded word in {where or 'a header'} "
+            f"({'; '.join(dict.fromkeys(problems))}); kept as sent"
+        )
+    return "".join(out)
 
 
-class _Links(html.parser.HTMLParser):
-    """Collects ``href`` targets and the URLs written in the text, both with entities decoded."""
+# ----------------------------------------------------------------------------- HTML, linearly
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.links: list[str] = []
+# One piece of markup, found by a single forward scan. No alternative can fail once it has
+# started (every closing delimiter is optional at the end of the text), so the engine never
+# backtracks over what it read and every piece costs its length: an unclosed tag or comment
+# runs to the end of the text, as in a browser. (The stdlib's ``html.parser`` rescans an unclosed
+# tag at every ``<`` that follows: quadratic, CVE-2025-6069.)
+_MARKUP = re.compile(
+    r"""<!--.*?(?:-->|\Z)"""  # a comment
+    r"""|<([A-Za-z][^\s/>]*)((?:[^>"']+|"[^"]*"?|'[^']*'?)*)>?"""  # a start tag: name, attributes
+    r"""|<[/!?][^>]*>?""",  # an end tag, a declaration, a processing instruction
+    re.DOTALL,
+)
+_ATTRIBUTE = re.compile(r"""([^\s/>"'=]+)(?:\s*=\s*("[^"]*"?|'[^']*'?|[^\s>]*))?""")
+_LINK_TAGS = frozenset(("a", "area"))
+_SCAN_CHECK = 1024  # pieces of markup between two looks at the clock
+LINK_TIME_LIMIT = 2.0
+"""Seconds of link extraction per message; what is left after it is not read (and
+:attr:`Message.defects` says so). Extraction is linear (about 20 MB/s), so only messages of
+tens of megabytes get near it."""
+SEARCH_TEXT_LIMIT = 16 * 1024 * 1024
+"""Characters of body text per message that search reads (:func:`smtpmock._search.index_fields`);
+text beyond it is not searchable, and :attr:`Message.defects` says so."""
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("a", "area"):
-            for key, val in attrs:
-                if key == "href" and val and val.strip():
-                    self.links.append(val.strip())
 
-    def handle_data(self, data: str) -> None:
-        self.links.extend(_bare_urls(data))
+def _hrefs(attributes: str) -> list[str]:
+    """The ``href`` values among a tag's attributes, entities decoded (as ``html.parser``)."""
+    out = []
+    for match in _ATTRIBUTE.finditer(attributes):
+        if match.group(1).lower() == "href" and match.group(2):
+            value = match.group(2)
+            if value[:1] in "\"'":
+                value = value[1:-1] if len(value) > 1 and value[-1] == value[0] else value[1:]
+            value = _html.unescape(value).strip()
+            if value:
+                out.append(value)
+    return out
+
+
+def _html_links(html: str, deadline: float) -> tuple[list[str], bool]:
+    """``href`` targets of ``<a>``/``<area>`` and URLs written in the text, in order.
+
+    Returns the links and whether the scan stopped at *deadline* (a :func:`time.monotonic`).
+    """
+    links: list[str] = []
+    pos = 0
+    for count, match in enumerate(_MARKUP.finditer(html), 1):
+        if match.start() > pos:
+            links.extend(_text_urls(html[pos : match.start()]))
+        name = match.group(1)
+        if name is not None and name.lower() in _LINK_TAGS:
+            links.extend(_hrefs(match.group(2)))
+        pos = match.end()
+        if count % _SCAN_CHECK == 0 and time.monotonic() > deadline:
+            return links, True
+    links.extend(_text_urls(html[pos:]))
+    return links, False
+
+
+def _text_urls(text: str) -> list[str]:
+    return _bare_urls(_html.unescape(text) if "&" in text else text)
 
 
 def _bare_urls(text: str) -> list[str]:
@@ -262,6 +651,22 @@ def _longest_line(raw: bytes) -> int:
     if len(raw) <= 998:
         return 0
     return max(len(line.rstrip(b"\r")) for line in raw.split(b"\n"))
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _html_text(html: str) -> str:
+    """The text of an HTML body for search: every ``<...>`` replaced by a space, entities
+    decoded. Linear: ``<[^>]*>`` alone is quadratic on a run of ``<`` with no ``>`` after them
+    (each one scans to the end), so it only runs up to the last ``>``; the text after that has
+    no tag to take out, and the result is what the expression gives on the whole text."""
+    end = html.rfind(">") + 1
+    if html.find("<", end) < 0:  # no "<" without a ">" after it: the expression is linear
+        text = _TAG.sub(" ", html)
+    else:
+        text = _TAG.sub(" ", html[:end]) + html[end:]
+    return _html.unescape(text) if "&" in text else text
 
 
 class Message:
@@ -330,18 +735,24 @@ class Message:
 
     @cached_property
     def email(self) -> EmailMessage:
-        """The message parsed by :mod:`email` with ``policy.default``.
+        """The message parsed by :mod:`email` with ``policy.default`` (made bounded: see the
+        module's docstring; ``Content-*`` headers read from it are their text, with
+        ``policy.default``'s attributes such as ``.params`` parsed on first use).
 
-        If the MIME structure is too deep for the standard library's recursive parser, this holds
-        the headers only (with the body as a single text payload) and :attr:`defects` says so.
+        If the MIME structure is nested deeper than :data:`MAX_MIME_DEPTH` (or too deep for the
+        standard library's recursive parser), this holds the headers only (with the body as a
+        single text payload) and :attr:`defects` says so.
         """
         try:
-            parsed = _PARSER.parsebytes(self.raw)
-        except RecursionError:
+            parsed = _parse(self.raw)
+        except (RecursionError, _TooDeep, _TooMany) as exc:
             self._extra_defects.append(
-                "MIME structure nested too deeply to parse; only the headers were parsed"
+                f"more than {MAX_MIME_PARTS:,} MIME parts; only the headers were parsed"
+                if isinstance(exc, _TooMany)
+                else f"MIME structure nested too deeply to parse (the limit is {MAX_MIME_DEPTH}); "
+                "only the headers were parsed"
             )
-            parsed = _HEADERS_PARSER.parsebytes(self.raw, headersonly=True)
+            parsed = _parse(self.raw, headersonly=True)
             self._flat = True
         except Exception as exc:  # pragma: no cover - the parser is documented not to raise
             self._extra_defects.append(f"parser failed: {type(exc).__name__}: {exc}")
@@ -447,6 +858,11 @@ class Message:
     # ----------------------------------------------------------------- bodies
 
     def _leaves(self) -> list[_StdMessage]:
+        return self._leaf_parts
+
+    @cached_property
+    def _leaf_parts(self) -> list[_StdMessage]:
+        """The leaf parts, walked once (:meth:`part` is called once per part by the API)."""
         msg = self.email
         if self._flat:
             return [msg]
@@ -539,27 +955,37 @@ class Message:
         except Exception:
             filename = None
         try:
-            payload = part.get_payload(decode=True)
+            payload = _decoded_payload(part)
         except Exception as exc:
             self._extra_defects.append(f"undecodable attachment payload: {type(exc).__name__}")
             payload = None
         if not isinstance(payload, bytes):
-            raw_payload = part.get_payload()
+            try:
+                raw_payload = part.get_payload()
+            except Exception:
+                raw_payload = ""
             payload = (
                 raw_payload.encode("utf-8", "surrogateescape")
                 if isinstance(raw_payload, str)
                 else b""
             )
-        cid = part.get("content-id")
-        content_id = str(cid).strip().strip("<>").strip() if cid else None
+        try:
+            cid = part.get("content-id")
+            content_id = str(cid).strip().strip("<>").strip() if cid else None
+        except Exception:
+            content_id = None
         try:
             disposition = part.get_content_disposition()
         except Exception:
             disposition = None
+        try:
+            content_type = part.get_content_type()
+        except Exception:
+            content_type = "application/octet-stream"
         return Attachment(
             index=index,
             filename=_decode_words(str(filename)) if filename else None,
-            content_type=part.get_content_type(),
+            content_type=content_type,
             content_id=content_id or None,
             disposition=disposition,
             content=payload,
@@ -570,20 +996,29 @@ class Message:
         leaves = self._leaves()
         if not 0 <= index < len(leaves):
             raise IndexError(f"message {self.id} has {len(leaves)} parts, not {index + 1}")
-        return self._attachment(index, leaves[index])
+        known = self._attachments_by_index.get(index)
+        return known if known is not None else self._attachment(index, leaves[index])
+
+    @cached_property
+    def _attachments_by_index(self) -> dict[int, Attachment]:
+        return {a.index: a for a in self.attachments}
 
     @cached_property
     def links(self) -> list[str]:
-        """URLs found in the bodies: ``href`` targets in HTML, bare URLs in text, in order."""
+        """URLs found in the bodies: ``href`` targets in HTML, bare URLs in text, in order.
+
+        Linear in the size of the bodies, and bounded by :data:`LINK_TIME_LIMIT` seconds: a
+        body not read to its end is named in :attr:`defects`.
+        """
         found: list[str] = []
+        deadline = time.monotonic() + LINK_TIME_LIMIT
         if self.html:
-            parser = _Links()
-            try:
-                parser.feed(self.html)
-                parser.close()
-            except Exception:  # HTMLParser is lenient, but never let a body break this
-                pass
-            found.extend(parser.links)
+            links, cut = _html_links(self.html, deadline)
+            found.extend(links)
+            if cut:
+                self._extra_defects.append(
+                    f"links: the HTML body was read for {LINK_TIME_LIMIT:g} s, not to its end"
+                )
         if self.text:
             found.extend(_bare_urls(self.text))
         return list(dict.fromkeys(found))
@@ -606,6 +1041,26 @@ class Message:
 
         return find_magic_link(self.text, self.html)
 
+    @cached_property
+    def _search_text(self) -> str:
+        """The bodies as search reads them, lower-cased: the text body, then the HTML body's
+        text (tags taken out, entities decoded), then attachment names; at most
+        :data:`SEARCH_TEXT_LIMIT` characters (a cut is named in :attr:`defects`). Built with
+        as few copies of a large body as it takes (one at a time beside the body)."""
+        bodies = [self.text or ""]
+        if self.html:
+            bodies.append(_html_text(self.html))
+        bodies.extend(a.filename for a in self.attachments if a.filename)
+        text = "\n".join(bodies)
+        del bodies
+        if len(text) > SEARCH_TEXT_LIMIT:
+            self._extra_defects.append(
+                f"search reads the first {SEARCH_TEXT_LIMIT:,} characters of the bodies, "
+                f"not all {len(text):,}"
+            )
+            text = text[:SEARCH_TEXT_LIMIT]
+        return text.lower()
+
     @property
     def defects(self) -> list[str]:
         """What is wrong with the message, as human-readable strings (``[]`` if nothing)."""
@@ -618,11 +1073,18 @@ class Message:
             parts = [msg]
         # Touch the lazy accessors so that their fallbacks are reported too.
         _ = (self.headers, self.date, self.text, self.html, self.attachments)
+        _ = (self.from_, self.to, self.cc, self.reply_to, self.links, self._search_text)
         for part in parts:
             for defect in getattr(part, "defects", ()):
                 text = type(defect).__name__
                 detail = str(defect)
                 out.append(f"{text}: {detail}" if detail else text)
+            for name, value in part.raw_items():
+                if len(value) > _STRUCTURED_LIMIT and name.lower() in _MIME_HEADERS:
+                    out.append(
+                        f"{name} header of {len(value):,} characters: only its first "
+                        f"{_STRUCTURED_LIMIT:,} were read"
+                    )
         if not self.raw.strip():
             out.append("empty message")
         elif not msg.keys():

@@ -34,7 +34,6 @@ smtpmock has no read state (reading never changes a message) and no tags.
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,8 +73,6 @@ class IndexFields:
         )
 
 
-_TAGS = re.compile(r"<[^>]*>")
-
 # A word: a run of ASCII letters and digits and of any non-ASCII character. This is exactly what
 # SQLite FTS5's ``ascii`` tokenizer calls a token, so the words Python finds in a text are the
 # words the store's word index holds for it (the texts are lower-cased before both see them).
@@ -109,10 +106,6 @@ def index_fields(message: Message) -> IndexFields:
         from_items.append(f"{message.from_.name} {message.from_.address}")
     to_items = [f"{a.name} {a.address}" for a in message.to] + list(message.rcpt_tos)
     attachments = message.attachments
-    names = [a.filename for a in attachments if a.filename]
-    bodies = [message.text or ""]
-    if message.html:
-        bodies.append(html.unescape(_TAGS.sub(" ", message.html)))
     return IndexFields(
         from_text=addrs(from_items),
         to_text=addrs(to_items),
@@ -121,7 +114,7 @@ def index_fields(message: Message) -> IndexFields:
         reply_to_text=addrs([f"{a.name} {a.address}" for a in message.reply_to]),
         subject=message.subject.lower(),
         message_id=(message.message_id or "").lower(),
-        text="\n".join([*bodies, *names]).lower(),
+        text=message._search_text,  # already lower-cased
         attachments=sum(1 for a in attachments if not a.is_inline),
         inline=sum(1 for a in attachments if a.is_inline),
         size=message.size,

@@ -122,8 +122,11 @@ def preview_document(message: Message, *, remote: bool = False) -> str:
 
     if inline:
         html = _CID.sub(replace, html)
+    # Only up to the last ">": beyond it none can match, and each "<head" there would be
+    # scanned to the end of the text (quadratic on a flood of them).
+    end = html.rfind(">") + 1
     for pattern in (_HEAD, _HTML, _DOCTYPE):
-        found = pattern.search(html)
+        found = pattern.search(html, 0, end)
         if found:
             return html[: found.end()] + _BASE + html[found.end() :]
     return _BASE + html
