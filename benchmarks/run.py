@@ -4,7 +4,7 @@
 
     python benchmarks/run.py                  # full scale, under 10 minutes on 2 cores
     python benchmarks/run.py --scale small    # a quick smoke run (a few hundred messages)
-    python benchmarks/run.py --only ingest    # one part: ingest, core, fixture, search
+    python benchmarks/run.py --only ingest    # one part: ingest, core, fixture, search, postgres
     python benchmarks/run.py --out benchmarks/RESULTS.md
     python benchmarks/run.py --scale small --check   # CI: exit 1 if a part broke
 
@@ -18,6 +18,10 @@ Scenarios (issue 7):
    (``bench_fixture.py``).
 4. ``smtpmock serve`` with 10k and 100k stored 10 KiB messages: search p50/p99, resident memory,
    time to be ready (``search.py``).
+5. ``smtpmock serve`` on PostgreSQL beside ``serve`` on SQLite: ingest, two instances on one
+   database, cross-instance wait wake-up, search at scale (``postgres.py``; skipped with a note
+   without PostgreSQL, a failure under ``--check`` when ``SMTPMOCK_REQUIRE_POSTGRES=1``). It
+   runs after the 10-minute budget of the others (up to ``BUDGET["postgres"]`` more).
 
 Every figure in a row is measured in the same run, so the ratios compare like with like on
 whatever machine runs this. A part that cannot run here (a missing tool, ``serve`` not built)
@@ -55,13 +59,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import HERE, REPO, SMTP_SINK, SMTP_SOURCE, VENV_PYTHON, Row, render_table
 from ingest import run_ingest
 
-PARTS = ("ingest", "core", "fixture", "search")
+PARTS = ("ingest", "core", "fixture", "search", "postgres")
 # Options that make another script's run short, passed at small scale when it accepts them.
 SMALL_OPTIONS = (["--quick"], ["--tests", "200"], ["--repeat", "1"])
 # Wall-clock budgets (seconds) per part at full scale. The whole run stays under 10 minutes:
 # each part after ingest gets at most what is left of TOTAL_BUDGET, and search, last, gets the
 # rest (up to its 400 s: filling and indexing 100k messages of 10 KiB is the longest step).
-BUDGET = {"ingest": 200.0, "core": 60.0, "fixture": 90.0, "search": 400.0}
+BUDGET = {"ingest": 200.0, "core": 60.0, "fixture": 90.0, "search": 400.0, "postgres": 420.0}
 TOTAL_BUDGET = 570.0
 # The fixture part keeps the best of 2 runs (one run: about FIXTURE_RUN s) when search still
 # has SEARCH_FLOOR s after it, else it runs once.
@@ -204,6 +208,16 @@ def main() -> None:
         from search import run_search
 
         rows += run_search(args.scale, budget=budget("search"), log=log)
+    if "postgres" in parts:
+        log("postgres: serve on PostgreSQL beside serve on SQLite (postgres.py)")
+        from postgres import run_postgres
+
+        pg_rows, skipped = run_postgres(args.scale, budget=BUDGET["postgres"] * factor, log=log)
+        rows += pg_rows
+        if skipped is not None:
+            rows.append(Row("PostgreSQL", "", {}, notes=[f"skipped: {skipped}"]))
+            if os.environ.get("SMTPMOCK_REQUIRE_POSTGRES") == "1":
+                failed.append(f"postgres (postgres.py): {skipped}")
     elapsed = time.monotonic() - started
 
     command = "python benchmarks/run.py" + ("" if args.scale == "full" else " --scale small")
