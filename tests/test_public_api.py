@@ -31,6 +31,7 @@ PUBLIC = {
     "MessageNotSent",
     "MockSMTPServer",
     "PortInUseError",
+    "PostgresStore",
     "Retention",
     "SMTPMock",
     "SMTPMockError",
@@ -109,6 +110,7 @@ def test_the_plugin_loads_no_sqlite_nor_http_client() -> None:
     # server on the memory store): the SQLite store, its search index and worker, and Client
     # are imported when first asked for, not by ``import smtpmock``.
     heavy = ["sqlite3", "smtpmock.store._sqlite", "smtpmock._search", "smtpmock._client"]
+    heavy += ["psycopg", "smtpmock.store._postgres"]
     code = (
         "import sys, smtpmock, smtpmock.pytest_plugin\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
@@ -116,6 +118,9 @@ def test_the_plugin_loads_no_sqlite_nor_http_client() -> None:
         "from smtpmock.store import SQLiteStore as FromStore\n"
         "assert SQLiteStore is FromStore and Client.__module__ == 'smtpmock._client'\n"
         "assert {'Client', 'SQLiteStore'} <= set(dir(smtpmock))\n"
+        "from smtpmock import PostgresStore\n"
+        "from smtpmock.store import PostgresStore as PgFromStore\n"
+        "assert PostgresStore is PgFromStore\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False

@@ -46,7 +46,7 @@ from .store import MemoryStore, Retention, Store
 
 if TYPE_CHECKING:
     from ._client import Client
-    from .store import SQLiteStore
+    from .store import PostgresStore, SQLiteStore
 
 __version__ = "0.1.0"
 
@@ -71,6 +71,7 @@ __all__ = [
     "MessageNotSent",
     "MockSMTPServer",
     "PortInUseError",
+    "PostgresStore",
     "Retention",
     "SMTPMock",
     "SMTPMockError",
@@ -94,7 +95,8 @@ __all__ = [
 # Imported when first asked for, so that ``import smtpmock`` (and the pytest plugin, which every
 # pytest run loads) does not pay for sqlite3, the search index and the HTTP client's module when
 # a test only runs an in-process server on the memory store.
-_LAZY = {"Client": "._client", "SQLiteStore": ".store"}  # .store imports it when asked, too
+# .store imports the stores when asked, too
+_LAZY = {"Client": "._client", "SQLiteStore": ".store", "PostgresStore": ".store"}
 
 
 def __getattr__(name: str) -> Any:
