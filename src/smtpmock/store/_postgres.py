@@ -765,11 +765,15 @@ class PostgresStore(Store):
         """The listening thread: LISTEN, publish the other instances' changes, reconnect."""
         psycopg = self._psycopg
         delay = _LISTEN_BACKOFF[0]
+        failing = False  # one warning per outage, not one per attempt
         while not self._closing.is_set():
             try:
                 conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
             except psycopg.Error as exc:
-                log.warning("change feed: cannot connect to %s: %s", self.description, exc)
+                (log.debug if failing else log.warning)(
+                    "change feed: cannot connect to %s: %s", self.description, exc
+                )
+                failing = True
                 self._closing.wait(delay)
                 delay = min(delay * 2, _LISTEN_BACKOFF[1])
                 continue
@@ -780,11 +784,15 @@ class PostgresStore(Store):
                 conn.execute(psycopg.sql.SQL("LISTEN {}").format(channel))
                 delay = _LISTEN_BACKOFF[0]
                 self._catch_up()
+                if failing:
+                    log.warning("change feed: reconnected to %s", self.description)
+                failing = False
                 self._listening.set()
                 self._pump(conn)
             except (psycopg.Error, StorageUnavailable) as exc:
                 if not self._closing.is_set():
                     log.warning("change feed: lost %s (%s); reconnecting", self.description, exc)
+                    failing = True
             except Exception:  # never let the feed die: log and reconnect
                 log.exception("change feed: unexpected error; reconnecting")
             finally:
