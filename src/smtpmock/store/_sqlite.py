@@ -49,6 +49,17 @@ through FTS5 in time proportional to the messages times the terms (see
 
 Durability: WAL journal with ``synchronous=NORMAL``. That survives the server process being
 killed (SIGKILL); surviving a power cut would need ``synchronous=FULL``.
+
+Storage honesty: every write is one transaction that is rolled back for certain when it fails
+(:meth:`SQLiteStore._write`); no space left is :class:`~smtpmock.StorageFull` (SMTP ``452``),
+a file that cannot be written :class:`~smtpmock.StorageUnavailable`, and nothing of the
+refused write is ever listed. Reads go on meanwhile: the messages the index could not take are
+read without it (:meth:`SQLiteStore._tail`), and storing and indexing resume by themselves once
+there is room. The WAL is checkpointed by indexing and truncated once past ``_WAL_LIMIT``
+(SQLite's own checkpoint is a safety net above it), so disk use follows retention. Opening
+refuses, untouched, a file that is not smtpmock's (its header's ``application_id``, or the
+schema of a file from before it was set) or is newer; what opening writes is one transaction,
+so a start that fails changes nothing.
 """
 
 from __future__ import annotations
@@ -57,14 +68,16 @@ import bisect
 import contextlib
 import itertools
 import json
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, StorageError, StorageFull, StorageUnavailable
 from .._message import Message
 from .._search import IndexFields, Search, index_fields, tokens
 from ._base import Page, Retention, Store, Summary
@@ -75,6 +88,7 @@ from ._worker import ParseWorker, release_free_memory
 __all__ = ["MAX_INDEX_LAG", "SQLiteStore"]
 
 SCHEMA_VERSION = 3
+APPLICATION_ID = 0x534D5450  # "SMTP": PRAGMA application_id of smtpmock's files
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
@@ -120,6 +134,40 @@ CREATE TABLE IF NOT EXISTS openblock (block INTEGER NOT NULL, upto INTEGER NOT N
 CREATE TABLE IF NOT EXISTS openbits (term TEXT PRIMARY KEY, bits BLOB NOT NULL) WITHOUT ROWID;
 """
 
+
+# SQLite's primary result codes that mean the storage, not the request, failed.
+_SQLITE_FULL = 13
+_SQLITE_UNAVAILABLE = {5: "busy", 6: "locked", 8: "read-only", 10: "I/O error", 14: "cannot open"}
+_UNAVAILABLE_TEXTS = (
+    "disk i/o error",
+    "database is locked",
+    "readonly database",
+    "unable to open database",
+)
+
+
+def _storage_error(exc: BaseException, path: str) -> BaseException:
+    """*exc* as :class:`~smtpmock.StorageFull` / :class:`~smtpmock.StorageUnavailable` when
+    it is a SQLite error that says the storage failed; else *exc* itself."""
+    if not isinstance(exc, sqlite3.Error):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    primary = None if code is None else code & 0xFF
+    text = str(exc).lower()
+    if primary == _SQLITE_FULL or "database or disk is full" in text:
+        return StorageFull(f"no space left for the database {path!r}: {exc}")
+    if primary in _SQLITE_UNAVAILABLE or any(t in text for t in _UNAVAILABLE_TEXTS):
+        return StorageUnavailable(f"cannot write the database {path!r}: {exc}")
+    return exc
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    # Statement by statement: executescript() would commit the opening transaction first.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 # The tables of the word bitmaps (see _bits.py and SQLiteStore._bits_load).
 _BIT_TABLES = ("bitblocks", "wordbits", "openblock", "openbits")
 
@@ -147,6 +195,17 @@ _CHECKPOINT_AFTER = 100
 # message that just arrived pays it.
 _PARSE_HERE = 4
 _UPKEEP_DELAY = 1.0  # seconds after opening before the background bitmap upkeep starts
+# The WAL: a checkpoint after indexing truncates it once it is larger than _WAL_LIMIT (and the
+# file is cut back to that when it starts over); SQLite's own checkpoint is a safety net at
+# 4x that, for when indexing stops checkpointing (no space left, say).
+_WAL_LIMIT = 4 * 1024 * 1024
+
+
+def _autocheckpoint_pages() -> int:
+    return max(100, 4 * _WAL_LIMIT // 4096)
+
+
+_INDEX_RETRY = 0.5  # seconds before a read tries again to index after running out of space
 _SUFFIX_CHARS = 64  # suffixes are kept to this many characters (longer needles: instr)
 _MAX_CONTAINING = 5000  # known words containing a needle word, beyond which it filters nothing
 _MAX_PREFIXES = 300  # FTS5 prefix terms one needle word may become
@@ -236,38 +295,18 @@ class SQLiteStore(Store):
         self._index_worker = index_worker
         self._pool: ParseWorker | None = None
         self._pool_lock = threading.Lock()
+        self._bits_size = self._BITS_BLOCK
+        self._db = self._open()
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            journal = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            # No automatic checkpoints: one would run inside whichever commit crossed the
-            # threshold (an fsync included), and commits run on the SMTP server's event loop
-            # when the store is free (GroupCommit). Indexing checkpoints (_checkpoint).
-            self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._migrate()
-            # Indexing writes a batch of messages per transaction; a 16 MiB in-memory word
-            # index per transaction (the default is 1 MiB) halves what FTS5 spends on it.
-            for fts in ("words_fts", "fieldwords_fts"):
-                self._db.execute(
-                    f"INSERT INTO {fts} ({fts}, rank) VALUES ('hashsize', ?)", (_FTS_HASH,)
-                )
             row = self._db.execute(
                 "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(size), 0) FROM messages"
             ).fetchone()
             indexed = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM indexed").fetchone()
-        except sqlite3.Error as exc:
-            if hasattr(self, "_db"):
-                self._db.close()
-            raise ConfigurationError(
-                f"cannot use {self.path!r} as a smtpmock database: {exc}"
-            ) from exc
-        self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
-        # Every message with seq <= _indexed_seq is in the index (or was deleted).
-        self._indexed_seq = int(indexed[0])
-        self._bits_size = self._BITS_BLOCK
-        self._bits_gen = 0  # bumped when every bitmap is dropped (a rebuild in flight is void)
-        try:
-            self._bits_open()
+            self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
+            # Every message with seq <= _indexed_seq is in the index (or was deleted).
+            self._indexed_seq = int(indexed[0])
+            self._bits_gen = 0  # bumped when every bitmap is dropped (a rebuild in flight is void)
+            self._bits_load()
         except sqlite3.Error as exc:
             self._db.close()
             raise ConfigurationError(
@@ -279,8 +318,12 @@ class SQLiteStore(Store):
         self._trimmed = 0.0  # time.monotonic() of the last release_free_memory()
         self._untrimmed = False  # whether indexing has freed memory since
         self._unsaved = 0  # messages indexed since the last WAL checkpoint
+        # Indexing failed for lack of space until then (time.monotonic()): reads do not try
+        # again before it, and read the messages not indexed without the index (_tail).
+        self._index_blocked_until = 0.0
         # Checkpoints go through a connection of their own (opened at the first one), so that
         # their fsyncs never hold the store's lock (:meth:`_checkpoint`); none in memory.
+        journal = self._db.execute("PRAGMA journal_mode").fetchone()[0]
         self._wal = str(journal).lower() == "wal"
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpoint_lock = threading.Lock()
@@ -300,39 +343,233 @@ class SQLiteStore(Store):
         if self._acc is None or self._purge:
             self._start_indexer()  # the word bitmaps to rebuild or clean up
 
-    def _migrate(self) -> None:
-        db = self._db
+    # ------------------------------------------------------------------ opening
+
+    def _open(self) -> sqlite3.Connection:
+        """The store's connection to its file, after checking that the file is smtpmock's.
+
+        Nothing is written to a file that is not smtpmock's (:meth:`_check_file` looks at it
+        through a read-only connection first), and what opening writes (the schema, a
+        migration, settings) is one transaction: a start that fails leaves the file as it
+        was, and a file this call created is removed again.
+        """
+        in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        created = not in_memory and not os.path.exists(self.path)
+        if not in_memory and not created:
+            self._check_file()
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("BEGIN IMMEDIATE")
+            self._migrate(db)
+            # Indexing writes a batch of messages per transaction; a 16 MiB in-memory word
+            # index per transaction (the default is 1 MiB) halves what FTS5 spends on it.
+            # (A setting FTS5 keeps in the file: written only when it differs.)
+            for fts in ("words_fts", "fieldwords_fts"):
+                found = db.execute(f"SELECT v FROM {fts}_config WHERE k = 'hashsize'").fetchone()
+                if found is None or found[0] != _FTS_HASH:
+                    db.execute(
+                        f"INSERT INTO {fts} ({fts}, rank) VALUES ('hashsize', ?)", (_FTS_HASH,)
+                    )
+            # The word bitmaps were built with this block size, or are dropped.
+            row = db.execute("SELECT block_size FROM bitmeta").fetchone()
+            if row is None or row[0] != self._bits_size:
+                for table in ("bitmeta", *_BIT_TABLES):
+                    db.execute(f"DELETE FROM {table}")
+                db.execute("INSERT INTO bitmeta (block_size) VALUES (?)", (self._bits_size,))
+            db.execute("COMMIT")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints are made by indexing (_checkpoint), off the commits of new mail:
+            # an automatic one would run inside whichever commit crossed the threshold (an
+            # fsync included), and commits run on the SMTP server's event loop when the store
+            # is free (GroupCommit). The automatic one is a safety net only, far above where
+            # _checkpoint truncates the WAL; journal_size_limit cuts the file back when the WAL
+            # starts over.
+            db.execute(f"PRAGMA wal_autocheckpoint={_autocheckpoint_pages()}")
+            db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        except sqlite3.Error as exc:
+            if db is not None:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                db.close()
+            if created:
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        os.remove(self.path + suffix)
+            raise ConfigurationError(
+                f"cannot use {self.path!r} as a smtpmock database: {exc}"
+            ) from exc
+        return db
+
+    def _check_file(self) -> None:
+        """Refuse, before anything writes to it, a file that is not a smtpmock database (or
+        is one from a newer smtpmock, or cannot be read), creating nothing beside it.
+
+        smtpmock's files carry :data:`APPLICATION_ID` in their header; files written before
+        it did are known by their schema (``user_version`` 1 to 3 and the ``messages`` and
+        ``raw`` tables), read through an immutable read-only connection (no lock, no ``-shm``
+        file: nothing another program using the file could notice). An empty database is
+        taken.
+        """
+        path = self.path
+        fail = f"cannot use {path!r} as a smtpmock database:"
+        if os.path.isdir(path):
+            raise ConfigurationError(f"{fail} a directory")
+        try:
+            with open(path, "rb") as file:
+                header = file.read(100)
+        except OSError as exc:
+            raise ConfigurationError(f"{fail} {exc}") from exc
+        if not header:
+            return  # an empty file: a new database
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            raise ConfigurationError(f"{fail} not a SQLite database (left unchanged)")
+        application = int.from_bytes(header[68:72], "big")
+        version = int.from_bytes(header[60:64], "big")
+        if application not in (0, APPLICATION_ID):
+            raise ConfigurationError(
+                f"{fail} it belongs to another application (application_id {application}; "
+                "left unchanged)"
+            )
+        if application == APPLICATION_ID:
+            if version > SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"{fail} written by a newer smtpmock (schema {version}; this one reads "
+                    f"{SCHEMA_VERSION}; left unchanged)"
+                )
+            return
+        tables, columns = self._schema_of(immutable=True)
+        wal = path + "-wal"
+        if not tables and os.path.exists(wal) and os.path.getsize(wal) > 0:
+            # Its schema may still be in the WAL only: read it with the WAL.
+            tables, columns = self._schema_of(immutable=False)
+        legacy = (
+            1 <= version <= SCHEMA_VERSION
+            and {"messages", "raw"} <= tables
+            and {"seq", "id", "envelope"} <= columns
+        )
+        if tables and not legacy:
+            listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+            raise ConfigurationError(
+                f"{fail} it belongs to another application (no smtpmock application_id, "
+                f"tables: {listed}; left unchanged)"
+            )
+
+    def _schema_of(self, *, immutable: bool) -> tuple[set[str], set[str]]:
+        """The tables of the file, and the columns of its ``messages`` table, read-only."""
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        if immutable:
+            uri += "&immutable=1"
+        try:
+            ro = sqlite3.connect(uri, uri=True)
+            try:
+                tables = {
+                    r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                columns = {r[1] for r in ro.execute("PRAGMA table_info(messages)")}
+            finally:
+                ro.close()
+        except sqlite3.Error as exc:
+            raise ConfigurationError(
+                f"cannot use {self.path!r} as a smtpmock database: {exc} (left unchanged)"
+            ) from exc
+        return tables, columns
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Create or convert the schema (in the opening transaction)."""
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if version == SCHEMA_VERSION or "messages" not in tables:
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            return
-        if version == 2:
-            # Schema 3 adds the word bitmaps, which the indexer builds for the stored messages.
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            return
-        if version > SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:  # (the header said otherwise: it was in the WAL)
             raise sqlite3.DatabaseError(
                 f"written by a newer smtpmock (schema {version}; this one reads {SCHEMA_VERSION})"
             )
-        # Schema 1 (trigram indexes, index columns in `messages`): keep the messages and their
-        # bytes; the index is rebuilt by the indexer as for new mail.
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("ALTER TABLE messages RENAME TO messages_v1")
-        for table in ("search_fts", "fields_fts"):
-            db.execute(f"DROP TABLE IF EXISTS {table}")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        db.execute(
-            "INSERT INTO messages (seq, id, received_at, size, envelope) "
-            "SELECT seq, id, received_at, size, envelope FROM messages_v1"
-        )
-        db.execute("DROP TABLE messages_v1")
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        db.execute("COMMIT")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "messages" in tables and version < 2:
+            # Schema 1 (trigram indexes, index columns in `messages`): keep the messages and
+            # their bytes; the index is rebuilt by the indexer as for new mail.
+            db.execute("ALTER TABLE messages RENAME TO messages_v1")
+            for table in ("search_fts", "fields_fts"):
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+            _create_schema(db)
+            db.execute(
+                "INSERT INTO messages (seq, id, received_at, size, envelope) "
+                "SELECT seq, id, received_at, size, envelope FROM messages_v1"
+            )
+            db.execute("DROP TABLE messages_v1")
+        else:
+            # New, current, or schema 2 (schema 3 adds the word bitmaps, which the indexer
+            # builds for the stored messages). CREATE ... IF NOT EXISTS writes nothing when
+            # the tables are there.
+            _create_schema(db)
+        if version != SCHEMA_VERSION:
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+
+    def _report(self, exc: BaseException) -> None:
+        """Hand an error of background work to ``on_listener_error`` (a SQLite error as the
+        :class:`~smtpmock.StorageError` it means, where it means one)."""
+        if self.on_listener_error is not None:
+            self.on_listener_error(_storage_error(exc, self.path))
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint={_autocheckpoint_pages()}")
+        db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        return db
+
+    # ------------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the store's connection, committed at the end.
+
+        On any failure it is rolled back for certain (:meth:`_rolled_back`) and a SQLite error
+        that says why is raised as :class:`~smtpmock.StorageFull` (no space left) or
+        :class:`~smtpmock.StorageUnavailable` (the file cannot be written): nothing of it is
+        kept, and nothing else can be committed with it later.
+        """
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            self._rolled_back()
+            error = _storage_error(exc, self.path)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _rolled_back(self) -> None:
+        """After a failed write: end its transaction, then read again what the store keeps in
+        memory about the tables (counts, vocabulary, bitmaps), which it may have changed.
+
+        SQLite rolls a transaction back by itself on some errors (no space left among them),
+        and a failed ``COMMIT`` may leave it open: ``ROLLBACK`` only if one is open, and a
+        connection whose transaction cannot be ended is replaced, so that the next commit
+        never carries a refused write with it.
+        """
+        db = self._db
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()  # closing discards the transaction
+            self._db = self._connect()
+        try:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
+            ).fetchone()
+            self._count, self._bytes = int(row[0]), int(row[1])
+            self._known = None  # reloaded from the table next time
+            self._bits_load()
+        except sqlite3.Error as exc:  # reported; the next write reads them again
+            self._report(exc)
 
     # ------------------------------------------------------------------ storing
 
@@ -354,9 +591,7 @@ class SQLiteStore(Store):
                     json.dumps(envelope),
                 )
             )
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             db.executemany(
                 "INSERT INTO messages (seq, id, received_at, size, envelope) VALUES (?,?,?,?,?)",
                 rows,
@@ -367,14 +602,11 @@ class SQLiteStore(Store):
             self._count += len(messages)
             self._bytes += sum(m.size for m in messages)
             evicted = [] if self.retention.unbounded else self._evict()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            row = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages").fetchone()
-            self._count, self._bytes = int(row[0]), int(row[1])
-            self._bits_load()  # an eviction may have changed them
-            raise
+        self._index_blocked_until = 0.0  # there is room again (if there was not)
         self._last_insert = time.monotonic()
+        if self._wal and self._wal_size() > _WAL_LIMIT:
+            self._start_indexer()  # which checkpoints it without waiting for mail to stop
+            return evicted
         if self._indexer_idle or self._last_seq - self._indexed_seq >= MAX_INDEX_LAG:
             self._start_indexer()
         # else the indexer is waiting for mail to stop: it looks at _last_insert when its
@@ -440,7 +672,7 @@ class SQLiteStore(Store):
 
     def _remove(self, ids: Iterable[str]) -> list[str]:
         removed: list[str] = []
-        with self._bits_transaction() as db:
+        with self._write() as db:
             for id in ids:
                 row = db.execute("SELECT seq FROM messages WHERE id = ?", (id,)).fetchone()
                 if row is not None:
@@ -450,13 +682,13 @@ class SQLiteStore(Store):
 
     def _remove_all(self) -> int:
         count = self._count
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        for table in ("messages", "raw", "indexed", "texts", "terms", "suffixes", *_BIT_TABLES):
-            db.execute(f"DELETE FROM {table}")
-        for fts in ("words_fts", "fieldwords_fts"):
-            db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')")
-        db.execute("COMMIT")
+        with self._write() as db:
+            for table in (
+                "messages", "raw", "indexed", "texts", "terms", "suffixes", *_BIT_TABLES
+            ):  # fmt: skip
+                db.execute(f"DELETE FROM {table}")
+            for fts in ("words_fts", "fieldwords_fts"):
+                db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')")
         self._count, self._bytes = 0, 0
         self._known, self._complete = {}, True
         self._bits_gen += 1
@@ -486,8 +718,11 @@ class SQLiteStore(Store):
             while not self._closed and self._indexed_seq < self._last_seq:
                 quiet_for = time.monotonic() - self._last_insert
                 if quiet_for < _INDEX_QUIET and self._last_seq - self._indexed_seq < MAX_INDEX_LAG:
-                    # Mail is arriving: let it in first. Only the lag limit (or close) wakes
-                    # this wait early; otherwise it looks at the newest arrival when it ends.
+                    # Mail is arriving: let it in first. Only the lag limit, a WAL past its
+                    # limit (or close) wakes this wait early; otherwise it looks at the newest
+                    # arrival when it ends.
+                    if self._wal_size() > _WAL_LIMIT:  # big messages: do not wait for a pass
+                        self._checkpoint(force=True)
                     self._wake.wait(_INDEX_QUIET - quiet_for)
                     self._wake.clear()
                     continue
@@ -496,28 +731,34 @@ class SQLiteStore(Store):
                     if time.monotonic() >= self._upkeep_from:
                         self._bits_upkeep()
                 except Exception as exc:  # reported, and retried by the next read
-                    if self.on_listener_error is not None:
-                        self.on_listener_error(exc)
+                    self._report(exc)
                     break
-            self._checkpoint()  # what searches indexed in small passes since the last one
+            # What searches indexed in small passes since the last one, or what storing wrote.
+            self._checkpoint(force=self._wal_size() > _WAL_LIMIT)
             self._trim(force=True)  # caught up: mail has stopped for now
             self._stopping.wait(self._upkeep_from - time.monotonic())
             try:
                 self._bits_upkeep()
             except Exception as exc:  # reported; retried when the next message is indexed
-                if self.on_listener_error is not None:
-                    self.on_listener_error(exc)
+                self._report(exc)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, *, force: bool = False) -> None:
         """Copy what the WAL holds into the database file (as far as no reader needs it)
         after an indexing pass of :data:`_CHECKPOINT_AFTER` messages or more, whichever thread
         ran it, and when the background indexer has caught up: the commits of new mail never
         pay for it, nor does a search that indexes a few messages first, and the WAL stays
-        within about one pass of writes. Nothing to do when nothing was indexed since the last.
+        within about one pass of writes. Nothing to do when nothing was indexed since the last,
+        unless *force* (the WAL is past its limit: storing alone wrote that much).
 
         Through a second connection, used for nothing else: a passive checkpoint waits for no
         reader or writer, so storing and searching go on (on the store's own connection, under
         its lock) while it copies pages and syncs the files.
+
+        A passive checkpoint never catches up while mail keeps arriving (SQLite starts the WAL
+        over only once every frame in it has been copied), so the WAL would grow with every
+        message ever stored, retention or not. When it is past :data:`_WAL_LIMIT` after the
+        passive copy, the rest is copied with the store held (nobody writes: a short wait,
+        most of it was copied already) and the file truncated (:meth:`_truncate_wal`).
         """
         if not self._wal:
             return
@@ -525,7 +766,7 @@ class SQLiteStore(Store):
             # Under the lock: a caller that finds the work taken by another thread waits for
             # that checkpoint to end, so flush_index() returns with the WAL checkpointed.
             with self._checkpoint_lock:
-                if not self._unsaved or self._closed:  # close() closes the checkpointer here
+                if (not self._unsaved and not force) or self._closed:  # close() closes it here
                     return
                 self._unsaved = 0
                 if self._checkpointer is None:
@@ -534,8 +775,27 @@ class SQLiteStore(Store):
                     )
                 self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:  # reported; the next pass tries again
-            if self.on_listener_error is not None:
-                self.on_listener_error(exc)
+            self._report(exc)
+        if self._wal_size() > _WAL_LIMIT:
+            self._truncate_wal()
+
+    def _wal_size(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
+
+    def _truncate_wal(self) -> None:
+        """Copy the whole WAL into the database file and truncate it to nothing, with the
+        store held (not with :attr:`_checkpoint_lock`: a reader that holds the store may be
+        waiting for that one)."""
+        with self.changed:
+            if self._closed:
+                return
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # reported (no space for the copy, say)
+                self._report(exc)
 
     def flush_index(self) -> None:
         """Index every stored message now, rather than when the indexer or a search gets to it.
@@ -635,8 +895,7 @@ class SQLiteStore(Store):
 
     def _worker_failed(self, exc: BaseException) -> None:
         self._index_worker = False
-        if self.on_listener_error is not None:
-            self.on_listener_error(exc)
+        self._report(exc)
 
     @staticmethod
     def _prepare(message: Message) -> tuple[int, IndexFields, str]:
@@ -682,8 +941,7 @@ class SQLiteStore(Store):
             )
         }
         prepared = [p for p in prepared if p[0] in present]
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             db.executemany(
                 f"INSERT INTO indexed (seq, summary, {_FIELD_COLUMNS}, attachments, inline) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -708,12 +966,6 @@ class SQLiteStore(Store):
             )
             self._add_vocabulary(prepared)
             self._bits_add(prepared)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            self._known = None  # reloaded from the table next time
-            self._bits_load()
-            raise
 
     def _add_vocabulary(self, prepared: list[_Prepared]) -> None:
         """Record every word of *prepared* in `terms` (with where it was seen) and `suffixes`."""
@@ -781,30 +1033,6 @@ class SQLiteStore(Store):
         return known
 
     # ------------------------------------------------------------------ word bitmaps
-
-    @contextlib.contextmanager
-    def _bits_transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; on failure rolled back, and the bitmaps' memory reloaded."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            self._bits_load()
-            raise
-
-    def _bits_open(self) -> None:
-        """Check the bitmaps were built with this block size (else drop them), then load."""
-        db = self._db
-        row = db.execute("SELECT block_size FROM bitmeta").fetchone()
-        if row is None or row[0] != self._bits_size:
-            with self._bits_transaction():
-                for table in ("bitmeta", *_BIT_TABLES):
-                    db.execute(f"DELETE FROM {table}")
-                db.execute("INSERT INTO bitmeta (block_size) VALUES (?)", (self._bits_size,))
-        self._bits_load()
 
     def _bits_load(self) -> None:
         """The in-memory side of the bitmaps, from the tables (on open, and after a rollback).
@@ -898,7 +1126,7 @@ class SQLiteStore(Store):
                 if not self._purge:
                     break
                 block = min(self._purge)
-                with self._bits_transaction() as db:
+                with self._write() as db:
                     db.execute(
                         "DELETE FROM wordbits WHERE block = ? AND term IN (SELECT term FROM terms)",
                         (block,),
@@ -931,7 +1159,7 @@ class SQLiteStore(Store):
                 if now <= hi:
                     self._acc = bits  # the block being filled
                     continue
-                with self._bits_transaction():
+                with self._write():
                     self._bits_write(bits)
                 following = self._db.execute(
                     "SELECT MIN(seq) FROM indexed WHERE seq > ?", (hi,)
@@ -975,7 +1203,7 @@ class SQLiteStore(Store):
         acc, db = self._acc, self._db
         if acc is None or not acc.alive:
             return
-        with self._bits_transaction():
+        with self._write():
             db.execute("DELETE FROM openblock")
             db.execute("DELETE FROM openbits")
             db.executemany(
@@ -1249,6 +1477,34 @@ class SQLiteStore(Store):
             messages.append(message)
         return messages
 
+    def _index_for_read(self) -> None:
+        """Index what is pending before a read that needs the index. When that fails for
+        lack of space (or the file cannot be written), the read goes on: the messages not
+        indexed are read without the index (:meth:`_tail`), and reads try again at most
+        every :data:`_INDEX_RETRY` seconds (a stored message says there is room sooner)."""
+        if time.monotonic() < self._index_blocked_until:
+            return
+        try:
+            self._index_pending()
+        except StorageError as exc:
+            self._index_blocked_until = time.monotonic() + _INDEX_RETRY
+            self._report(exc)
+
+    def _tail(self, query: Search | None, after: int, before: int | None) -> list[Message]:
+        """The stored messages past the index (``seq > _indexed_seq``) that match *query*, in
+        seq order, with ``after < seq <= before``: none once indexing has caught up. Called
+        with the store held, which the indexer's writes need too, so the index holds exactly
+        the messages up to ``_indexed_seq`` meanwhile."""
+        if self._indexed_seq >= self._last_seq:
+            return []
+        rows = self._db.execute(
+            "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
+            "WHERE m.seq > ? AND (? < 0 OR m.seq <= ?) ORDER BY m.seq",
+            (max(after, self._indexed_seq), -1 if before is None else before, before or 0),
+        ).fetchall()
+        messages = self._rows_to_messages(rows)
+        return [m for m in messages if query is None or query.matches(m)]
+
     def _load(self, seq: int) -> Message | None:
         rows = self._db.execute(
             "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
@@ -1297,9 +1553,10 @@ class SQLiteStore(Store):
         if query is None or not query.terms:
             found = self.since(after)
             return found if before is None else [m for m in found if m.seq <= before]
-        self._index_pending()
+        self._index_for_read()
         until = -1 if before is None else before  # (-1: no upper bound)
         with self.changed:
+            tail = self._tail(query, after, before)
             words, where, params = self._query(query, bitmaps=False)
             if words is not None:
                 table, match = words.table, words.match
@@ -1316,7 +1573,7 @@ class SQLiteStore(Store):
                     "ORDER BY seq",
                     [after, until, until, *params],
                 ).fetchall()
-        return self._rows_to_messages(rows)
+        return self._rows_to_messages(rows) + tail
 
     def count(
         self, query: Search | None = None, *, after: int = 0, before: int | None = None
@@ -1331,27 +1588,30 @@ class SQLiteStore(Store):
                     (after, self._last_seq if before is None else before),
                 ).fetchone()
             return int(row[0])
-        self._index_pending()
+        self._index_for_read()
         with self.changed:
-            until = self._last_seq if before is None else before
-            words, where, params = self._query(query)
-            if words is not None and words.table == "words_fts":
-                blocks, rest = self._bits_matches(words, after, until)
-                return sum(bits.bit_count() for bits in blocks.values()) + len(rest)
-            if words is not None:
-                table, match = words.table, words.match
-                assert match is not None  # (only words_fts has terms without one)
-                row = self._db.execute(
-                    f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? "
-                    "AND rowid > ? AND rowid <= ?",
-                    [match, after, until],
-                ).fetchone()
-            else:
-                row = self._db.execute(
-                    "SELECT COUNT(*) FROM messages JOIN indexed USING (seq) "
-                    f"WHERE seq > ? AND seq <= ? AND {where}",
-                    [after, until, *params],
-                ).fetchone()
+            return self._count_indexed(query, after, before) + len(self._tail(query, after, before))
+
+    def _count_indexed(self, query: Search, after: int, before: int | None) -> int:
+        """:meth:`count` of the indexed messages (with the store held)."""
+        until = self._last_seq if before is None else before
+        words, where, params = self._query(query)
+        if words is not None and words.table == "words_fts":
+            blocks, rest = self._bits_matches(words, after, until)
+            return sum(bits.bit_count() for bits in blocks.values()) + len(rest)
+        if words is not None:
+            table, match = words.table, words.match
+            assert match is not None  # (only words_fts has terms without one)
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? AND rowid > ? AND rowid <= ?",
+                [match, after, until],
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM messages JOIN indexed USING (seq) "
+                f"WHERE seq > ? AND seq <= ? AND {where}",
+                [after, until, *params],
+            ).fetchone()
         return int(row[0])
 
     def page(
@@ -1364,8 +1624,35 @@ class SQLiteStore(Store):
         newest_first: bool = True,
     ) -> Page:
         """One page of summaries and the exact number of matches; reads no message body."""
-        search = query
-        self._index_pending()
+        self._index_for_read()
+        with self.changed:
+            tail = [Summary.of(m) for m in self._tail(query, after, None)]
+            if not tail:
+                return self._page_indexed(query, start, limit, after, newest_first)
+            # The messages not indexed (for lack of space) are the newest.
+            if newest_first:
+                tail.reverse()
+                first = tail[start:] if limit is None else tail[start : start + limit]
+                more = None if limit is None else limit - len(first)
+                rest = self._page_indexed(
+                    query, max(0, start - len(tail)), more, after, newest_first
+                )
+                return Page(rest.total + len(tail), first + rest.summaries)
+            found = self._page_indexed(query, start, limit, after, newest_first)
+            more = None if limit is None else limit - len(found.summaries)
+            at = max(0, start - found.total)
+            last = tail[at:] if more is None else tail[at : at + more]
+            return Page(found.total + len(tail), found.summaries + last)
+
+    def _page_indexed(
+        self,
+        search: Search | None,
+        start: int,
+        limit: int | None,
+        after: int,
+        newest_first: bool,
+    ) -> Page:
+        """:meth:`page` of the indexed messages (with the store held)."""
         order = "DESC" if newest_first else "ASC"
         with self.changed:
             words, where, params = self._query(search)
@@ -1414,7 +1701,7 @@ class SQLiteStore(Store):
                     [match, after, -1 if limit is None else limit, start],
                 ).fetchall()
                 return Page(int(total), [_summary(*r) for r in rows])
-            if search is None and not after:
+            if search is None and not after and self._indexed_seq >= self._last_seq:
                 total = self._count
             else:
                 total = self._db.execute(
@@ -1446,7 +1733,8 @@ class SQLiteStore(Store):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         with self.changed:
-            with contextlib.suppress(sqlite3.Error):  # else rebuilt from `texts` next time
+            # (Else rebuilt from `texts` next time.)
+            with contextlib.suppress(sqlite3.Error, StorageError):
                 self._bits_save_open()
             self._db.close()
         with self._checkpoint_lock:
