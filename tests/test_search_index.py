@@ -379,7 +379,7 @@ def test_the_worker_takes_requests_while_its_replies_fill_the_pipe() -> None:
 
     def submit_all() -> None:
         for i in range(8):
-            futures.append(worker.submit(bytes, bytes([i]) * 2_000_000))
+            futures.append(worker.submit("echo", bytes([i]) * 2_000_000))
 
     try:
         submitter = threading.Thread(target=submit_all, daemon=True)
@@ -392,7 +392,27 @@ def test_the_worker_takes_requests_while_its_replies_fill_the_pipe() -> None:
     finally:
         worker.shutdown()
     with pytest.raises(_worker.WorkerGone):
-        worker.submit(bytes, b"late")
+        worker.submit("echo", b"late")
+
+
+def test_the_worker_runs_only_its_own_operations() -> None:
+    """A request names an operation of a fixed table; nothing is imported or called by a
+    name sent down the pipe."""
+    worker = _worker.ParseWorker()
+    try:
+        with pytest.raises(ValueError, match=r"no operation 'os\.system'"):
+            worker.submit("os.system", "true")
+        # Even written to the pipe directly, a name outside the table is refused there.
+        assert worker._proc.stdin is not None
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        with worker._write_lock:
+            worker._pending.append(future)
+            _worker._write(worker._proc.stdin, ("system", "touch /nonexistent/x"))
+        with pytest.raises(ValueError, match="no operation 'system'"):
+            future.result(timeout=30.0)
+        assert worker.submit("echo", b"still here").result(timeout=30.0) == b"still here"
+    finally:
+        worker.shutdown()
 
 
 def _wait_indexed(store: SQLiteStore, seq: int, timeout: float = 10.0) -> None:

@@ -872,17 +872,18 @@ class SQLiteStore(Store):
         """Start parsing *rows* in the index worker (or not: then when called)."""
         if self._index_worker and not self._closed and len(rows) > _PARSE_HERE:
             try:
-                future = self._start_worker().submit(_prepare_rows, rows)
+                future = self._start_worker().submit("prepare_rows", rows)
             except Exception as exc:
                 self._worker_failed(exc)
             else:
 
                 def result() -> list[_Prepared]:
                     try:
-                        return future.result()
+                        prepared: list[_Prepared] = future.result()
                     except Exception as exc:  # a dead worker: parse here from now on
                         self._worker_failed(exc)
                         return _prepare_rows(rows)
+                    return prepared
 
                 return result
         return lambda: _prepare_rows(rows)
