@@ -95,7 +95,7 @@ def _read(stream: IO[bytes]) -> Any:
 
 
 def _prepare_rows(rows: Any) -> Any:
-    from ._sqlite import _prepare_rows as prepare  # (imported in the child, when first asked)
+    from ._sqlite_index import _prepare_rows as prepare  # (imported when first asked)
 
     return prepare(rows)
 
