@@ -23,6 +23,10 @@ Scenarios (issue 7):
 5. Pathological messages (issue 23): CPU per kB of opening each shape from 10 kB to the size
    limit, which must stay flat, and peak memory over message size (``pathological.py``; it
    exits 1, so ``--check`` fails, when a shape's cost per kB grows more than 4x).
+6. ``smtpmock serve`` on PostgreSQL beside ``serve`` on SQLite: ingest, two instances on one
+   database, cross-instance wait wake-up, search at scale (``postgres.py``; skipped with a note
+   without PostgreSQL, a failure under ``--check`` when ``SMTPMOCK_REQUIRE_POSTGRES=1``). It
+   runs after the 10-minute budget of the others (up to ``BUDGET["postgres"]`` more).
 
 Every figure in a row is measured in the same run, so the ratios compare like with like on
 whatever machine runs this. A part that cannot run here (a missing tool, ``serve`` not built)
@@ -60,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import HERE, REPO, SMTP_SINK, SMTP_SOURCE, VENV_PYTHON, Row, render_table
 from ingest import run_ingest
 
-PARTS = ("ingest", "core", "faults", "fixture", "search", "pathological")
+PARTS = ("ingest", "core", "faults", "fixture", "search", "pathological", "postgres")
 # Options that make another script's run short, passed at small scale when it accepts them.
 SMALL_OPTIONS = (["--quick"], ["--tests", "200"], ["--repeat", "1"])
 # Wall-clock budgets (seconds) per part at full scale. The whole run stays under 10 minutes:
@@ -73,6 +77,7 @@ BUDGET = {
     "fixture": 90.0,
     "search": 400.0,
     "pathological": 300.0,
+    "postgres": 420.0,
 }
 TOTAL_BUDGET = 570.0
 # The fixture part keeps the best of 2 runs (one run: about FIXTURE_RUN s) when search still

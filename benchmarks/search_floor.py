@@ -26,7 +26,8 @@ from collections.abc import Callable
 from functools import partial
 
 from smtpmock._search import parse
-from smtpmock.store._sqlite import _FREE_BIT, SQLiteStore
+from smtpmock.store import SQLiteStore
+from smtpmock.store._sqlite_index import _FREE_BIT
 
 
 def best_ms(fn: Callable[[], object], repeat: int) -> float:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import smtpmock.store._base as base
-import smtpmock.store._sqlite as sqlite_store
+import smtpmock.store._sqlite_index as sqlite_store
 from smtpmock import SMTPMock
 from smtpmock.store import MemoryStore, SQLiteStore, Store
 

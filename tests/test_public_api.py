@@ -32,6 +32,7 @@ PUBLIC = {
     "MessageNotSent",
     "MockSMTPServer",
     "PortInUseError",
+    "PostgresStore",
     "Retention",
     "SMTPMock",
     "SMTPMockError",
@@ -126,6 +127,7 @@ def test_the_plugin_loads_no_sqlite_nor_http_client() -> None:
         "smtpmock._extract",
         "smtpmock._mcp",
     ]
+    heavy += ["psycopg", "smtpmock.store._postgres"]
     code = (
         "import sys, smtpmock, smtpmock.pytest_plugin\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
@@ -133,6 +135,9 @@ def test_the_plugin_loads_no_sqlite_nor_http_client() -> None:
         "from smtpmock.store import SQLiteStore as FromStore\n"
         "assert SQLiteStore is FromStore and Client.__module__ == 'smtpmock._client'\n"
         "assert {'Client', 'SQLiteStore'} <= set(dir(smtpmock))\n"
+        "from smtpmock import PostgresStore\n"
+        "from smtpmock.store import PostgresStore as PgFromStore\n"
+        "assert PostgresStore is PgFromStore\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False

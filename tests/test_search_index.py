@@ -1,7 +1,7 @@
 """The SQLite store's word index gives exactly the messages Python's substring test gives.
 
 The store answers substring searches through a vocabulary and FTS5 word indexes (see
-``smtpmock/store/_sqlite.py``), indexing in the background after storing. These tests hold it
+``smtpmock/store/_sqlite_index.py``), indexing in the background after storing. These tests hold it
 to the plain definition -- ``needle in field`` on the fields ``index_fields`` derives -- over a
 corpus built so that words contain one another (a small alphabet of syllables), for every path
 through the index: exact words, infixes, several words, non-ASCII, punctuation, header fields,
@@ -28,7 +28,7 @@ import pytest
 
 from smtpmock import Message, SMTPMock
 from smtpmock._search import index_fields, parse
-from smtpmock.store import SQLiteStore, _records, _sqlite, _worker
+from smtpmock.store import SQLiteStore, _records, _sqlite_index, _worker
 
 SYLLABLES = ["ka", "lo", "mi", "nu", "ré", "sa", "to", "zé", "ab", "ba"]
 
@@ -111,7 +111,7 @@ def test_every_kind_of_needle_agrees_with_python(corpus: list[Message]) -> None:
 def test_a_vocabulary_too_big_to_mirror_gives_the_same_answers(
     corpus: list[Message], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_sqlite, "_MAX_KNOWN_TERMS", 20)
+    monkeypatch.setattr(_sqlite_index, "_MAX_KNOWN_TERMS", 20)
     store = SQLiteStore()
     try:
         store.add_many(corpus[:80])
@@ -379,7 +379,7 @@ def test_the_worker_takes_requests_while_its_replies_fill_the_pipe() -> None:
 
     def submit_all() -> None:
         for i in range(8):
-            futures.append(worker.submit(bytes, bytes([i]) * 2_000_000))
+            futures.append(worker.submit("echo", bytes([i]) * 2_000_000))
 
     try:
         submitter = threading.Thread(target=submit_all, daemon=True)
@@ -392,7 +392,27 @@ def test_the_worker_takes_requests_while_its_replies_fill_the_pipe() -> None:
     finally:
         worker.shutdown()
     with pytest.raises(_worker.WorkerGone):
-        worker.submit(bytes, b"late")
+        worker.submit("echo", b"late")
+
+
+def test_the_worker_runs_only_its_own_operations() -> None:
+    """A request names an operation of a fixed table; nothing is imported or called by a
+    name sent down the pipe."""
+    worker = _worker.ParseWorker()
+    try:
+        with pytest.raises(ValueError, match=r"no operation 'os\.system'"):
+            worker.submit("os.system", "true")
+        # Even written to the pipe directly, a name outside the table is refused there.
+        assert worker._proc.stdin is not None
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        with worker._write_lock:
+            worker._pending.append(future)
+            _worker._write(worker._proc.stdin, ("system", "touch /nonexistent/x"))
+        with pytest.raises(ValueError, match="no operation 'system'"):
+            future.result(timeout=30.0)
+        assert worker.submit("echo", b"still here").result(timeout=30.0) == b"still here"
+    finally:
+        worker.shutdown()
 
 
 def _wait_indexed(store: SQLiteStore, seq: int, timeout: float = 10.0) -> None:
@@ -414,8 +434,8 @@ def test_the_background_indexer_wakes_for_new_mail_and_for_the_lag_limit(
         store.add(Message(corpus[1].raw))
         _wait_indexed(store, 2)
         # mail that never stops (no quiet period): the lag limit alone makes it index
-        monkeypatch.setattr(_sqlite, "_INDEX_QUIET", 3600.0)
-        monkeypatch.setattr(_sqlite, "MAX_INDEX_LAG", 5)
+        monkeypatch.setattr(_sqlite_index, "_INDEX_QUIET", 3600.0)
+        monkeypatch.setattr(_sqlite_index, "MAX_INDEX_LAG", 5)
         for message in corpus[2:30]:
             store.add(Message(message.raw))
         _wait_indexed(store, 30 - 5)

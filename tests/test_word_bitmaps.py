@@ -16,7 +16,7 @@ import pytest
 
 from smtpmock import Message
 from smtpmock._search import index_fields, parse
-from smtpmock.store import Retention, SQLiteStore, _sqlite
+from smtpmock.store import Retention, SQLiteStore, _sqlite_index
 from smtpmock.store._bits import BlockBits, decode, encode, page, range_mask
 
 from .test_search_index import _corpus
@@ -310,8 +310,8 @@ def test_needles_inside_too_many_words_for_fts5_are_counted_from_the_bitmaps(
     expression; its count and pages come from the bitmaps of its words (read a few words at a
     time, full blocks left out of the next read), past them from ``instr`` on the texts, and
     whole messages (``search``) from ``instr`` on every text, all as Python answers them."""
-    monkeypatch.setattr(_sqlite, "_MAX_PREFIXES", 1)
-    monkeypatch.setattr(_sqlite, "_WORDS_PER_READ", 7)
+    monkeypatch.setattr(_sqlite_index, "_MAX_PREFIXES", 1)
+    monkeypatch.setattr(_sqlite_index, "_WORDS_PER_READ", 7)
     path = tmp_path / "mail.db"
     corpus = _corpus(260, seed=31)
     _filled(path, corpus[:170])  # block 10 is saved up to seq 170, and rebuilt on open

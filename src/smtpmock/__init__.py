@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ._transcript import Transcript, TranscriptEntry
     from ._unittest import ScopedMailbox, SMTPMockMixin, SMTPMockTestCase
     from .smtp import HookAction, SessionView
-    from .store import MemoryStore, Retention, SQLiteStore, Store
+    from .store import MemoryStore, Retention, PostgresStore, SQLiteStore, Store
 
 __version__ = "0.1.0"
 
@@ -71,6 +71,7 @@ __all__ = [
     "MessageNotSent",
     "MockSMTPServer",
     "PortInUseError",
+    "PostgresStore",
     "Retention",
     "SMTPMock",
     "SMTPMockError",
@@ -121,6 +122,7 @@ _LAZY = {
     "SMTPMockMixin": "._unittest",
     "SMTPMockTestCase": "._unittest",
     "SQLiteStore": ".store",  # .store imports it when asked, too
+    "PostgresStore": ".store",
     "ScopedMailbox": "._unittest",
     "SessionView": ".smtp",
     "Store": ".store",

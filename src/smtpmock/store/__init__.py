@@ -19,11 +19,13 @@ from ._base import Page, Retention, Store, StoreEvent, Summary
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
+    from ._postgres import PostgresStore
     from ._sqlite import SQLiteStore
 
 __all__ = [
     "MemoryStore",
     "Page",
+    "PostgresStore",
     "Retention",
     "SQLiteStore",
     "Store",
@@ -88,6 +90,11 @@ def __getattr__(name: str) -> Any:
 
         globals()[name] = SQLiteStore  # found directly from now on
         return SQLiteStore
+    if name == "PostgresStore":  # likewise (psycopg itself only when one is opened)
+        from ._postgres import PostgresStore
+
+        globals()[name] = PostgresStore
+        return PostgresStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,4 +1,4 @@
-"""A child process that runs one function on batches of work: the SQLite store's index parser.
+"""A child process that runs one operation on batches of work: the SQLite store's index parser.
 
 ``concurrent.futures.ProcessPoolExecutor`` would do the same with more parts: with the
 ``spawn`` start method (the only safe one in a process that has threads) it re-imports the
@@ -15,6 +15,8 @@ notice a parent killed with SIGKILL. This worker is ``python -c`` with two pipes
   in its own process).
 
 The pipes are private to the two processes, so unpickling what comes through them is safe.
+A request names its operation in a fixed table (:data:`OPERATIONS`); the child never imports or
+calls anything by a name it is sent.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
-import importlib
 import pickle
 import signal
 import struct
@@ -31,13 +32,11 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
-__all__ = ["ParseWorker", "WorkerGone", "release_free_memory"]
+__all__ = ["OPERATIONS", "ParseWorker", "WorkerGone", "release_free_memory"]
 
 _HEADER = struct.Struct("<Q")
-_A = TypeVar("_A")
-_R = TypeVar("_R")
 
 # The child: the parent's sys.path first (smtpmock may be importable only through it), then
 # the loop of main().
@@ -95,8 +94,25 @@ def _read(stream: IO[bytes]) -> Any:
     return pickle.loads(data)
 
 
+def _prepare_rows(rows: Any) -> Any:
+    from ._sqlite_index import _prepare_rows as prepare  # (imported when first asked)
+
+    return prepare(rows)
+
+
+def _echo(value: Any) -> Any:
+    return value
+
+
+OPERATIONS: dict[str, Callable[[Any], Any]] = {
+    "prepare_rows": _prepare_rows,  # parse stored rows for the search index
+    "echo": _echo,  # the argument back (the pipes' own tests)
+}
+"""What a worker can be asked to run, by name: nothing else."""
+
+
 def main() -> None:
-    """The child's loop: read ``(module, function, argument)``, answer ``(ok, value)``."""
+    """The child's loop: read ``(operation, argument)``, answer ``(ok, value)``."""
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must not corrupt the reply stream
     # Ctrl-C in a terminal reaches the whole process group: the parent decides, and the
@@ -104,11 +120,14 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
-            module, name, argument = _read(requests)
+            name, argument = _read(requests)
         except EOFError:
             return
+        operation = OPERATIONS.get(name) if isinstance(name, str) else None
         try:
-            result = (True, getattr(importlib.import_module(module), name)(argument))
+            if operation is None:
+                raise ValueError(f"the index worker has no operation {name!r}")
+            result = (True, operation(argument))
         except Exception as exc:
             result = (False, exc)
         try:
@@ -129,11 +148,8 @@ def _settle(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> Non
 
 
 class ParseWorker(concurrent.futures.Executor):
-    """One child process running module-level functions on picklable arguments, in order.
-
-    ``submit(function, argument)`` returns a future; *function* must be importable by its
-    module and name in the child.
-    """
+    """One child process running operations of :data:`OPERATIONS` on picklable arguments, in
+    order. ``submit("prepare_rows", rows)`` returns a future."""
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
@@ -157,16 +173,18 @@ class ParseWorker(concurrent.futures.Executor):
         return self._proc.pid
 
     def submit(  # type: ignore[override]
-        self, fn: Callable[[_A], _R], argument: _A, /
-    ) -> concurrent.futures.Future[_R]:
-        future: concurrent.futures.Future[_R] = concurrent.futures.Future()
+        self, operation: str, argument: Any, /
+    ) -> concurrent.futures.Future[Any]:
+        if operation not in OPERATIONS:
+            raise ValueError(f"the index worker has no operation {operation!r}")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._write_lock:
             if self._gone:
                 raise WorkerGone("the index worker process has ended")
             self._pending.append(future)
             try:
                 assert self._proc.stdin is not None
-                _write(self._proc.stdin, (fn.__module__, fn.__qualname__, argument))
+                _write(self._proc.stdin, (operation, argument))
             except (OSError, ValueError) as exc:  # the child is gone (EPIPE) or shut down
                 with contextlib.suppress(ValueError):  # unless the reader failed it already
                     self._pending.remove(future)
