@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ._transcript import Transcript, TranscriptEntry
     from ._unittest import ScopedMailbox, SMTPMockMixin, SMTPMockTestCase
     from .smtp import HookAction, SessionView
-    from .store import MemoryStore, Retention, PostgresStore, SQLiteStore, Store
+    from .store import MemoryStore, PostgresStore, Retention, SQLiteStore, Store
 
 __version__ = "0.1.0"
 
