@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS wordbits (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS openblock (block INTEGER NOT NULL, upto INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS openbits (term TEXT PRIMARY KEY, bits BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seqmark (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
 """
 
 
@@ -161,6 +162,13 @@ class SQLiteStore(SearchIndex, Store):
                 "SELECT COALESCE(MAX(seq), 0), COUNT(*), COALESCE(SUM(size), 0) FROM messages"
             ).fetchone()
             self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
+            # seq never goes back, also after the newest messages were deleted and the file
+            # reopened: the highest seq ever given (`seqmark`; for a file from before it, the
+            # block of word bitmaps saved on close, which may be past every stored message).
+            for (mark,) in self._db.execute(
+                "SELECT last FROM seqmark UNION ALL SELECT upto FROM openblock"
+            ):
+                self._last_seq = max(self._last_seq, int(mark))
             self._load_index()
         except sqlite3.Error as exc:
             self._db.close()
@@ -430,6 +438,9 @@ class SQLiteStore(SearchIndex, Store):
             )
             db.executemany(
                 "INSERT INTO raw (seq, data) VALUES (?, ?)", [(m.seq, m.raw) for m in messages]
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO seqmark (id, last) VALUES (1, ?)", (messages[-1].seq,)
             )
             self._count += len(messages)
             self._bytes += sum(m.size for m in messages)
