@@ -317,7 +317,7 @@ class Client(Mailbox):
                 params=params,
                 timeout=remaining + self._http.timeout.read,
             )
-            if response.status_code not in (200, 408):
+            if response.status_code not in (200, 409):  # 409: the wait timed out
                 _raise_for(response)
             body = response.json()
             generation = int(body["Generation"])
@@ -325,7 +325,7 @@ class Client(Mailbox):
             matched = crit.filter(candidates)
             if len(matched) >= count:
                 return matched
-            if not first and (response.status_code == 408 or remaining <= 0):
+            if not first and (response.status_code == 409 or remaining <= 0):
                 raise WaitTimeout(self._explain_timeout(count, limit, crit, matched))
             # Not enough exact matches among the candidates: wait for one more candidate.
             wanted = len(candidates) + 1

@@ -5,6 +5,6 @@ re-implement a filter. Importing this package needs the ``server`` extra (FastAP
 in-process library never imports it.
 """
 
-from ._api import ApiSettings, create_app, wrap
+from ._api import ApiSettings, begin_shutdown, create_app, wrap
 
-__all__ = ["ApiSettings", "create_app", "wrap"]
+__all__ = ["ApiSettings", "begin_shutdown", "create_app", "wrap"]
