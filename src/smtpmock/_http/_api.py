@@ -33,6 +33,7 @@ from .._version import smtpmock_version
 from ..store import SQLiteStore, Store, StoreEvent
 from ..store._sqlite import encode_export, envelope_dict, message_summary
 from ._bodies import MAX_INT, FaultRuleBody
+from ._docs import mount_docs
 from ._problems import error_response, install_error_handlers, send_error
 
 if TYPE_CHECKING:
@@ -329,8 +330,11 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         summary="A real SMTP server for tests: inspect, search, wait for and delete messages.",
         version=smtpmock_version(),
         description='Every error answer is `{"error": "...", "status": N}` (JSON).',
+        docs_url=None,  # served by _docs.py, from local files, under a CSP
+        redoc_url=None,
     )
     install_error_handlers(app)
+    mount_docs(app)
 
     def find(id: str) -> Message | None:
         if id == "latest":
