@@ -254,3 +254,29 @@ def test_stop_with_an_event_stream_open_and_a_wait_pending(sig: signal.Signals) 
     assert "CancelledError" not in log
     assert elapsed < 5, elapsed  # measured: 0.5-0.8 s on a loaded 2-core machine
     assert any(line == "event: added" for line in got["rest"])
+
+
+def test_flags_are_generated_generically_for_new_options() -> None:
+    """What the engine adds to ServerConfig gets a working flag without touching the CLI: a
+    bool is a switch, an AUTH type that allows a word (say, accept any credentials) takes it."""
+    import argparse
+    from collections.abc import Callable, Mapping
+    from typing import Literal
+
+    from smtpmock._cli import _kind, in_cli_words
+
+    switch = _kind(bool)
+    assert switch.switch
+    assert switch.parse("on") is True
+    auth = _kind(Mapping[str, str] | Callable[[str, str, str], bool] | Literal["any"] | None)
+    assert auth.accounts
+    assert auth.optional
+    assert auth.parse("any") == "any"
+    assert auth.parse("a:1,b:2") == {"a": "1", "b": "2"}
+    with pytest.raises(argparse.ArgumentTypeError, match="or one of any"):
+        auth.parse("nocolon")
+    assert _kind(int | None).parse("12") == 12
+    assert _kind(Literal["lax", "strict"]).choices == ["lax", "strict"]
+    assert in_cli_words("auth_accept_any=True needs tls", ["auth_accept_any"]) == (
+        "--auth-accept-any needs tls"
+    )
