@@ -141,7 +141,13 @@ def _stopped(served: Served, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
     assert served.proc is not None
     assert served.proc.stdout is not None
     served.proc.send_signal(sig)
-    rest = served.proc.stdout.read().decode()
+    # A server that never stops must fail the test, not hang it.
+    watchdog = threading.Timer(60, served.proc.kill)
+    watchdog.start()
+    try:
+        rest = served.proc.stdout.read().decode()
+    finally:
+        watchdog.cancel()
     code = served.wait()
     log = served.stderr()
     served.close()
