@@ -286,3 +286,19 @@ def test_flags_are_generated_generically_for_new_options() -> None:
     assert in_cli_words("auth_accept_any=True needs tls", ["auth_accept_any"]) == (
         "--auth-accept-any needs tls"
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "subject"),
+    [
+        (b"From: a@x.org\r\nSubject: plain\r\n\r\nbody", "plain"),
+        (b"Subject: =?utf-8?q?caf=C3=A9?=\r\n and more\r\n\r\nx", "café and more"),
+        (b"Subject: =?utf-8?b?abcde?=\r\n\r\nx", "=?utf-8?b?abcde?="),  # malformed: as is
+        (b"Subject: \xff bad\r\n\r\n", "\ufffd bad"),
+        (b"X: y\r\n\r\nSubject: in the body", ""),
+    ],
+)
+def test_the_log_reads_the_subject_without_parsing_the_message(raw: bytes, subject: str) -> None:
+    from smtpmock._cli import _quick_subject
+
+    assert _quick_subject(raw) == subject

@@ -20,6 +20,7 @@ import ast
 import asyncio
 import contextlib
 import dataclasses
+import email.header
 import errno
 import inspect
 import ipaddress
@@ -518,6 +519,26 @@ def _short(values: Sequence[str], most: int = 3) -> str:
     return shown + (f" +{len(values) - most} more" if len(values) > most else "")
 
 
+_SUBJECT = re.compile(rb"^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _quick_subject(raw: bytes) -> str:
+    """The ``Subject:`` of *raw*, for the log, read from the first 16 kB of the header block
+    without parsing the message (a full parse costs ~0.4 ms; the log must not). RFC 2047 words
+    are decoded when they decode; anything odd is shown as received."""
+    end = raw.find(b"\r\n\r\n", 0, 16_384)
+    head = raw[: end if end >= 0 else 16_384]
+    match = _SUBJECT.search(head)
+    if match is None:
+        return ""
+    value = re.sub(rb"\r?\n[ \t]", b" ", match.group(1)).decode("utf-8", "replace").strip()
+    if "=?" in value:
+        # A malformed encoded word: the log shows it as it came.
+        with contextlib.suppress(Exception):
+            value = str(email.header.make_header(email.header.decode_header(value)))
+    return value
+
+
 class _Reporter:
     """One log line per message received and per SMTP error reply, written by a thread of its
     own: the SMTP loop only puts the message on a bounded queue (a flood drops lines, counted,
@@ -565,10 +586,7 @@ class _Reporter:
                 self.logger.info("(%d log lines dropped: too many at once)", dropped)
 
     def _message(self, message: Any) -> None:
-        try:
-            subject = message.subject
-        except Exception:  # the parser's promise is "never raises"; the log does not rely on it
-            subject = None
+        subject = _quick_subject(message.raw)
         self.logger.info(
             "received %s from <%s> to %s, %d bytes, subject %r",
             message.id,
