@@ -302,3 +302,19 @@ def test_the_log_reads_the_subject_without_parsing_the_message(raw: bytes, subje
     from smtpmock._cli import _quick_subject
 
     assert _quick_subject(raw) == subject
+
+
+def test_stop_leaves_no_file_behind() -> None:
+    from pathlib import Path
+
+    served = Served("--tls", "starttls").start()
+    assert served.proc is not None
+    assert served.proc.stdout is not None
+    ca = Path(served.proc.stdout.readline().decode().rsplit(" ", 1)[1].strip())
+    db = Path(served.ready_line.split("messages in ")[1].rstrip(")\n"))
+    assert ca.exists()
+    assert db.exists()
+    code, rest, _log = _stopped(served, signal.SIGINT)
+    assert (code, rest) == (0, "smtpmock: stopped (SIGINT)\n")
+    assert not ca.parent.exists()  # the run-time TLS files (removed by an exit handler)
+    assert not db.parent.exists()  # the temporary database

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import email.header
@@ -802,7 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigurationError as exc:
             serve_parser.error(in_cli_words(str(exc), names))
         log = _logger(args.quiet, args.verbose)
-        return serve(args, options, log)
+        code = serve(args, options, log)
     except ConfigurationError as exc:
         print(f"smtpmock serve: error: {in_cli_words(str(exc), names)}", file=sys.stderr)
         return 2
@@ -812,6 +813,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("smtpmock: stopped", flush=True)
         return 0
+    if argv is None:
+        # Run as the command: everything is closed (servers, store, its worker, the temporary
+        # database). Run the exit handlers (they remove the TLS files, flush the log), then skip
+        # the rest of the interpreter's teardown, which frees the FastAPI and pydantic module
+        # graph one object at a time: 0.1 s on an idle machine, 0.6 s on a loaded one, most of
+        # what stood between the signal and the exit.
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
