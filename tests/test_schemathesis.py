@@ -13,6 +13,7 @@ generated timeout was valid, so that a case never waits.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,6 +52,18 @@ def _never_waits(case: Any) -> None:
         case.query = query
 
 
+@pytest.fixture(scope="module")
+def fuzzed() -> Iterator[Served]:
+    """A server of its own: the fuzzing adds fault rules and deletes mail, which must not
+    reach the tests that share the session's server."""
+    with Served() as process:
+        yield process
+
+
+def _known(operation: Any) -> set[str]:
+    return {p["name"] for p in operation.definition.raw.get("parameters", [])}
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -67,10 +80,10 @@ def _operations(served: Served) -> list[Any]:
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_api_conforms_to_its_openapi(served: Served, mode: GenerationMode) -> None:
+def test_api_conforms_to_its_openapi(fuzzed: Served, mode: GenerationMode) -> None:
     # Each operation's strategy is driven with hypothesis here, rather than through
     # schemathesis's pytest fixture loader (which pytest 9 broke: it renames the test node).
-    operations = _operations(served)
+    operations = _operations(fuzzed)
     assert len(operations) >= 20  # the document really lists the API
     exercised: list[str] = []
     for operation in operations:
@@ -85,7 +98,12 @@ def test_api_conforms_to_its_openapi(served: Served, mode: GenerationMode) -> No
         )
         def call(case: Any) -> None:
             _never_waits(case)
-            case.call_and_validate(base_url=served.url, timeout=30, checks=CHECKS)
+            checks = CHECKS
+            if set(case.query or {}) - _known(case.operation):
+                # Unknown query parameters are ignored, on purpose (Mailpit's clients send some
+                # smtpmock has no use for, such as tz=): such a request is not refused.
+                checks = [c for c in CHECKS if c is not negative_data_rejection]
+            case.call_and_validate(base_url=fuzzed.url, timeout=30, checks=checks)
 
         try:
             call()

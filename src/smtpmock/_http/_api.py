@@ -60,6 +60,39 @@ _SAFE_TYPES = {
 }
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 _MAX_WAIT = 300.0
+# DELETE /api/v1/messages reads its body itself (an empty body must be a 400, not "all");
+# this documents it for the OpenAPI (and so for schemathesis).
+_DELETE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "properties": {
+                                "IDs": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "minItems": 1,
+                                }
+                            },
+                            "required": ["IDs"],
+                            "additionalProperties": False,
+                        },
+                        {
+                            "type": "object",
+                            "properties": {"All": {"const": True}},
+                            "required": ["All"],
+                            "additionalProperties": False,
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
 _KEEPALIVE = 15.0
 
 
@@ -550,7 +583,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
 
     # -- deleting ---------------------------------------------------------------------------
 
-    @app.delete("/api/v1/messages", tags=["messages"])
+    @app.delete("/api/v1/messages", tags=["messages"], openapi_extra=_DELETE_BODY)
     async def delete_messages(request: Request) -> Response:
         """Delete ``{"IDs": [...]}`` or everything with ``{"All": true}``; nothing otherwise."""
         if not _same_origin(request, settings.allowed_origins):
