@@ -162,9 +162,9 @@ def test_environment_variables_and_flags(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--max-message-size", "lots"], "invalid"),
-        (["--tls", "sometimes"], "choose from"),
-        (["--idle-timeout", "-1"], "idle_timeout must be positive"),
+        (["--max-message-size", "lots"], "not a whole number"),
+        (["--tls", "sometimes"], "is not one of"),
+        (["--idle-timeout", "-1"], "--idle-timeout must be positive"),
         (["--chaos-triggers", "Nonsense"], "trigger"),
         (["--http-auth", "nocolon"], "user:password"),
     ],

@@ -273,6 +273,42 @@ def test_a_bad_search_says_why(page: Page) -> None:
     expect(page.locator("#list-error")).to_contain_text("read")
 
 
+def test_an_invalid_search_shows_no_stale_results(served: Served, page: Page) -> None:
+    message = EmailMessage()
+    message["From"] = "a@example.com"
+    message["To"] = "b@example.com"
+    message["Subject"] = "still here"
+    message.set_content("x")
+    smtp_send(served, message)
+    expect(rows(page)).to_have_count(1)
+    search = page.locator("#search")
+    search.fill("is:read")
+    expect(page.locator("#list-error")).to_contain_text("Invalid search")
+    expect(rows(page)).to_have_count(0)  # not the previous results
+    expect(search).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#count")).to_have_text("invalid search")
+    expect(page.locator("#empty")).to_be_hidden()
+    search.fill("subject:still")
+    expect(rows(page)).to_have_text(["still here"])
+    expect(search).to_have_attribute("aria-invalid", "false")
+    expect(page.locator("#list-error")).to_be_hidden()
+
+
+def test_mail_without_to_header_shows_its_envelope_recipients(served: Served, page: Page) -> None:
+    with smtplib.SMTP(served.smtp_host, served.smtp_port, timeout=10) as client:
+        client.sendmail(
+            "a@example.com",
+            ["hidden@example.com", "other@example.com"],
+            b"From: a@example.com\r\nSubject: no To header\r\n\r\nbody\r\n",
+        )
+    row = page.locator("#messages .row")
+    expect(row.locator(".to")).to_have_text("to hidden@example.com, other@example.com")
+    row.click()
+    addresses = page.locator("#v-addresses")
+    expect(addresses).to_contain_text("Envelope to")
+    expect(addresses).to_contain_text("hidden@example.com, other@example.com")
+
+
 def test_delete_matches_asks_first(served: Served, page: Page, api: Api) -> None:
     host, port = served.smtp_host, served.smtp_port
     send(host, port, to=["carol@example.org"], subject="For Carol")
@@ -809,3 +845,65 @@ def test_the_page_loads_nothing_but_itself(served: Served, browser: Browser) -> 
         assert foreign == []
     finally:
         context.close()
+
+
+# --------------------------------------------------------------------------- API docs
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [("/docs", "#swagger-ui .opblock-summary-path"), ("/redoc", "#redoc h2")],
+)
+def test_api_docs_work_offline_under_their_policy(
+    served: Served, browser: Browser, path: str, rendered: str
+) -> None:
+    """Every request the page makes goes to the server itself (the browser is cut off from
+    everything else), the viewer renders the operations, and the CSP refuses nothing."""
+    context = browser.new_context()
+    foreign: list[str] = []
+
+    def only_this_server(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(served.url + "/") or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            foreign.append(url)
+            route.abort()
+
+    context.route("**/*", only_this_server)
+    tab = context.new_page()
+    console: list[str] = []
+    errors: list[str] = []
+    tab.on("console", lambda message: console.append(message.text))
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        response = tab.goto(served.url + path)
+        assert response is not None
+        headers = response.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "script-src 'self';" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        expect(tab.locator(rendered).first).to_be_visible(timeout=20_000)
+        expect(tab.locator("body")).to_contain_text("/api/v1/wait")
+        assert foreign == []
+        assert errors == []
+        refused = [c for c in console if "Content Security Policy" in c]
+        # ReDoc always tries its vendor's logo from a CDN and hides it when that fails: the
+        # policy refusing it (no request leaves) is the policy working. Nothing else is refused.
+        logo = "Loading the image 'https://cdn.redoc.ly/redoc/logo-mini.svg'"
+        assert [c for c in refused if not c.startswith(logo)] == [], refused
+    finally:
+        context.close()
+
+
+def test_api_docs_assets_come_from_the_server(served: Served, api: Api) -> None:
+    for path in ("/docs", "/redoc"):
+        page = api.http.get(path).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+        assert assets
+        for asset in assets:
+            assert asset.startswith("/docs/assets/"), asset
+            answer = api.http.get(asset)
+            assert answer.status_code == 200, asset
+            assert answer.headers["x-content-type-options"] == "nosniff"
+    assert api.http.get("/docs/assets/..%2f_docs.py").status_code == 404

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
+import math
 import random
 import re
 import threading
@@ -163,7 +164,10 @@ class _Matcher:
     @staticmethod
     def from_json(value: Any) -> Pattern:
         if isinstance(value, Mapping):
-            return re.compile(str(value["regex"]), int(value.get("flags", 0)))
+            try:
+                return re.compile(str(value["regex"]), int(value.get("flags", 0)))
+            except re.error as exc:
+                raise ConfigurationError(f"bad regex {value['regex']!r}: {exc}") from exc
         if isinstance(value, str):
             return value
         raise ConfigurationError(f"bad pattern {value!r}: a glob string or {{'regex': ...}}")
@@ -266,6 +270,13 @@ class FaultRule:
             raise ConfigurationError("text= needs code=")
         if drop and code is not None:
             raise ConfigurationError("a rule either replies or drops the connection, not both")
+        for label, number in (
+            ("delay", delay),
+            ("greylist", greylist),
+            ("probability", probability),
+        ):
+            if number is not None and not math.isfinite(number):
+                raise ConfigurationError(f"{label} must be a finite number, not {number!r}")
         if delay < 0:
             raise ConfigurationError("delay must be >= 0 seconds")
         self.throttle = _check_throttle(throttle)
@@ -514,7 +525,7 @@ def _check_throttle(value: int | float | tuple[float, float] | None) -> tuple[fl
             raise ConfigurationError(
                 "throttle is bytes/second, or a (min, max) pair of them"
             ) from exc
-    if not 0 < low <= high:
+    if not (0 < low <= high and math.isfinite(high)):
         raise ConfigurationError(f"throttle must satisfy 0 < min <= max, not {value!r}")
     return (low, high)
 

@@ -159,7 +159,10 @@ def _size(value: str) -> int:
     number, unit = match.groups()
     unit = (unit or "").lower()
     factor = 1024 ** "kmg".index(unit[0]) * 1024 if "i" in unit else _UNITS[unit[:1]]
-    return int(float(number) * factor)
+    size = float(number) * factor
+    if not size < 2**63:  # SQLite's integers (and inf, nan)
+        raise SearchError(f"size out of range: {value!r}")
+    return int(size)
 
 
 def _date(value: str) -> float:

@@ -13,6 +13,7 @@ import datetime as _dt
 import threading
 import time as _time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -199,6 +200,8 @@ class TranscriptLog:
         self._sessions: OrderedDict[str, Transcript] = OrderedDict()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self.on_close: list[Callable[[Transcript], None]] = []
+        """Called (in the server's thread) with each transcript whose session ended."""
 
     def open(self, session_id: str, peer: tuple[str, int] | None) -> Transcript:
         transcript = Transcript(session_id, peer)
@@ -215,6 +218,8 @@ class TranscriptLog:
                 transcript.add("event", "disconnected")
                 transcript.ended_at = _now()
             self._changed.notify_all()
+        for listener in list(self.on_close):
+            listener(transcript)
 
     def wait_closed(self, count: int, timeout: float) -> list[Transcript] | None:
         """Block until at least *count* kept sessions have ended; those sessions, or ``None``

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._api import ApiSettings, create_app, wrap
+    from ._api import ApiSettings, begin_shutdown, create_app, wrap
 
-__all__ = ["ApiSettings", "create_app", "wrap"]
+__all__ = ["ApiSettings", "begin_shutdown", "create_app", "wrap"]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,22 +21,26 @@ import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .._errors import ConfigurationError
 from .._message import Message
 from .._search import Search, SearchError, parse
+from .._version import smtpmock_version
 from ..store import Store, StoreEvent
+from ._bodies import MAX_INT, FaultRuleBody
+from ._docs import mount_docs
+from ._problems import error_response, install_error_handlers, send_error
 from ._wire import encode_export, envelope_dict, message_summary, summary_json
 
 if TYPE_CHECKING:
     from .._server import SMTPMock
 
-__all__ = ["ApiSettings", "create_app"]
+__all__ = ["ApiSettings", "begin_shutdown", "create_app"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -133,20 +137,8 @@ class _NoFaults(Exception):
 async def _plain(
     send: Send, status: int, text: str, headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    body = text.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-content-type-options", b"nosniff"),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    # The API's one error shape, from a middleware (see _problems.py).
+    await send_error(send, status, text, headers)
 
 
 class _HostCheck:
@@ -220,6 +212,26 @@ def _same_origin(request: Request, allowed: tuple[str, ...]) -> bool:
 # --------------------------------------------------------------------------- helpers
 
 
+class _Shutdown:
+    """What :func:`begin_shutdown` tells the long-lived requests (waits, event streams)."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.wakers: set[Callable[[], None]] = set()
+
+    def begin(self) -> None:
+        self.stopping = True
+        for wake in list(self.wakers):
+            wake()
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """End *app*'s event streams and answer its pending waits (503), so that the server can
+    stop at once. Call it on the loop that serves *app* (``loop.call_soon_threadsafe``)."""
+    shutdown: _Shutdown = app.state.shutdown
+    shutdown.begin()
+
+
 class _Metrics:
     def __init__(self, store: Store) -> None:
         self.received = 0
@@ -238,10 +250,8 @@ class _Metrics:
                 self.deleted += len(event.ids)
 
 
-def _bad(text: str, status: int = 400) -> PlainTextResponse:
-    return PlainTextResponse(
-        text, status_code=status, headers={"X-Content-Type-Options": "nosniff"}
-    )
+def _bad(text: str, status: int = 400) -> Response:
+    return error_response(text, status)
 
 
 def _safe_filename(name: str | None, fallback: str) -> str:
@@ -250,6 +260,22 @@ def _safe_filename(name: str | None, fallback: str) -> str:
     base = re.split(r"[\\/]", name.replace("\x00", ""))[-1]
     cleaned = _NAME_SAFE.sub("_", base).strip(" .")
     return cleaned[:120] or fallback
+
+
+def _content_disposition(name: str | None, fallback: str) -> str:
+    """``attachment`` with an ASCII ``filename`` and, for a name that is not plain ASCII, the
+    real one as RFC 6266 / RFC 8187 ``filename*=UTF-8''...`` (which browsers, curl -J and
+    httpx prefer). Both are base names only: no path, no control character."""
+    ascii_name = _safe_filename(name, fallback)
+    header = f'attachment; filename="{ascii_name}"'
+    if not name:
+        return header
+    base = re.split(r"[\\/]", name)[-1]
+    kept = "".join(c if (c.isalnum() or c in "._ -()+,@") else "_" for c in base)
+    unicode_name = kept.strip(" .")[:120]
+    if unicode_name and not unicode_name.isascii():
+        header += f"; filename*=UTF-8''{quote(unicode_name, safe='')}"
+    return header
 
 
 def _attachment_json(message: Message, index: int) -> dict[str, Any]:
@@ -289,11 +315,17 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     store = mock.store
     metrics = _Metrics(store)
+    shutdown = _Shutdown()
     app = FastAPI(
         title="smtpmock",
         summary="A real SMTP server for tests: inspect, search, wait for and delete messages.",
-        version="1",
+        version=smtpmock_version(),
+        description='Every error answer is `{"error": "...", "status": N}` (JSON).',
+        docs_url=None,  # served by _docs.py, from local files, under a CSP
+        redoc_url=None,
     )
+    install_error_handlers(app)
+    mount_docs(app)
 
     def find(id: str) -> Message | None:
         if id == "latest":
@@ -399,14 +431,16 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get("/api/v1/messages", tags=["messages"])
     def list_messages(
-        start: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=5000)
+        start: int = Query(0, ge=0, le=MAX_INT), limit: int = Query(50, ge=1, le=5000)
     ) -> dict[str, Any]:
         """Summaries (no bodies), newest first, paginated."""
         return listing(None, start, limit)
 
     @app.get("/api/v1/search", tags=["messages"])
     def search_messages(
-        query: str = "", start: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=5000)
+        query: str = "",
+        start: int = Query(0, ge=0, le=MAX_INT),
+        limit: int = Query(50, ge=1, le=5000),
     ) -> Any:
         """Summaries of the messages matching a search string, newest first."""
         try:
@@ -416,7 +450,11 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         return listing(search, start, limit)
 
     @app.get("/api/v1/export", tags=["messages"])
-    def export(query: str = "", after: int = Query(0, ge=0), before: int | None = None) -> Any:
+    def export(
+        query: str = "",
+        after: int = Query(0, ge=0, le=MAX_INT),
+        before: int | None = Query(None, ge=0, le=MAX_INT),
+    ) -> Any:
         """Envelope and raw bytes (base64) of matching messages, oldest first (for Client)."""
         try:
             search = parse(query)
@@ -451,7 +489,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         )
 
     @app.get("/api/v1/message/{id}/part/{index}", tags=["message"])
-    def part(id: str, index: int) -> Response:
+    def part(id: str, index: Annotated[int, Path(ge=0, le=1_000_000)]) -> Response:
         """One MIME leaf part by index, always as a download with a safe type and name."""
         found = find(id)
         if found is None:
@@ -461,12 +499,11 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         except IndexError:
             return _bad("no such part", 404)
         kind = leaf.content_type if leaf.content_type in _SAFE_TYPES else "application/octet-stream"
-        name = _safe_filename(leaf.filename, f"part-{index}")
         return Response(
             leaf.content,
             media_type=kind,
             headers={
-                "Content-Disposition": f'attachment; filename="{name}"',
+                "Content-Disposition": _content_disposition(leaf.filename, f"part-{index}"),
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; sandbox",
             },
@@ -504,17 +541,19 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         query: str = "",
         count: int = Query(1, ge=1, le=100_000),
         timeout: float = Query(5.0, ge=0, le=_MAX_WAIT),
-        after: int = Query(0, ge=0),
-        before: int | None = Query(None, ge=0),
-        generation: int | None = None,
+        after: int = Query(0, ge=0, le=MAX_INT),
+        before: int | None = Query(None, ge=0, le=MAX_INT),
+        generation: int | None = Query(None, ge=0, le=MAX_INT),
         raw: bool = False,
     ) -> Response:
         """Long-poll until *count* messages after seq *after* match *query*.
 
         Answers 200 ``{"Status": "matched"}`` as soon as they are there (woken by arrivals, no
         polling), 200 ``{"Status": "changed"}`` if messages were deleted since *generation*, or
-        408 ``{"Status": "timeout"}`` with what did match. ``raw=true`` adds envelope and raw
-        bytes (base64) to each message.
+        409 ``{"Status": "timeout", "error": ..., "status": 409}`` with what did match (409,
+        not 408: HTTP clients and browsers retry a 408 by themselves). A server shutting down
+        answers pending waits 503 ``{"Status": "shutdown"}``. ``raw=true`` adds envelope and
+        raw bytes (base64) to each message.
         """
         try:
             search = parse(query)
@@ -527,6 +566,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
             loop.call_soon_threadsafe(wake.set)
 
         unsubscribe = store.subscribe(listener)
+        shutdown.wakers.add(wake.set)
         deadline = loop.time() + timeout
         try:
             while True:
@@ -538,13 +578,17 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
                 if matched >= count or changed:
                     status, code = ("matched" if matched >= count else "changed"), 200
                     break
+                if shutdown.stopping:
+                    status, code = "shutdown", 503
+                    break
                 remaining = deadline - loop.time()
                 if remaining <= 0 or before is not None:
-                    status, code = "timeout", 408
+                    status, code = "timeout", 409
                     break
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), remaining)
         finally:
+            shutdown.wakers.discard(wake.set)
             unsubscribe()
         found = await asyncio.to_thread(matching, search, after, before)
         body: dict[str, Any] = {
@@ -561,7 +605,14 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
                 f"timed out after {timeout:g}s: {len(found)} of {count} message(s) matching "
                 f"{query or 'anything'!r}"
             )
-        return JSONResponse(body, status_code=code)
+        elif status == "shutdown":
+            body["error"] = (
+                f"the server is shutting down: {len(found)} of {count} message(s) matching "
+                f"{query or 'anything'!r} had arrived"
+            )
+        if code != 200:
+            body["status"] = code
+        return JSONResponse(body, status_code=code, headers={"Cache-Control": "no-store"})
 
     # -- live events ------------------------------------------------------------------------
 
@@ -574,22 +625,31 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         if not _same_origin(request, settings.allowed_origins):
             return _bad("foreign Origin refused", 403)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[StoreEvent] = asyncio.Queue(maxsize=10_000)
+        queue: asyncio.Queue[StoreEvent | None] = asyncio.Queue(maxsize=10_000)
 
         def listener(event: StoreEvent) -> None:
             loop.call_soon_threadsafe(_offer, queue, event)
 
+        def end() -> None:
+            # Shutdown: a None ends the stream even when the queue is full.
+            while queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
         unsubscribe = store.subscribe(listener)
 
         async def stream() -> AsyncIterator[str]:
+            shutdown.wakers.add(end)
             try:
                 yield ": connected\n\n"
-                while True:
+                while not shutdown.stopping:
                     try:
                         event = await asyncio.wait_for(queue.get(), _KEEPALIVE)
                     except asyncio.TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
+                    if event is None:
+                        break
                     if event.kind == "added":
                         for m in event.messages:
                             yield f"event: added\ndata: {json.dumps(message_summary(m))}\n\n"
@@ -598,6 +658,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
                     else:
                         yield "event: cleared\ndata: null\n\n"
             finally:
+                shutdown.wakers.discard(end)
                 unsubscribe()
 
         return StreamingResponse(
@@ -621,20 +682,24 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         return data
 
     @app.post("/api/v1/faults", tags=["faults"])
-    async def add_fault(request: Request) -> Response:
+    def add_fault(request: Request, body: FaultRuleBody) -> Response:
         """Add one rule (``FaultRule.to_dict`` form, or a Mailpit chaos string as
-        ``{"chaos": "Recipient:550:100"}``); answers with what was added."""
+        ``{"chaos": "Recipient:550:100"}``); answers with what was added.
+
+        Every field is checked before the rule is built (finite numbers in range, regular
+        expressions that compile); a refused rule is a 400 and the rule set is unchanged."""
         if not _same_origin(request, settings.allowed_origins):
             return _bad("foreign Origin refused", 403)
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _bad("body must be a JSON fault rule")
-        try:
-            if isinstance(body, dict) and set(body) == {"chaos"}:
-                rules = fault_set().chaos(body["chaos"])
+            if body.chaos is not None:
+                from .._chaos import mailpit_rules
+                from .._faults import FaultRule
+
+                # All built first, then added: a bad trigger adds none of them.
+                built: list[FaultRule] = mailpit_rules(body.chaos)
+                rules = [fault_set().add(rule) for rule in built]
                 return JSONResponse({"rules": [r.to_dict() for r in rules]})
-            rule = fault_set().add(body)
+            rule = fault_set().add(body.rule_dict())
         except ConfigurationError as exc:
             return _bad(str(exc))
         return JSONResponse(rule.to_dict())
@@ -673,6 +738,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         mount_mcp(app, mock, settings.allowed_origins)
 
     app.state.metrics = metrics
+    app.state.shutdown = shutdown
     app.state.mock = mock
 
     limited: ASGIApp = _BodyLimit(app, settings.max_body)
@@ -684,7 +750,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
     return app
 
 
-def _offer(queue: asyncio.Queue[StoreEvent], event: StoreEvent) -> None:
+def _offer(queue: asyncio.Queue[StoreEvent | None], event: StoreEvent) -> None:
     # A consumer that stopped reading must not make the store's listener block or fail.
     if not queue.full():
         queue.put_nowait(event)

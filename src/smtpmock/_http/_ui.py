@@ -32,9 +32,10 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from .._message import Message
+from ._problems import error_response
 
 if TYPE_CHECKING:
     from .._server import SMTPMock
@@ -214,7 +215,7 @@ def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None
     @app.get("/ui/{name}", include_in_schema=False)
     def ui_asset(name: str) -> Response:
         if name not in assets:  # a fixed set: no path from the request reaches the disk
-            return PlainTextResponse("not found", status_code=404, headers=_COMMON_HEADERS)
+            return error_response("not found", 404, _COMMON_HEADERS)
         return Response(assets[name], media_type=_STATIC[name], headers=ui_headers)
 
     @app.get("/api/v1/server", tags=["server"], summary="Server settings, for the server panel")
@@ -223,9 +224,7 @@ def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None
         TLS files are set, not what they are), the retention limits and the store."""
         mock = getattr(request.app.state, "mock", None)
         if mock is None:
-            return PlainTextResponse(
-                "no server attached to this app", status_code=404, headers=_COMMON_HEADERS
-            )
+            return error_response("no server attached to this app", 404, _COMMON_HEADERS)
         return JSONResponse(server_facts(mock), headers=_COMMON_HEADERS)
 
     @app.get(
@@ -241,9 +240,7 @@ def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None
         transcript_for = getattr(mock, "transcript_for", None)
         found = transcript_for(message) if message is not None and transcript_for else None
         if found is None:
-            return PlainTextResponse(
-                f"no transcript for message {id!r}", status_code=404, headers=_COMMON_HEADERS
-            )
+            return error_response(f"no transcript for message {id!r}", 404, _COMMON_HEADERS)
         return JSONResponse(found.to_dict(), headers=_COMMON_HEADERS)
 
     @app.get("/api/v1/message/{id}/links", tags=["message"], summary="The links in a message")
@@ -252,7 +249,7 @@ def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None
         in order, as :attr:`smtpmock.Message.links` finds them. Nothing is fetched."""
         message = get_message(id)
         if message is None:
-            return PlainTextResponse(f"no message {id!r}", status_code=404, headers=_COMMON_HEADERS)
+            return error_response(f"no message {id!r}", 404, _COMMON_HEADERS)
         return JSONResponse({"Links": message.links}, headers=_COMMON_HEADERS)
 
     @app.get(
@@ -271,11 +268,9 @@ def mount_ui(app: FastAPI, get_message: Callable[[str], Message | None]) -> None
         """
         message = get_message(id)
         if message is None:
-            return PlainTextResponse(f"no message {id!r}", status_code=404, headers=_COMMON_HEADERS)
+            return error_response(f"no message {id!r}", 404, _COMMON_HEADERS)
         if message.html is None:
-            return PlainTextResponse(
-                "this message has no HTML body", status_code=404, headers=_COMMON_HEADERS
-            )
+            return error_response("this message has no HTML body", 404, _COMMON_HEADERS)
         headers = {
             **_COMMON_HEADERS,
             "Content-Security-Policy": PREVIEW_CSP_REMOTE if remote else PREVIEW_CSP,

@@ -223,12 +223,24 @@
       data = await api(`${path}?${params}`);
     } catch (error) {
       if (state.loading !== token) return;
-      $("list-error").textContent = `Could not load messages: ${error.message}`;
+      // Never leave the previous results on screen under a search they do not answer.
+      const invalid = Boolean(state.query) && error.status === 400;
+      $("list-error").textContent = invalid
+        ? `Invalid search: ${error.message}`
+        : `Could not load messages: ${error.message}`;
       $("list-error").hidden = false;
+      $("search").setAttribute("aria-invalid", invalid ? "true" : "false");
+      state.messages = [];
+      state.matches = 0;
+      state.cursor = -1;
+      renderList();
+      $("count").textContent = invalid ? "invalid search" : "";
+      $("empty").hidden = true;
       return;
     }
     if (state.loading !== token) return; // a newer load superseded this one
     $("list-error").hidden = true;
+    $("search").setAttribute("aria-invalid", "false");
     const keep = state.messages[state.cursor] ? messageId(state.messages[state.cursor]) : null;
     state.messages = asList(pick(data, "messages", "Messages", "items"));
     state.total = Number(pick(data, "total", "Total") || 0);
@@ -249,7 +261,9 @@
     const rows = state.messages.map((m, index) => {
       const id = messageId(m);
       const attachments = Number(pick(m, "Attachments", "attachments") || 0);
-      const to = asList(pick(m, "To", "to")).map(shortAddress).filter(Boolean);
+      // No To: header (Bcc-only mail, a bare test message): the envelope says who it went to.
+      let to = asList(pick(m, "To", "to")).map(shortAddress).filter(Boolean);
+      if (!to.length) to = asList(pick(m, "Recipients", "rcpt_tos")).map(String);
       const from = shortAddress(pick(m, "From", "from")) || pick(m, "MailFrom", "mail_from") || "";
       const subject = pick(m, "Subject", "subject") || "";
       const created = pick(m, "Created", "created", "received_at", "Date");
@@ -446,6 +460,10 @@
       ["Bcc", asList(pick(m, "Bcc", "bcc"))],
       ["Reply-To", asList(pick(m, "ReplyTo", "reply_to"))],
     ];
+    const headerTo = [...fields[1][1], ...fields[2][1]].map(address).filter(Boolean);
+    if (!headerTo.length) {
+      fields.splice(1, 0, ["Envelope to", asList(pick(m, "Recipients", "rcpt_tos")).map(String)]);
+    }
     const dl = [];
     for (const [label, values] of fields) {
       const text = values.map(address).filter(Boolean).join(", ");
