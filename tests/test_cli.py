@@ -65,7 +65,10 @@ def test_version_is_the_package_version() -> None:
         (["--max-message-size", "lots"], "argument --max-message-size: 'lots' is not a whole"),
         (["--max-message-size", str(2**64)], "out of range"),
         (["--idle-timeout", "nan"], "argument --idle-timeout: 'nan' is not a finite number"),
-        (["--auth-required"], "--auth-required needs accounts: --auth user:password"),
+        (
+            ["--auth-required"],
+            "--auth-required needs accounts (--auth user:password) or --auth-accept-any",
+        ),
         (["--auth", "alice:pw"], "set --tls starttls"),
         (["--auth", "nopassword"], "argument --auth: accounts are user:password"),
         (["--tls", "sometimes"], "argument --tls: 'sometimes' is not one of starttls"),

@@ -98,7 +98,8 @@ def test_deeply_nested_json_is_a_400(api: httpx.Client) -> None:
 def test_unknown_route_and_method_take_the_same_shape(api: httpx.Client) -> None:
     _error(api.get("/api/v1/nothing-here"), 404)
     _error(api.get("/api/v1/message/nope"), 404)
-    _error(api.put("/api/v1/messages/nope"), 404)
+    _error(api.put("/api/v1/nothing/nope"), 404)
+    _error(api.put("/api/v1/messages/nope"), 405)  # MailHog's GET/DELETE /api/v1/messages/{id}
     _error(api.request("PATCH", "/api/v1/faults"), 405)
 
 

@@ -353,7 +353,7 @@ def test_the_configuration_snippets_in_the_docs() -> None:
     assert len(entries) == 3
     [stdio_entry] = [e for e in entries if "command" in e]
     assert stdio_entry["command"] == "smtpmock"
-    parser, _ = build_parser()
+    parser, _, _ = build_parser()
     args = parser.parse_args(stdio_entry["args"])
     assert (args.command, args.url) == ("mcp", "http://127.0.0.1:8025")
     for entry in entries:
