@@ -184,6 +184,7 @@ _DESCRIPTIONS = {
     409: "The wait timed out: fewer messages matched than asked for (body: what did match)",
     413: "Request body larger than the server's limit (--http-max-body)",
     421: "The Host header names a host this server does not answer to (DNS rebinding guard)",
+    502: "The relay refused the message or could not be reached (release)",
     503: "Not available now (SMTP server not running, or the server is shutting down)",
 }
 
@@ -194,6 +195,12 @@ _SPECIFIC: dict[tuple[str, str], tuple[int, ...]] = {
     ("/api/v1/server", "get"): (404,),
     ("/api/v1/faults/{rule_id}", "delete"): (404,),
     ("/api/v1/events", "get"): (403,),
+    ("/view/{name}", "get"): (404,),
+    ("/api/v2/jim", "get"): (404,),  # MailHog: Jim is off
+    ("/api/v2/jim", "put"): (404,),
+    ("/api/v2/jim", "delete"): (404,),
+    ("/api/v1/message/{id}/release", "post"): (502,),
+    ("/api/v1/messages/{id}/release", "post"): (502,),
 }
 _UNAUTHENTICATED = ("/livez", "/readyz")
 _CONTENT: dict[tuple[str, str], dict[str, Any]] = {
@@ -201,6 +208,14 @@ _CONTENT: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/v1/message/{id}/part/{index}", "get"): {"application/octet-stream": {}},
     ("/api/v1/message/{id}/html", "get"): {"text/html": {}},
     ("/api/v1/events", "get"): {"text/event-stream": {}},
+    ("/view/{name}", "get"): {"text/html": {}, "text/plain": {}},
+    # MailHog's and Mailpit's answers with no body, or a plain "ok", as their clients expect
+    ("/api/v1/messages/{id}", "delete"): {},
+    ("/api/v1/message/{id}/release", "post"): {"text/plain": {}},
+    ("/api/v1/messages/{id}/release", "post"): {},
+    ("/api/v2/jim", "post"): {},
+    ("/api/v2/jim", "put"): {},
+    ("/api/v2/jim", "delete"): {},
 }
 
 
@@ -226,6 +241,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if (path, method) in _CONTENT:
                 ok = responses.setdefault("200", {"description": "Successful Response"})
                 ok["content"] = _CONTENT[path, method]
+                if not ok["content"]:
+                    del ok["content"]  # an empty body
             codes = {421, *_SPECIFIC.get((path, method), ())}
             if path not in _UNAUTHENTICATED:
                 codes.add(401)
