@@ -155,6 +155,18 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+# Module-level names for the states: on Python 3.11 every ``State.X`` in a method goes through
+# the enum metaclass's attribute hook (about 50 a message); a global is one dict lookup.
+_NEW, _COMMAND, _AUTH, _DATA, _TLS_PENDING, _CLOSED = (
+    State.NEW,
+    State.COMMAND,
+    State.AUTH,
+    State.DATA,
+    State.TLS_PENDING,
+    State.CLOSED,
+)
+
+
 # ---------------------------------------------------------------------------------- events
 
 
@@ -294,7 +306,7 @@ class Session:
         self.extended = False
         self.auth_user: str | None = None
         self.envelope = Envelope()
-        self.state = State.NEW
+        self.state = _NEW
         self._record = record
         self._challenge = challenge
         self._in = bytearray()
@@ -326,7 +338,7 @@ class Session:
 
     def receive_data(self, data: bytes) -> None:
         """Take bytes the client sent (b"" is ignored: the transport reports the end itself)."""
-        if self.state is State.TLS_PENDING or self.state is State.CLOSED:
+        if self.state is _TLS_PENDING or self.state is _CLOSED:
             return  # plaintext after STARTTLS is never read as commands (CVE-2024-34083)
         self._in += data
 
@@ -347,11 +359,11 @@ class Session:
             if self._waiting:
                 return None
             state = self.state
-            if state is State.COMMAND:
+            if state is _COMMAND:
                 event = self._next_command()
-            elif state is State.DATA:
+            elif state is _DATA:
                 event = self._next_data()
-            elif state is State.AUTH:
+            elif state is _AUTH:
                 event = self._next_auth_line()
             else:
                 return None
@@ -366,13 +378,13 @@ class Session:
 
     def start(self, refusal: str | None = None) -> None:
         """Greet the client (or refuse the connection with *refusal* and close)."""
-        if self.state is not State.NEW:
+        if self.state is not _NEW:
             return
         if refusal is not None:
             self._reply(refusal)
             self._close()
             return
-        self.state = State.COMMAND
+        self.state = _COMMAND
         self._send(*self.settings.greeting)
 
     def execute(self, command: Command) -> None:
@@ -384,7 +396,7 @@ class Session:
         """Answer the pending command (or the greeting) with *reply* instead of running it;
         a 421 closes the session (RFC 5321 3.8)."""
         self._waiting = False
-        if self.state is State.NEW:
+        if self.state is _NEW:
             self.start(reply)
             return
         self._reply(reply)
@@ -411,24 +423,24 @@ class Session:
         self.extended = False
         self.auth_user = None
         self.envelope = Envelope()
-        self.state = State.COMMAND
+        self.state = _COMMAND
 
     def timed_out(self) -> None:
         """The client was idle too long: 421 and close."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
         self._event("idle timeout")
         self._send(f"421 4.4.2 {self.settings.hostname} Error: timeout exceeded, closing")
         self._close()
 
     def connection_lost(self) -> None:
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self._in.clear()
         self._content.clear()
 
     @property
     def closed(self) -> bool:
-        return self.state is State.CLOSED
+        return self.state is _CLOSED
 
     # ------------------------------------------------------------------ replies
 
@@ -453,7 +465,7 @@ class Session:
             self._record("event", text)
 
     def _close(self) -> None:
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self._in.clear()
         self._events.append(CloseConnection())
 
@@ -613,7 +625,7 @@ class Session:
         self._send("220 2.0.0 Ready to start TLS")
         # RFC 3207 4.2 / CVE-2024-34083: nothing sent in plain text after STARTTLS is a command.
         self._in.clear()
-        self.state = State.TLS_PENDING
+        self.state = _TLS_PENDING
         self._events.append(StartTLS())
 
     def _not_ready(self) -> str | None:
@@ -742,7 +754,7 @@ class Session:
         self._line_start = True
         self._line_length = 0
         self._long_line = self._oversize = False
-        self.state = State.DATA
+        self.state = _DATA
         self._send("354 End data with <CR><LF>.<CR><LF>")
 
     # ------------------------------------------------------------------ DATA
@@ -795,6 +807,11 @@ class Session:
             limit is not None
             and not self._long_line
             and self._line_length + len(block) > limit - 2 + (2 if whole_lines else 0)
+            # Nor can lines whose octets (line ends not counted) add up to no more than it.
+            and not (
+                whole_lines
+                and self._line_length + len(block) - 2 * block.count(b"\r\n") <= limit - 2
+            )
         ):
             if whole_lines:
                 lines = block.split(b"\r\n")
@@ -822,7 +839,7 @@ class Session:
         self._content += block
 
     def _data_ended(self) -> object:
-        self.state = State.COMMAND
+        self.state = _COMMAND
         size = self._size
         if self._oversize:
             self._content = bytearray()
@@ -882,7 +899,7 @@ class Session:
     def _challenge_line(self, challenge: bytes, step: Callable[[bytes], None]) -> None:
         self._send("334 " + b64encode(challenge).decode("ascii"))
         self._auth_step = step
-        self.state = State.AUTH
+        self.state = _AUTH
 
     def _next_auth_line(self) -> object:
         buf = self._in
@@ -890,7 +907,7 @@ class Session:
         if newline < 0:
             if len(buf) > AUTH_LINE_LIMIT:
                 buf.clear()
-                self.state = State.COMMAND
+                self.state = _COMMAND
                 self._discarding_line = True
                 self._events.append(AuthAttempted(self._auth_mechanism, None, False))
             return _NEED_DATA
@@ -898,7 +915,7 @@ class Session:
         del buf[: newline + 1]
         if self._record is not None:
             self._record("client", MASK)
-        self.state = State.COMMAND
+        self.state = _COMMAND
         step, self._auth_step = self._auth_step, None
         if line == b"*":
             self._reply("501 5.7.0 Auth aborted")
