@@ -47,7 +47,8 @@ from base64 import b64decode, b64encode
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from functools import cached_property
+from typing import Literal, NamedTuple, Protocol
 
 from ._paths import parse_params, parse_path
 
@@ -154,20 +155,31 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+# Module-level names for the states: on Python 3.11 every ``State.X`` in a method goes through
+# the enum metaclass's attribute hook (about 50 a message); a global is one dict lookup.
+_NEW, _COMMAND, _AUTH, _DATA, _TLS_PENDING, _CLOSED = (
+    State.NEW,
+    State.COMMAND,
+    State.AUTH,
+    State.DATA,
+    State.TLS_PENDING,
+    State.CLOSED,
+)
+
+
 # ---------------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """A command line that passed framing; the transport runs its stage hooks, then calls
-    :meth:`Session.execute` (or :meth:`Session.refuse`)."""
+    :meth:`Session.execute` (or :meth:`Session.refuse`). A named tuple, not a dataclass: one
+    is made per command line, and a frozen dataclass costs four times as much to build."""
 
     verb: str
     arg: str | None
 
 
-@dataclass(frozen=True)
-class MessageReceived:
+class MessageReceived(NamedTuple):
     """The data of a transaction ended with CRLF.CRLF; the transport stores it, then calls
     :meth:`Session.message_stored` (or :meth:`Session.message_refused`)."""
 
@@ -238,6 +250,37 @@ class Settings:
     auth_require_tls: bool = True
     auth_required: bool = False
 
+    # Replies that depend only on the settings, built once per server (cached_property writes
+    # the instance's __dict__ directly, so it works on a frozen dataclass).
+
+    @cached_property
+    def greeting(self) -> tuple[str, ...]:
+        return (f"220 {self.hostname} {self.ident}",)
+
+    @cached_property
+    def ehlo_plain(self) -> tuple[str, ...]:
+        """The EHLO reply lines before TLS."""
+        return self._ehlo(tls=False)
+
+    @cached_property
+    def ehlo_tls(self) -> tuple[str, ...]:
+        """The EHLO reply lines over TLS."""
+        return self._ehlo(tls=True)
+
+    def _ehlo(self, *, tls: bool) -> tuple[str, ...]:
+        lines = [self.hostname, "PIPELINING"]
+        size = self.max_message_size
+        lines.append(f"SIZE {size}" if size else "SIZE")
+        lines += ["8BITMIME", "ENHANCEDSTATUSCODES", "DSN"]
+        if self.smtputf8:
+            lines.append("SMTPUTF8")
+        if self.starttls and not tls:
+            lines.append("STARTTLS")
+        if self.auth_mechanisms and (tls or not self.auth_require_tls):
+            lines.append("AUTH " + " ".join(self.auth_mechanisms))
+        lines.append("HELP")
+        return (*[f"250-{line}" for line in lines[:-1]], f"250 {lines[-1]}")
+
 
 _NEED_DATA = object()
 _Recorder = Callable[[Literal["client", "server", "event"], str], None]
@@ -263,7 +306,7 @@ class Session:
         self.extended = False
         self.auth_user: str | None = None
         self.envelope = Envelope()
-        self.state = State.NEW
+        self.state = _NEW
         self._record = record
         self._challenge = challenge
         self._in = bytearray()
@@ -295,7 +338,7 @@ class Session:
 
     def receive_data(self, data: bytes) -> None:
         """Take bytes the client sent (b"" is ignored: the transport reports the end itself)."""
-        if self.state is State.TLS_PENDING or self.state is State.CLOSED:
+        if self.state is _TLS_PENDING or self.state is _CLOSED:
             return  # plaintext after STARTTLS is never read as commands (CVE-2024-34083)
         self._in += data
 
@@ -316,43 +359,44 @@ class Session:
             if self._waiting:
                 return None
             state = self.state
-            if state is State.COMMAND:
+            if state is _COMMAND:
                 event = self._next_command()
-            elif state is State.DATA:
+            elif state is _DATA:
                 event = self._next_data()
-            elif state is State.AUTH:
+            elif state is _AUTH:
                 event = self._next_auth_line()
             else:
                 return None
             if event is _NEED_DATA:
                 return events.popleft() if events else None
             if event is not None:
-                self._waiting = isinstance(event, (Command, MessageReceived))
+                kind = type(event)
+                self._waiting = kind is Command or kind is MessageReceived
                 return event  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ the transport's answers
 
     def start(self, refusal: str | None = None) -> None:
         """Greet the client (or refuse the connection with *refusal* and close)."""
-        if self.state is not State.NEW:
+        if self.state is not _NEW:
             return
         if refusal is not None:
             self._reply(refusal)
             self._close()
             return
-        self.state = State.COMMAND
-        self._send(f"220 {self.settings.hostname} {self.settings.ident}")
+        self.state = _COMMAND
+        self._send(*self.settings.greeting)
 
     def execute(self, command: Command) -> None:
         """Run *command* (its hooks let it through)."""
         self._waiting = False
-        getattr(self, "_do_" + command.verb)(command.arg)
+        _HANDLERS[command.verb](self, command.arg)
 
     def refuse(self, reply: str) -> None:
         """Answer the pending command (or the greeting) with *reply* instead of running it;
         a 421 closes the session (RFC 5321 3.8)."""
         self._waiting = False
-        if self.state is State.NEW:
+        if self.state is _NEW:
             self.start(reply)
             return
         self._reply(reply)
@@ -362,7 +406,7 @@ class Session:
     def message_stored(self, message_id: str) -> None:
         self._waiting = False
         self.envelope = Envelope()
-        self._reply(f"250 2.0.0 OK: queued as {message_id}")
+        self._send("250 2.0.0 OK: queued as " + message_id)
 
     def message_refused(self, reply: str) -> None:
         self._waiting = False
@@ -379,24 +423,24 @@ class Session:
         self.extended = False
         self.auth_user = None
         self.envelope = Envelope()
-        self.state = State.COMMAND
+        self.state = _COMMAND
 
     def timed_out(self) -> None:
         """The client was idle too long: 421 and close."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
         self._event("idle timeout")
         self._send(f"421 4.4.2 {self.settings.hostname} Error: timeout exceeded, closing")
         self._close()
 
     def connection_lost(self) -> None:
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self._in.clear()
         self._content.clear()
 
     @property
     def closed(self) -> bool:
-        return self.state is State.CLOSED
+        return self.state is _CLOSED
 
     # ------------------------------------------------------------------ replies
 
@@ -407,7 +451,7 @@ class Session:
             text = line if len(line) <= MAX_REPLY_LINE else line[:MAX_REPLY_LINE]
             if record is not None:
                 record("server", text)
-            self._out.append(text.encode("utf-8") + b"\r\n")
+            self._out.append(_ENCODED.get(text) or text.encode("utf-8") + b"\r\n")
 
     def _reply(self, reply: str) -> None:
         """Queue a reply, each line with its enhanced status code."""
@@ -421,7 +465,7 @@ class Session:
             self._record("event", text)
 
     def _close(self) -> None:
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self._in.clear()
         self._events.append(CloseConnection())
 
@@ -446,43 +490,62 @@ class Session:
                 self._discarding_line = True
                 return None
             return _NEED_DATA
-        line = bytes(buf[: newline + 1])
-        del buf[: newline + 1]
-        if len(line) > limit and (
-            line[:5].upper() != b"AUTH " or len(line) > max(limit, AUTH_LINE_LIMIT)
-        ):
-            self._refuse_line(f"[command line of {len(line)} octets, discarded]")
+        size = newline + 1  # the line with its end
+        stop = newline - 1 if newline and buf[newline - 1] == 0x0D else newline
+        line = bytes(buf[:stop])  # one copy: the line without its CRLF (or bare LF)
+        del buf[:size]
+        if size > limit and (line[:5].upper() != b"AUTH " or size > max(limit, AUTH_LINE_LIMIT)):
+            self._refuse_line(f"[command line of {size} octets, discarded]")
             return None
-        line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-        verb_bytes, _, arg_bytes = line.partition(b" ")
-        verb = verb_bytes.decode("latin-1").upper()
-        if self._record is not None:
-            shown = line.decode("utf-8", "backslashreplace")
-            if verb == "AUTH" and len(arg_bytes.split()) > 1:
-                shown = f"AUTH {arg_bytes.split()[0].decode('ascii', 'replace')} {MASK}"
-            self._record("client", shown)
-        if not verb.isalpha() or not verb.isascii():
-            self._reply("500 5.5.2 Error: bad syntax")
-            return None
-        if b"\r" in line or b"\x00" in line:
-            self._reply("501 5.5.2 Error: bare CR or NUL in command")
-            return None
-        arg: str | None = None
-        arg_bytes = arg_bytes.strip(b" \t")
-        if arg_bytes:
-            if not arg_bytes.isascii():
-                if not self.settings.smtputf8:
-                    self._reply("500 5.6.7 Error: non-ASCII command without SMTPUTF8")
-                    return None
-                try:
-                    arg = arg_bytes.decode("utf-8")
-                except UnicodeDecodeError:
-                    # RFC 6531 allows UTF-8 only; lone bytes would end up in addresses as
-                    # surrogates that no JSON encoder or database accepts.
-                    self._reply("501 5.6.7 Error: command is not valid UTF-8")
-                    return None
-            else:
-                arg = arg_bytes.decode("ascii")
+        arg: str | None
+        if line.isascii():
+            # The common case, in str from here: one decode for the verb, the argument and
+            # the transcript alike.
+            text = line.decode("ascii")
+            verb, _, arg_text = text.partition(" ")
+            verb = verb.upper()
+            if self._record is not None:
+                shown = text
+                if verb == "AUTH" and len(arg_text.encode("ascii").split()) > 1:
+                    shown = f"AUTH {arg_text.encode('ascii').split()[0].decode('ascii')} {MASK}"
+                self._record("client", shown)
+            if not verb.isalpha():
+                self._reply("500 5.5.2 Error: bad syntax")
+                return None
+            if "\r" in text or "\x00" in text:
+                self._reply("501 5.5.2 Error: bare CR or NUL in command")
+                return None
+            arg = arg_text.strip(" \t") or None
+        else:
+            verb_bytes, _, arg_bytes = line.partition(b" ")
+            verb = verb_bytes.decode("latin-1").upper()
+            if self._record is not None:
+                shown = line.decode("utf-8", "backslashreplace")
+                if verb == "AUTH" and len(arg_bytes.split()) > 1:
+                    shown = f"AUTH {arg_bytes.split()[0].decode('ascii', 'replace')} {MASK}"
+                self._record("client", shown)
+            if not verb.isalpha() or not verb.isascii():
+                self._reply("500 5.5.2 Error: bad syntax")
+                return None
+            if b"\r" in line or b"\x00" in line:
+                self._reply("501 5.5.2 Error: bare CR or NUL in command")
+                return None
+            arg = None
+            arg_bytes = arg_bytes.strip(b" \t")
+            if arg_bytes:
+                if not arg_bytes.isascii():
+                    if not self.settings.smtputf8:
+                        self._reply("500 5.6.7 Error: non-ASCII command without SMTPUTF8")
+                        return None
+                    try:
+                        arg = arg_bytes.decode("utf-8")
+                    except UnicodeDecodeError:
+                        # RFC 6531 allows UTF-8 only; lone bytes would end up in addresses as
+                        # surrogates that no JSON encoder or database accepts.
+                        self._reply("501 5.6.7 Error: command is not valid UTF-8")
+                        return None
+                else:
+                    arg = arg_bytes.decode("ascii")
         if verb not in VERBS:
             self._reply("500 5.5.1 Error: command not recognized")
             return None
@@ -512,28 +575,17 @@ class Session:
         self.envelope = Envelope()
         self.helo, self.extended = arg, True
         settings = self.settings
-        lines = [settings.hostname, "PIPELINING"]
-        size = settings.max_message_size
-        lines.append(f"SIZE {size}" if size else "SIZE")
-        lines += ["8BITMIME", "ENHANCEDSTATUSCODES", "DSN"]
-        if settings.smtputf8:
-            lines.append("SMTPUTF8")
-        if settings.starttls and not self.tls:
-            lines.append("STARTTLS")
-        if settings.auth_mechanisms and (self.tls or not settings.auth_require_tls):
-            lines.append("AUTH " + " ".join(settings.auth_mechanisms))
-        lines.append("HELP")
-        self._send(*[f"250-{line}" for line in lines[:-1]], f"250 {lines[-1]}")
+        self._send(*(settings.ehlo_tls if self.tls else settings.ehlo_plain))
 
     def _do_RSET(self, arg: str | None) -> None:
         if arg:
             self._reply("501 5.5.4 Syntax: RSET")
             return
         self.envelope = Envelope()
-        self._reply("250 2.0.0 OK")
+        self._send("250 2.0.0 OK")
 
     def _do_NOOP(self, arg: str | None) -> None:
-        self._reply("250 2.0.0 OK")
+        self._send("250 2.0.0 OK")
 
     def _do_QUIT(self, arg: str | None) -> None:
         if arg:
@@ -573,7 +625,7 @@ class Session:
         self._send("220 2.0.0 Ready to start TLS")
         # RFC 3207 4.2 / CVE-2024-34083: nothing sent in plain text after STARTTLS is a command.
         self._in.clear()
-        self.state = State.TLS_PENDING
+        self.state = _TLS_PENDING
         self._events.append(StartTLS())
 
     def _not_ready(self) -> str | None:
@@ -702,7 +754,7 @@ class Session:
         self._line_start = True
         self._line_length = 0
         self._long_line = self._oversize = False
-        self.state = State.DATA
+        self.state = _DATA
         self._send("354 End data with <CR><LF>.<CR><LF>")
 
     # ------------------------------------------------------------------ DATA
@@ -755,6 +807,11 @@ class Session:
             limit is not None
             and not self._long_line
             and self._line_length + len(block) > limit - 2 + (2 if whole_lines else 0)
+            # Nor can lines whose octets (line ends not counted) add up to no more than it.
+            and not (
+                whole_lines
+                and self._line_length + len(block) - 2 * block.count(b"\r\n") <= limit - 2
+            )
         ):
             if whole_lines:
                 lines = block.split(b"\r\n")
@@ -782,7 +839,7 @@ class Session:
         self._content += block
 
     def _data_ended(self) -> object:
-        self.state = State.COMMAND
+        self.state = _COMMAND
         size = self._size
         if self._oversize:
             self._content = bytearray()
@@ -842,7 +899,7 @@ class Session:
     def _challenge_line(self, challenge: bytes, step: Callable[[bytes], None]) -> None:
         self._send("334 " + b64encode(challenge).decode("ascii"))
         self._auth_step = step
-        self.state = State.AUTH
+        self.state = _AUTH
 
     def _next_auth_line(self) -> object:
         buf = self._in
@@ -850,7 +907,7 @@ class Session:
         if newline < 0:
             if len(buf) > AUTH_LINE_LIMIT:
                 buf.clear()
-                self.state = State.COMMAND
+                self.state = _COMMAND
                 self._discarding_line = True
                 self._events.append(AuthAttempted(self._auth_mechanism, None, False))
             return _NEED_DATA
@@ -858,7 +915,7 @@ class Session:
         del buf[: newline + 1]
         if self._record is not None:
             self._record("client", MASK)
-        self.state = State.COMMAND
+        self.state = _COMMAND
         step, self._auth_step = self._auth_step, None
         if line == b"*":
             self._reply("501 5.7.0 Auth aborted")
@@ -973,3 +1030,20 @@ def _check_rcpt_param(name: str, value: str | None) -> str | None:
     if name == "ORCPT" and ";" not in (value or ""):
         return "501 5.5.4 Error: ORCPT needs addr-type;address"
     return None
+
+
+# The handler of each verb, looked up once per command (not getattr on a built name).
+_HANDLERS: dict[str, Callable[[Session, str | None], None]] = {
+    verb: getattr(Session, "_do_" + verb) for verb in VERBS
+}
+# The encoded form of the fixed replies sent on every message (a dict hit, not an encode).
+_ENCODED: dict[str, bytes] = {
+    text: text.encode("ascii") + b"\r\n"
+    for text in (
+        "250 2.0.0 OK",
+        "250 2.1.0 Sender OK",
+        "250 2.1.5 Recipient OK",
+        "354 End data with <CR><LF>.<CR><LF>",
+        "221 2.0.0 Bye",
+    )
+}

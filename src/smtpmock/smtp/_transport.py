@@ -112,6 +112,7 @@ class SMTPConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
         self._throttle: _Throttle | None = None
+        self._now = context.loop.time
         self._handshaking = False
         self._early: list[bytes] = []
         self._refused = False
@@ -157,7 +158,9 @@ class SMTPConnection(asyncio.Protocol):
             # delivered before the handshake's waiter has woken the session.
             self._early.append(data)
             return
-        self._touch()
+        self._last_activity = self._now()  # _touch(): the timer is armed from connection_made
+        if self._timer is None:
+            self._touch()
         throttle = self._throttle
         if throttle is not None:
             throttle.receive(data)
@@ -213,17 +216,19 @@ class SMTPConnection(asyncio.Protocol):
         session = self.session
         if session is None or self._dropped:
             return
+        next_event = session.next_event
+        hooks = self.context.hooks
         while not self._busy:
-            event = session.next_event()
+            event = next_event()
             if event is None:
                 break
             kind = type(event)
             if kind is Command:
                 assert isinstance(event, Command)
-                if self.context.hooks:
-                    self._stage(event.verb, event.arg, partial(session.execute, event))
-                else:
-                    session.execute(event)
+                if not hooks:
+                    session.execute(event)  # no hook can drop the connection: go on
+                    continue
+                self._stage(event.verb, event.arg, partial(session.execute, event))
             elif kind is MessageReceived:
                 assert isinstance(event, MessageReceived)
                 self._message(event)
@@ -251,6 +256,7 @@ class SMTPConnection(asyncio.Protocol):
         return self._dropped
 
     def _flush(self) -> None:
+        """Write every reply queued since the last flush in one ``write`` (one ``send``)."""
         session = self.session
         if session is None:
             return
