@@ -16,9 +16,16 @@ searchable fields (:func:`~smtpmock._search.index_fields`) and its list entry (a
 Search. The one query language (:class:`~smtpmock._search.Search`) is compiled to SQL over the
 lower-cased text columns: a substring term is ``column LIKE '%needle%'`` (the needle
 lower-cased and its wildcards escaped), which is Python's ``needle in text`` on the same text
-(the other backends' semantics), and which ``pg_trgm``'s GIN indexes answer. When the extension
-cannot be created (no ``postgresql-contrib``, no right to create it), the same queries run as
-scans, and a log line says so. Counts are ``count(*)`` (exact); pages are newest first.
+(the other backends' semantics), and which ``pg_trgm``'s GIN indexes answer. Free text (the
+bodies: 10 KiB where addresses are 50 bytes) goes through a word vocabulary instead, as in the
+SQLite store: ``smtpmock_words`` holds each distinct word (:func:`~smtpmock._search.tokens`)
+once, and each message the ``int[]`` of its words' ids (a GIN index). A needle of word
+characters only lies inside one word of every text containing it, so it is answered exactly
+by ``word LIKE`` on the vocabulary, then ``words && ids`` on the messages, reading no body; a
+needle across words is narrowed the same way by its longest word and the text decides. When
+the extension cannot be created (no ``postgresql-contrib``, no right to create it), the same
+queries run as scans, and a log line says so. Counts are ``count(*)`` (exact); pages are newest
+first.
 
 Change feed. Every write sends a ``NOTIFY`` in its transaction (delivered at commit, in commit
 order) carrying kinds, seqs, ids and the shared generation, never message contents. Each
