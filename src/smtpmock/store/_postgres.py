@@ -320,8 +320,9 @@ ORDER BY ord
 RETURNING seq, id
 """
 
-# The messages one of whose words contains a pattern (a LIKE pattern on the vocabulary).
-_IN_WORDS = "m.words && ARRAY(SELECT w.id FROM smtpmock_words w WHERE w.word LIKE ?)"
+# The messages holding one of some words (their ids, looked up first: given the array, the
+# planner sees how common they are, and walks seq order only for common ones).
+_IN_WORDS = "m.words && ?::int[]"
 
 _MESSAGE_COLUMNS = "m.seq, m.envelope, r.data"
 _FROM_MESSAGES = "smtpmock_messages m JOIN smtpmock_raw r ON r.seq = m.seq"
@@ -747,13 +748,14 @@ class PostgresStore(Store):
                     return like, [_like(needle)]
                 if _WORD.fullmatch(needle):
                     # Inside one word: the messages holding a word that contains it (exact).
-                    return _IN_WORDS, [_like(needle)]
+                    return _IN_WORDS, [self._words_containing(needle)]
                 parts = tokens(needle)
                 if not parts:
                     return like, [_like(needle)]
                 # Across words: its longest word part lies inside one word of every match
                 # (narrows through the word index); the text itself decides.
-                return f"{_IN_WORDS} AND {like}", [_like(max(parts, key=len)), _like(needle)]
+                ids = self._words_containing(max(parts, key=len))
+                return f"{_IN_WORDS} AND {like}", [ids, _like(needle)]
 
             sql, query_params = query.sql(text_sql)
             # Search.sql writes "?" placeholders and bare column names (unambiguous here: the
@@ -772,6 +774,15 @@ class PostgresStore(Store):
         message = message_from_record(bytes(data), envelope)
         message.seq = int(seq)
         return message
+
+    def _words_containing(self, needle: str) -> list[int]:
+        """The ids of the vocabulary's words that contain *needle*. Every word of a message
+        committed before this runs is there (words commit with their messages)."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id FROM smtpmock_words WHERE word LIKE %s", (_like(needle),)
+            ).fetchall()
+        return [int(row[0]) for row in rows]
 
     def messages(self) -> list[Message]:
         return self._messages(f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} ORDER BY m.seq")
