@@ -112,8 +112,10 @@ def test_instances_starting_together_create_the_schema_once(pg_server: PostgresS
         stores[0].add(mail(1))
         assert [len(s) for s in stores] == [1] * 6
         with psycopg.connect(pg_url) as conn:
-            versions = conn.execute("SELECT version FROM smtpmock_schema").fetchall()
-        assert versions == [(SCHEMA_VERSION,)]
+            versions = conn.execute(
+                "SELECT version FROM smtpmock_schema ORDER BY version"
+            ).fetchall()
+        assert versions == [(n,) for n in range(1, SCHEMA_VERSION + 1)]  # each migration once
     finally:
         for store in stores:
             store.close()
@@ -178,6 +180,27 @@ def test_substring_search_uses_the_trigram_indexes(
             "EXPLAIN SELECT count(*) FROM smtpmock_messages WHERE subject LIKE '%order 4%'"
         ).fetchall()
     assert "smtpmock_messages_subject_trgm" in "\n".join(str(row[0]) for row in plan)
+
+
+def test_a_body_word_is_found_through_the_word_index(
+    open_store: Callable[..., PostgresStore], pg_url: str
+) -> None:
+    """The condition the store writes for a free-text word (the ids of the vocabulary's words
+    containing it) reads the messages' word index, never the bodies."""
+    store = open_store()
+    store.add_many([mail(i, body=f"lorem ipsum{i} dolor") for i in range(50)])
+    where, params = store._where(parse("psum4"))
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            str(row[0])
+            for row in conn.execute(
+                f"EXPLAIN SELECT count(*) FROM smtpmock_messages m WHERE {where}", params
+            ).fetchall()
+        )
+    assert "smtpmock_messages_words" in plan
+    assert "free_text" not in plan
+    assert store.count(parse("psum4")) == 11  # ipsum4, ipsum40..49
 
 
 # ----------------------------------------------------------------------------- writes
@@ -296,6 +319,8 @@ _TRICKY = [
     ("back\\slash and under_score", "x_y@example.com", "C:\\path\\to\\file"),
     ("nul inside", "nul@example.com", "before\x00after"),
     ("ORDER 42", "Bob.Smith@Example.COM", "Your order 42 has shipped"),
+    # A word longer than a btree entry may be (the vocabulary keys words by md5).
+    ("long word", "long@example.com", "start " + "z" * 3000 + "end finish"),
 ]
 
 _QUERIES = [
@@ -322,6 +347,24 @@ _QUERIES = [
     "has:attachment",
     "before\x00after",
     "",
+    # Free text through the word vocabulary: inside one word, across words, no word at all.
+    "rder",
+    "ipped",
+    "-shipped",
+    "-rder",
+    "\u00e8me",
+    "a\u00efv",
+    "4",
+    '"der 42 ha"',
+    '"r 42"',
+    "e.com",
+    "@",
+    ":\\",
+    '"% o"',
+    "zzzend",
+    "z" * 2990,
+    '"zzzend fin"',
+    "nowhere",
 ]
 
 
@@ -356,6 +399,33 @@ def test_search_agrees_with_the_memory_store(
     assert [m.id for m in store.search(search, after=1, before=3)] == [
         i for i in expected if i in ("id1", "id2")
     ]
+
+
+def test_messages_stored_before_the_word_index_are_indexed_by_the_migration(
+    pg_url: str,
+) -> None:
+    """Schema 1 had no word index: opening such a database indexes what it holds."""
+    store = PostgresStore(pg_url)
+    try:
+        store.add(mail(1, subject="first", body="alpha bravo"))
+        store.add(mail(2, subject="second", body="charlie delta"))
+    finally:
+        store.close()
+    with psycopg.connect(pg_url) as conn:  # back to schema 1, as an older smtpmock left it
+        conn.execute("DROP INDEX smtpmock_messages_words")
+        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN words")
+        conn.execute("DROP TABLE smtpmock_words")
+        conn.execute("DELETE FROM smtpmock_schema WHERE version > 1")
+    store = PostgresStore(pg_url)
+    try:
+        assert [m.subject for m in store.search(parse("rav"))] == ["first 1"]
+        assert store.count(parse("delta")) == 1
+        assert store.count(parse('"bravo charlie"')) == 0
+        assert store.count(parse("-alpha")) == 1
+        store.add(mail(3, subject="third", body="alphabet"))
+        assert store.count(parse("alpha")) == 2
+    finally:
+        store.close()
 
 
 # ----------------------------------------------------------------------------- change feed
