@@ -156,4 +156,4 @@ def test_unreachable_server_and_errors() -> None:
 
 def test_server_errors_are_reported(client: Client) -> None:
     with pytest.raises(ServerError, match="400"):
-        client._store._get("/api/v1/export", query="is:read")
+        client._store._get("/api/v1/export", query="is:loud")

@@ -243,7 +243,7 @@ def test_wait_timeout_is_408_with_what_did_arrive(served: Served, api: httpx.Cli
     assert body["Wanted"] == 2
     assert [m["Subject"] for m in body["messages"]] == ["one"]
     assert "1 of 2" in body["error"]
-    assert api.get("/api/v1/wait", params={"query": "is:read"}).status_code == 400
+    assert api.get("/api/v1/wait", params={"query": "is:loud"}).status_code == 400
     assert api.get("/api/v1/wait", params={"timeout": 10_000}).status_code == 422
 
 

@@ -61,7 +61,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .._errors import ConfigurationError
@@ -74,7 +74,17 @@ from ._worker import ParseWorker, release_free_memory
 
 __all__ = ["MAX_INDEX_LAG", "SQLiteStore"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# Schema 4 adds Mailpit's read state (`messages.read`) and tags (`msgtags`) to schema 3; the
+# index tables are those of schema 3 (_SCHEMA), the additions are made by _migrate_state.
+_STATE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS msgtags ("
+    " seq INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (seq, tag)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS msgtags_by_tag ON msgtags (tag COLLATE NOCASE)",
+    # A message's tags go with it, whichever way it is deleted (delete, eviction, clear).
+    "CREATE TRIGGER IF NOT EXISTS msgtags_gone AFTER DELETE ON messages BEGIN"
+    " DELETE FROM msgtags WHERE seq = old.seq; END",
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
@@ -245,6 +255,7 @@ class SQLiteStore(Store):
             # when the store is free (GroupCommit). Indexing checkpoints (_checkpoint).
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._migrate()
+            self._migrate_state()
             # Indexing writes a batch of messages per transaction; a 16 MiB in-memory word
             # index per transaction (the default is 1 MiB) halves what FTS5 spends on it.
             for fts in ("words_fts", "fieldwords_fts"):
@@ -304,7 +315,7 @@ class SQLiteStore(Store):
         db = self._db
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if version == SCHEMA_VERSION or "messages" not in tables:
+        if version in (3, SCHEMA_VERSION) or "messages" not in tables:
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             return
@@ -333,6 +344,153 @@ class SQLiteStore(Store):
         db.execute("DROP TABLE messages_v1")
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.execute("COMMIT")
+
+    def _migrate_state(self) -> None:
+        """Schema 3 to 4: the read state column and the tags table (idempotent: a file whose
+        version says 4 but which lacks them, after a crash in between, gets them too)."""
+        db = self._db
+        columns = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if "read" not in columns:
+                db.execute("ALTER TABLE messages ADD COLUMN read INTEGER NOT NULL DEFAULT 0")
+            for statement in _STATE_SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ read state and tags
+
+    @staticmethod
+    def _state_sql(kind: str, value: str) -> tuple[str, list[object]]:
+        """SQL for a read-state or tag search term (columns of `messages`, bare)."""
+        if kind == "read":
+            return "read = 1", []
+        if kind == "unread":
+            return "read = 0", []
+        if kind == "tagged":
+            return "seq IN (SELECT seq FROM msgtags)", []
+        return "seq IN (SELECT seq FROM msgtags WHERE tag = ? COLLATE NOCASE)", [value]
+
+    def _set_read(self, ids: list[str] | None, read: bool) -> list[str]:
+        db = self._db
+        flag = int(read)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if ids is None:
+                changed = [
+                    r[0] for r in db.execute("SELECT id FROM messages WHERE read != ?", (flag,))
+                ]
+                db.execute("UPDATE messages SET read = ? WHERE read != ?", (flag, flag))
+            else:
+                changed = []
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    changed += [
+                        r[0]
+                        for r in db.execute(
+                            f"SELECT id FROM messages WHERE read != ? AND id IN ({marks})",
+                            [flag, *chunk],
+                        )
+                    ]
+                    db.execute(
+                        f"UPDATE messages SET read = ? WHERE id IN ({marks})", [flag, *chunk]
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def _tags_of(
+        self, *, ids: list[str] | None = None, tag: str | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
+        query = "SELECT m.id, t.tag FROM messages m LEFT JOIN msgtags t ON t.seq = m.seq WHERE "
+        with self.changed:
+            if ids is None:
+                rows = self._db.execute(
+                    query + "m.seq IN (SELECT seq FROM msgtags WHERE tag = ? COLLATE NOCASE)",
+                    (tag or "",),
+                ).fetchall()
+            else:
+                rows = []
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    rows += self._db.execute(
+                        query + f"m.id IN ({','.join('?' * len(chunk))})", chunk
+                    ).fetchall()
+        for id, name in rows:
+            found.setdefault(id, [])
+            if name is not None:
+                found[id].append(name)
+        return {id: tuple(sorted(names)) for id, names in found.items()}
+
+    def _write_tags(self, changes: dict[str, tuple[str, ...]]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for id, tags in changes.items():
+                row = db.execute("SELECT seq FROM messages WHERE id = ?", (id,)).fetchone()
+                if row is None:
+                    continue
+                db.execute("DELETE FROM msgtags WHERE seq = ?", (row[0],))
+                db.executemany(
+                    "INSERT OR IGNORE INTO msgtags (seq, tag) VALUES (?, ?)",
+                    [(row[0], t) for t in tags],
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def tags(self) -> list[str]:
+        with self.changed:
+            rows = self._db.execute("SELECT DISTINCT tag FROM msgtags").fetchall()
+        return sorted(r[0] for r in rows)
+
+    def unread_count(self) -> int:
+        with self.changed:
+            row = self._db.execute("SELECT COUNT(*) FROM messages WHERE read = 0").fetchone()
+        return int(row[0])
+
+    def _states(self, seqs: list[int]) -> tuple[set[int], dict[int, tuple[str, ...]]]:
+        """The read seqs and the tags of the messages among *seqs* (two range reads)."""
+        if not seqs:
+            return set(), {}
+        lo, hi = min(seqs), max(seqs)
+        with self.changed:
+            read = {
+                r[0]
+                for r in self._db.execute(
+                    "SELECT seq FROM messages WHERE seq >= ? AND seq <= ? AND read = 1", (lo, hi)
+                )
+            }
+            tagged: dict[int, list[str]] = {}
+            for seq, tag in self._db.execute(
+                "SELECT seq, tag FROM msgtags WHERE seq >= ? AND seq <= ?", (lo, hi)
+            ):
+                tagged.setdefault(seq, []).append(tag)
+        return read, {seq: tuple(sorted(t)) for seq, t in tagged.items()}
+
+    def _stamp(self, messages: list[Message]) -> list[Message]:
+        """*messages* with their read state and tags set."""
+        read, tagged = self._states([m.seq for m in messages])
+        for message in messages:
+            message.read = message.seq in read
+            message.tags = tagged.get(message.seq, ())
+        return messages
+
+    def _stamp_summaries(self, summaries: list[Summary]) -> list[Summary]:
+        """*summaries* with their read state and tags."""
+        read, tagged = self._states([s.seq for s in summaries])
+        if not read and not tagged:
+            return summaries
+        return [replace(s, read=s.seq in read, tags=tagged.get(s.seq, ())) for s in summaries]
 
     # ------------------------------------------------------------------ storing
 
@@ -1233,7 +1391,9 @@ class SQLiteStore(Store):
             return words, "", []
         if search is None:
             return None, "1", []
-        where, params = search.sql(lambda field, needle: self._plan_sql(plan_for(field, needle)))
+        where, params = search.sql(
+            lambda field, needle: self._plan_sql(plan_for(field, needle)), self._state_sql
+        )
         return None, where, params
 
     # ------------------------------------------------------------------ reading
@@ -1249,13 +1409,17 @@ class SQLiteStore(Store):
             messages.append(message)
         return messages
 
+    def _loaded(self, rows: list[tuple[int, str, bytes]]) -> list[Message]:
+        """Messages from stored rows, with their read state and tags."""
+        return self._stamp(self._rows_to_messages(rows))
+
     def _load(self, seq: int) -> Message | None:
         rows = self._db.execute(
             "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
             "WHERE m.seq = ?",
             (seq,),
         ).fetchall()
-        found = self._rows_to_messages(rows)
+        found = self._loaded(rows)
         return found[0] if found else None
 
     def messages(self) -> list[Message]:
@@ -1268,7 +1432,7 @@ class SQLiteStore(Store):
                 "WHERE m.seq > ? ORDER BY m.seq",
                 (seq,),
             ).fetchall()
-        return self._rows_to_messages(rows)
+        return self._loaded(rows)
 
     def get(self, id: str) -> Message | None:
         with self.changed:
@@ -1277,7 +1441,7 @@ class SQLiteStore(Store):
                 "WHERE m.id = ?",
                 (id,),
             ).fetchall()
-        found = self._rows_to_messages(rows)
+        found = self._loaded(rows)
         return found[0] if found else None
 
     def latest(self) -> Message | None:
@@ -1287,7 +1451,7 @@ class SQLiteStore(Store):
                 "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
                 "ORDER BY m.seq DESC LIMIT 1"
             ).fetchall()
-        found = self._rows_to_messages(rows)
+        found = self._loaded(rows)
         return found[0] if found else None
 
     def search(
@@ -1316,7 +1480,7 @@ class SQLiteStore(Store):
                     "ORDER BY seq",
                     [after, until, until, *params],
                 ).fetchall()
-        return self._rows_to_messages(rows)
+        return self._loaded(rows)
 
     def count(
         self, query: Search | None = None, *, after: int = 0, before: int | None = None
@@ -1385,7 +1549,7 @@ class SQLiteStore(Store):
                     if more is None or more > 0:
                         first = max(0, start - in_blocks)
                         seqs += rest[first:] if more is None else rest[first : first + more]
-                return Page(in_blocks + len(rest), self._summaries_of(seqs))
+                return Page(in_blocks + len(rest), self._stamp_summaries(self._summaries_of(seqs)))
             if words is not None:
                 # Count and page from the word index alone (no row read per match).
                 table, match = words.table, words.match
@@ -1402,7 +1566,7 @@ class SQLiteStore(Store):
                         )
                     ]
                     page_seqs = seqs[start:] if limit is None else seqs[start : start + limit]
-                    return Page(len(seqs), self._summaries_of(page_seqs))
+                    return Page(len(seqs), self._stamp_summaries(self._summaries_of(page_seqs)))
                 total = self._db.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? AND rowid > ?",
                     [match, after],
@@ -1413,7 +1577,7 @@ class SQLiteStore(Store):
                     f"LIMIT ? OFFSET ?) ORDER BY seq {order}",
                     [match, after, -1 if limit is None else limit, start],
                 ).fetchall()
-                return Page(int(total), [_summary(*r) for r in rows])
+                return Page(int(total), self._stamp_summaries([_summary(*r) for r in rows]))
             if search is None and not after:
                 total = self._count
             else:
@@ -1427,7 +1591,7 @@ class SQLiteStore(Store):
                 f"WHERE seq > ? AND {where} ORDER BY seq {order} LIMIT ? OFFSET ?",
                 [after, *params, -1 if limit is None else limit, start],
             ).fetchall()
-        return Page(int(total), [_summary(*r) for r in rows])
+        return Page(int(total), self._stamp_summaries([_summary(*r) for r in rows]))
 
     def __len__(self) -> int:
         return self._count
