@@ -451,3 +451,15 @@ def test_read_state_and_tags_wake_waiters(store_factory: StoreFactory) -> None:
     generation = store.generation
     assert _change_while_waiting(store, lambda: store.delete_tag("x"))
     assert store.generation == generation  # nothing went away: waits need not recount
+
+
+def test_a_large_update_is_one_event_naming_no_ids(store_factory: StoreFactory) -> None:
+    from smtpmock.store._base import UPDATED_IDS_MAX
+
+    store = store_factory()
+    store.add_many([_message(i) for i in range(UPDATED_IDS_MAX + 1)])
+    events: list[StoreEvent] = []
+    store.subscribe(events.append)
+    assert store.mark_read(None) == UPDATED_IDS_MAX + 1
+    assert [(e.kind, e.ids) for e in events] == [("updated", ())]
+    assert store.unread_count() == 0

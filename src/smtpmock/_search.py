@@ -293,11 +293,6 @@ class Search:
     def _compiled(self) -> list[tuple[Term, _Compiled]]:
         return [(t, _compile(t)) for t in self.terms]
 
-    @property
-    def has_state(self) -> bool:
-        """Whether a term tests read state or tags (which the message's bytes do not hold)."""
-        return any(c.state is not None for _, c in self._compiled())
-
     def test_fields(self, fields: IndexFields) -> bool:
         """Whether already-derived fields match every term (a search with read-state or tag
         terms is tested with :meth:`matches`, on the message)."""

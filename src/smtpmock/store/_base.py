@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_TAG_CHARS",
+    "UPDATED_IDS_MAX",
     "GroupCommit",
     "Listener",
     "Page",
@@ -67,6 +68,10 @@ Listener = Callable[["StoreEvent"], None]
 SNIPPET_CHARS = 250
 """Characters of body text in a :attr:`Summary.snippet`."""
 
+
+UPDATED_IDS_MAX = 1000
+"""Ids an ``updated`` event names at most; a change to more names none (``ids`` empty: any
+message may have changed), so that marking a large mailbox read is not a huge event."""
 
 MAX_TAG_CHARS = 100
 """The longest tag name accepted (Mailpit sets no limit; a limit keeps a shared server sane)."""
@@ -487,7 +492,8 @@ class Store(ABC):
             if ids:
                 self.changed.notify_all()
         if ids:
-            self._emit(StoreEvent("updated", ids=tuple(ids)))
+            named = tuple(ids) if len(ids) <= UPDATED_IDS_MAX else ()
+            self._emit(StoreEvent("updated", ids=named))
         return len(ids)
 
     def mark_read(self, target: Iterable[str] | Search | None = None, read: bool = True) -> int:

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ConfigurationError, StorageFull, StorageUnavailable
 from .._message import Message
 from .._search import Search, index_fields
-from ._base import Page, Retention, Store, StoreEvent, Summary
+from ._base import UPDATED_IDS_MAX, Page, Retention, Store, StoreEvent, Summary
 from ._records import envelope_record, message_from_record, summary_from_record, summary_record
 
 if TYPE_CHECKING:
@@ -608,11 +608,12 @@ class PostgresStore(Store):
         if ids:
             with self.changed:
                 self.changed.notify_all()
-            self._emit(StoreEvent("updated", ids=tuple(ids)))
+            named = tuple(ids) if len(ids) <= UPDATED_IDS_MAX else ()
+            self._emit(StoreEvent("updated", ids=named))
         return len(ids)
 
     def _updated_notes(self, conn: psycopg.Connection[Any], ids: list[str]) -> None:
-        notes = self._deleted_notes(ids, 0)
+        notes = self._deleted_notes(ids if len(ids) <= UPDATED_IDS_MAX else [], 0)
         for note in notes:
             note["k"] = "updated"
             note.pop("g", None)
