@@ -268,9 +268,9 @@ def test_pages_of_fifty(served: Served, page: Page) -> None:
 
 
 def test_a_bad_search_says_why(page: Page) -> None:
-    page.locator("#search").fill("is:read")
+    page.locator("#search").fill("is:loud")
     expect(page.locator("#list-error")).to_be_visible()
-    expect(page.locator("#list-error")).to_contain_text("read")
+    expect(page.locator("#list-error")).to_contain_text("is:read, is:unread")
 
 
 def test_delete_matches_asks_first(served: Served, page: Page, api: Api) -> None:
@@ -809,3 +809,24 @@ def test_the_page_loads_nothing_but_itself(served: Served, browser: Browser) -> 
         assert foreign == []
     finally:
         context.close()
+
+
+def test_unread_rows_are_bold_and_tags_show(served: Served, page: Page, api: Api) -> None:
+    send(served.smtp_host, served.smtp_port, subject="Unread one")
+    expect(rows(page)).to_have_text(["Unread one"], timeout=LIVE)
+    row = page.locator("#messages .row").first
+    expect(row).to_have_attribute("data-unread", "")
+    assert row.locator(".subj").evaluate("e => getComputedStyle(e).fontWeight") == "700"
+    # Tags set through Mailpit's API show up live (an ``updated`` event redraws the list).
+    id = row.get_attribute("data-id")
+    reply = api.http.put("/api/v1/tags", json={"IDs": [id], "Tags": ["Billing", "Q3"]})
+    assert reply.text == "ok"
+    expect(row.locator(".tag")).to_have_text(["Billing", "Q3"], timeout=LIVE)
+    # Opening it marks it read (as Mailpit); the message stays open.
+    row.click()
+    expect(page.locator("#v-subject")).to_have_text("Unread one")
+    expect(page.locator("#messages .row").first).not_to_have_attribute(
+        "data-unread", "", timeout=LIVE
+    )
+    expect(page.locator("#v-subject")).to_have_text("Unread one")
+    assert not page.locator("#view").is_hidden()

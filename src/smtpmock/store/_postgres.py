@@ -52,13 +52,14 @@ import os
 import selectors
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, StorageFull, StorageUnavailable
 from .._message import Message
 from .._search import Search, index_fields
-from ._base import Page, Retention, Store, StoreEvent, Summary
+from ._base import UPDATED_IDS_MAX, Page, Retention, Store, StoreEvent, Summary
 from ._records import envelope_record, message_from_record, summary_from_record, summary_record
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 log = logging.getLogger("smtpmock.store.postgres")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _LOCK_KEY = 0x736D_7470_6D6F_636B  # "smtpmock": the advisory lock taken around schema changes
 _MAX_PAYLOAD = 7000  # bytes of one NOTIFY payload (PostgreSQL's limit is 8000)
 _LISTEN_BACKOFF = (0.05, 2.0)  # first and longest wait between reconnections of the listener
@@ -115,6 +116,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             seq bigint PRIMARY KEY REFERENCES smtpmock_messages (seq) ON DELETE CASCADE,
             data bytea NOT NULL
         )""",
+    ),
+    # 2: Mailpit's read state and tags, beside each message.
+    (
+        "ALTER TABLE smtpmock_messages ADD COLUMN read boolean NOT NULL DEFAULT false",
+        "ALTER TABLE smtpmock_messages ADD COLUMN tags text[] NOT NULL DEFAULT '{}'",
+        "CREATE INDEX smtpmock_messages_unread ON smtpmock_messages (seq) WHERE NOT read",
     ),
 )
 
@@ -186,6 +193,25 @@ def _channel(schema: str) -> str:
     return name
 
 
+def _state_sql(kind: str, value: str) -> tuple[str, list[object]]:
+    """SQL for a read-state or tag search term (tags are ASCII, so lower() is casefold())."""
+    if kind == "read":
+        return "m.read", []
+    if kind == "unread":
+        return "NOT m.read", []
+    if kind == "tagged":
+        return "cardinality(m.tags) > 0", []
+    return "EXISTS (SELECT 1 FROM unnest(m.tags) AS t(name) WHERE lower(t.name) = lower(?))", [
+        value
+    ]
+
+
+def _pg_array_item(tag: str) -> str:
+    """*tag* as an element of a PostgreSQL array literal (tags hold letters, digits, ``-_.``
+    and spaces, so quoting is enough)."""
+    return '"' + tag.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _like(needle: str) -> str:
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -239,7 +265,7 @@ ORDER BY ord
 RETURNING seq, id
 """
 
-_MESSAGE_COLUMNS = "m.seq, m.envelope, r.data"
+_MESSAGE_COLUMNS = "m.seq, m.envelope, r.data, m.read, m.tags"
 _FROM_MESSAGES = "smtpmock_messages m JOIN smtpmock_raw r ON r.seq = m.seq"
 
 
@@ -584,6 +610,87 @@ class PostgresStore(Store):
         self._emit(StoreEvent("cleared"))
         return count
 
+    # --------------------------------------------------------------------- read state, tags
+
+    def _state_change(self, change: Callable[[], list[str]]) -> int:
+        # The change is one transaction of its own (no lock held over the network); its
+        # NOTIFY tells the other instances, which publish an ``updated`` event too.
+        ids = change()
+        if ids:
+            with self.changed:
+                self.changed.notify_all()
+            named = tuple(ids) if len(ids) <= UPDATED_IDS_MAX else ()
+            self._emit(StoreEvent("updated", ids=named))
+        return len(ids)
+
+    def _updated_notes(self, conn: psycopg.Connection[Any], ids: list[str]) -> None:
+        notes = self._deleted_notes(ids if len(ids) <= UPDATED_IDS_MAX else [], 0)
+        for note in notes:
+            note["k"] = "updated"
+            note.pop("g", None)
+        self._notify(conn, notes)
+
+    def _set_read(self, ids: list[str] | None, read: bool) -> list[str]:
+        with self._connection() as conn, conn.transaction():
+            if ids is None:
+                rows = conn.execute(
+                    "UPDATE smtpmock_messages SET read = %s WHERE read <> %s RETURNING id",
+                    (read, read),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "UPDATE smtpmock_messages SET read = %s "
+                    "WHERE id = ANY(%s) AND read <> %s RETURNING id",
+                    (read, ids, read),
+                ).fetchall()
+            changed = [str(r[0]) for r in rows]
+            if changed:
+                self._updated_notes(conn, changed)
+        return changed
+
+    def _tags_of(
+        self, *, ids: list[str] | None = None, tag: str | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        with self._connection() as conn:
+            if ids is None:
+                rows = conn.execute(
+                    "SELECT id, tags FROM smtpmock_messages m WHERE EXISTS (SELECT 1 FROM "
+                    "unnest(m.tags) AS t(name) WHERE lower(t.name) = lower(%s))",
+                    (tag or "",),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT id, tags FROM smtpmock_messages WHERE id = ANY(%s)", (ids,)
+                ).fetchall()
+        return {str(id): tuple(tags) for id, tags in rows}
+
+    def _write_tags(self, changes: dict[str, tuple[str, ...]]) -> None:
+        with self._connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE smtpmock_messages m SET tags = u.tags::text[] FROM "
+                "unnest(%s::text[], %s::text[]) AS u(id, tags) WHERE m.id = u.id",
+                (
+                    list(changes),
+                    [
+                        "{" + ",".join(_pg_array_item(t) for t in tags) + "}"
+                        for tags in changes.values()
+                    ],
+                ),
+            )
+            self._updated_notes(conn, list(changes))
+
+    def tags(self) -> list[str]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT unnest(tags) FROM smtpmock_messages WHERE cardinality(tags) > 0"
+            ).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
+    def unread_count(self) -> int:
+        with self._connection() as conn:
+            row = conn.execute("SELECT count(*) FROM smtpmock_messages WHERE NOT read").fetchone()
+        return int(row[0]) if row else 0
+
     def _deleted_notes(self, ids: list[str], generation: int) -> list[dict[str, Any]]:
         """``deleted`` notifications for *ids*, as many as the payload limit needs."""
         notes: list[dict[str, Any]] = []
@@ -630,7 +737,7 @@ class PostgresStore(Store):
             def text_sql(field: str, needle: str) -> tuple[str, list[object]]:
                 return f"m.{_TEXT_COLUMNS[field]} LIKE ?", [_like(_text(needle))]
 
-            sql, query_params = query.sql(text_sql)
+            sql, query_params = query.sql(text_sql, _state_sql)
             # Search.sql writes "?" placeholders and bare column names (unambiguous here: the
             # raw table, when joined, has only seq and data).
             clauses.append(sql.replace("?", "%s"))
@@ -640,12 +747,20 @@ class PostgresStore(Store):
     def _messages(self, sql: str, params: Sequence[object] = ()) -> list[Message]:
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [self._message(seq, envelope, data) for seq, envelope, data in rows]
+        return [self._message(*row) for row in rows]
 
     @staticmethod
-    def _message(seq: int, envelope: dict[str, Any], data: bytes) -> Message:
+    def _message(
+        seq: int,
+        envelope: dict[str, Any],
+        data: bytes,
+        read: bool = False,
+        tags: Sequence[str] = (),
+    ) -> Message:
         message = message_from_record(bytes(data), envelope)
         message.seq = int(seq)
+        message.read = bool(read)
+        message.tags = tuple(tags)
         return message
 
     def messages(self) -> list[Message]:
@@ -743,12 +858,17 @@ class PostgresStore(Store):
                 # read them all.
                 conn.execute("SET LOCAL enable_bitmapscan = off")
             rows = conn.execute(
-                f"SELECT m.seq, m.received_at, m.summary FROM smtpmock_messages m "
+                f"SELECT m.seq, m.received_at, m.summary, m.read, m.tags FROM smtpmock_messages m "
                 f"WHERE {where} ORDER BY m.seq {order} OFFSET %s{bounds}",
                 page_params,
             ).fetchall()
         summaries = [
-            summary_from_record(data, seq=int(seq), received_at=float(at)) for seq, at, data in rows
+            replace(
+                summary_from_record(data, seq=int(seq), received_at=float(at)),
+                read=bool(read),
+                tags=tuple(tags),
+            )
+            for seq, at, data, read, tags in rows
         ]
         return Page(total, summaries)
 
@@ -850,6 +970,10 @@ class PostgresStore(Store):
                 self._publish_added(added)
                 added = []
             if note.get("o") == self._origin:
+                continue
+            if kind == "updated":
+                ids = tuple(str(i) for i in note.get("i") or ())
+                self._publish(StoreEvent("updated", ids=ids))
                 continue
             generation = int(note.get("g") or 0)
             if kind == "deleted":
