@@ -125,8 +125,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-# Search terms that are not substring matches (no trigram index serves them).
-_NOT_TEXT = frozenset({"has", "larger", "smaller", "after", "before"})
+# Search terms that are not substring matches (no trigram index serves them; "is" and "tag":
+# read state and tags).
+_NOT_TEXT = frozenset({"has", "larger", "smaller", "after", "before", "is", "tag"})
 # Matches beyond which a page is read in seq order with a test per message, not via the index.
 _DENSE = 2000
 
@@ -814,7 +815,7 @@ class PostgresStore(Store):
                 f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE {where} ORDER BY m.seq",
                 params,
             ).fetchall()
-        return [self._message(seq, envelope, data) for seq, envelope, data in rows]
+        return [self._message(*row) for row in rows]
 
     def count(
         self, query: Search | None = None, *, after: int = 0, before: int | None = None
