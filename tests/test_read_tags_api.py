@@ -196,7 +196,18 @@ def test_two_instances_on_one_postgresql_see_each_others_changes(pg_url: str) ->
             lines = (line for line in stream.iter_lines() if line)
             assert next(lines) == ": connected"
             seen: list[str] = []
-            reader = threading.Thread(target=lambda: seen.extend([next(lines), next(lines)]))
+
+            def read_update() -> None:
+                # b may announce the message's arrival first (its change feed can deliver a's
+                # "added" after the stream opened): skip those, keep the first update.
+                for line in lines:
+                    if line == "event: updated":
+                        seen.extend([line, next(lines)])
+                        return
+                    if line == "event: added":
+                        next(lines)  # its data line
+
+            reader = threading.Thread(target=read_update)
             reader.start()
             api_a.put("/api/v1/tags", json={"IDs": [ids["shared"]], "Tags": ["Team"]})
             reader.join(30)
