@@ -526,22 +526,34 @@ class SQLiteStore(SearchIndex, Store):
         return int(row[0])
 
     def _states(self, seqs: list[int]) -> tuple[set[int], dict[int, tuple[str, ...]]]:
-        """The read seqs and the tags of the messages among *seqs* (two range reads)."""
+        """The read seqs and the tags of the messages among *seqs*: two range reads when they
+        are about contiguous (a listing), else lookups of those seqs (a page of a search whose
+        matches lie far apart, where the range would read every message between them)."""
         if not seqs:
             return set(), {}
         lo, hi = min(seqs), max(seqs)
+        if hi - lo < 4 * len(seqs):
+            ranges = [("seq >= ? AND seq <= ?", [lo, hi])]
+        else:
+            wanted = sorted(set(seqs))
+            ranges = [
+                (f"seq IN ({','.join('?' * len(chunk))})", list(chunk))
+                for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500))
+            ]
+        read: set[int] = set()
+        tagged: dict[int, list[str]] = {}
         with self.changed:
-            read = {
-                r[0]
-                for r in self._db.execute(
-                    "SELECT seq FROM messages WHERE seq >= ? AND seq <= ? AND read = 1", (lo, hi)
+            for where, params in ranges:
+                read.update(
+                    r[0]
+                    for r in self._db.execute(
+                        f"SELECT seq FROM messages WHERE {where} AND read = 1", params
+                    )
                 )
-            }
-            tagged: dict[int, list[str]] = {}
-            for seq, tag in self._db.execute(
-                "SELECT seq, tag FROM msgtags WHERE seq >= ? AND seq <= ?", (lo, hi)
-            ):
-                tagged.setdefault(seq, []).append(tag)
+                for seq, tag in self._db.execute(
+                    f"SELECT seq, tag FROM msgtags WHERE {where}", params
+                ):
+                    tagged.setdefault(seq, []).append(tag)
         return read, {seq: tuple(sorted(t)) for seq, t in tagged.items()}
 
     def _stamp(self, messages: list[Message]) -> list[Message]:
