@@ -156,7 +156,7 @@ def test_unreachable_server_and_errors() -> None:
 
 def test_server_errors_are_reported(client: Client) -> None:
     with pytest.raises(ServerError, match="400"):
-        client._store._get("/api/v1/export", query="is:read")
+        client._store._get("/api/v1/export", query="is:loud")
 
 
 def test_len_and_get_do_not_download_the_mailbox(client: Client) -> None:

@@ -3,10 +3,10 @@
 Six clients: npm ``mailpit-api`` 2.1.0, npm ``mailhog`` 4.16.0, ``cypress-mailpit`` 2.0.0,
 ``cypress-mailhog`` 2.5.0 (the npm ones installed in ``tests/js`` by ``.ci/run``: ``npm ci``),
 PyPI ``mailhog`` 0.1.1 and PyPI ``mailpit-api-client`` 1.0.0 (the ``test`` extra). Every method of
-each client is called, except read state and tags (not implemented yet), and the VALUES it returns
-are checked: subjects, addresses, decoded bodies, attachment bytes, counts, and the effect on the
-store. Each test counts the calls that are correct out of those tried and reports the misses all
-at once.
+each client is called, read state and tags included, and the VALUES it returns are checked:
+subjects, addresses, decoded bodies, attachment bytes, counts, read state and tags, and the effect
+on the store. Each test counts the calls that are correct out of those tried and reports the
+misses all at once.
 
 The two Cypress plugins need Cypress, whose binary cannot be downloaded here: their command
 implementations run unchanged under ``tests/js/cy_harness.mjs``, a minimal ``cy``/``Cypress``
@@ -194,6 +194,7 @@ def _ok(results: dict[str, Any], name: str) -> Any:
 def test_npm_mailpit_api(world: World) -> None:
     detail = world.api.get(f"/api/v1/message/{world.id_a}").json()
     parts = {a["FileName"]: a["PartID"] for a in detail["Attachments"]}
+    world.api.put("/api/v1/messages", json={"Read": False})  # opening it marked it read
     r = _run_node(
         "mailpit-api",
         "run_mailpit_api.mjs",
@@ -312,6 +313,109 @@ def test_npm_mailpit_api(world: World) -> None:
     )
     s.check("renderMessageHTML", lambda: HTML_A in v("renderMessageHTML"))
     s.check("renderMessageText", lambda: v("renderMessageText").strip() == TEXT_A)
+    s.check(
+        "listMessages (unread before any was opened)",
+        lambda: (
+            (v("listMessages")["unread"], v("listMessages")["messages_unread"]) == (2, 2)
+            and [m["Read"] for m in v("listMessages")["messages"]] == [False, False]
+        ),
+    )
+    sent_subject = "Sent over HTTP"
+    opened = {"Hello Bob": True, "Invoice 42": True, sent_subject: True}
+    s.check(
+        "getMessageSummary marks read",
+        lambda: v("afterOpen") == {"unread": 0, "messagesUnread": 0, "read": opened},
+    )
+    unread_all = dict.fromkeys(opened, False)
+    s.check(
+        "setReadStatus()",
+        lambda: (
+            v("setReadStatusAllUnread")
+            == {"reply": "ok", "list": {"unread": 3, "messagesUnread": 3, "read": unread_all}}
+        ),
+    )
+    s.check(
+        "setReadStatus({IDs, Read})",
+        lambda: (
+            v("setReadStatusIDs")
+            == {
+                "reply": "ok",
+                "list": {
+                    "unread": 2,
+                    "messagesUnread": 2,
+                    "read": {**unread_all, "Hello Bob": True},
+                },
+            }
+        ),
+    )
+    s.check(
+        "setReadStatus({Search, Read})",
+        lambda: (
+            v("setReadStatusSearch")["list"]
+            == {
+                "unread": 1,
+                "messagesUnread": 1,
+                "read": {"Hello Bob": True, "Invoice 42": True, sent_subject: False},
+            }
+        ),
+    )
+    s.check(
+        "searchMessages(is:unread)",
+        lambda: (
+            v("searchUnread") == {"unread": 1, "messagesUnread": 1, "read": {sent_subject: False}}
+        ),
+    )
+    s.check(
+        "setReadStatus({Read: true})",
+        lambda: (
+            v("setReadStatusAllRead")["list"]["unread"] == 0
+            and all(v("setReadStatusAllRead")["list"]["read"].values())
+        ),
+    )
+    none_tagged = {"Invoice 42": [], sent_subject: []}
+    s.check(
+        "setTags",
+        lambda: (
+            v("setTags")
+            == {
+                "reply": "ok",
+                "tags": ["Urgent", "to do"],
+                "onMessages": {**none_tagged, "Hello Bob": ["Urgent", "to do"]},
+            }
+        ),
+    )
+    s.check("getTags", lambda: v("getTags") == ["Urgent", "to do"])
+    s.check("searchMessages(tag:)", lambda: v("searchTag") == ["Hello Bob"])
+    s.check(
+        "renameTag",
+        lambda: (
+            v("renameTag")
+            == {
+                "reply": "ok",
+                "tags": ["Done", "Urgent"],
+                "onMessages": {**none_tagged, "Hello Bob": ["Done", "Urgent"]},
+            }
+        ),
+    )
+    s.check(
+        "deleteTag",
+        lambda: (
+            v("deleteTag")
+            == {
+                "reply": "ok",
+                "tags": ["Done"],
+                "onMessages": {**none_tagged, "Hello Bob": ["Done"]},
+                "total": 3,
+            }
+        ),
+    )
+    s.check(
+        "setTags({IDs}) removes",
+        lambda: (
+            v("setTagsRemove")
+            == {"reply": "ok", "tags": [], "onMessages": {**none_tagged, "Hello Bob": []}}
+        ),
+    )
     s.check("deleteMessagesBySearch", lambda: v("deleteMessagesBySearch") == 2)
     s.check("deleteMessages({IDs})", lambda: v("deleteMessagesByID") == ["Sent over HTTP"])
     s.check("deleteMessages()", lambda: v("deleteMessagesAll") == 0)
@@ -428,8 +532,30 @@ def test_cypress_mailpit(world: World) -> None:
             and [c["Address"] for c in sent["ReplyTo"]] == ["replyto@example.com"]
             and sorted(sent["Envelope"]["rcpt_tos"])
             == ["bcc@example.com", "cc@example.com", "jane@example.com"]
+            and sent["Tags"] == ["Cypress"]
         ),
         sent,
+    )
+    cypress = "Sent by cypress-mailpit"
+    unread = {"Hello Bob": False, "Invoice 42": False, cypress: False}
+    s.check(
+        "mailpitSetAllEmailStatusAsUnRead",
+        lambda: v("mailpitSetAllEmailStatusAsUnRead") == {"unread": 3, "read": unread},
+    )
+    s.check(
+        "mailpitSetStatusAsRead",
+        lambda: v("mailpitSetStatusAsRead") == {"unread": 2, "read": {**unread, "Hello Bob": True}},
+    )
+    s.check(
+        "mailpitSetStatusAsUnRead",
+        lambda: v("mailpitSetStatusAsUnRead") == {"unread": 3, "read": unread},
+    )
+    s.check(
+        "mailpitSetAllEmailStatusAsRead",
+        lambda: (
+            v("mailpitSetAllEmailStatusAsRead")
+            == {"unread": 0, "read": dict.fromkeys(unread, True)}
+        ),
     )
     s.check(
         "mailpitDeleteEmailsBySearch",
@@ -543,6 +669,10 @@ def test_pypi_mailpit_api_client(world: World) -> None:
             == (2, 2, ["Invoice 42", "Hello Bob"])
         ),
     )
+    s.check(
+        "get_messages (unread)",
+        lambda: listed.unread == 2 and [m.read for m in listed.messages] == [False, False],
+    )
     page = api.get_messages(limit=1, start=1)
     s.check(
         "get_messages(limit, start)", lambda: [m.subject for m in page.messages] == ["Hello Bob"]
@@ -559,6 +689,19 @@ def test_pypi_mailpit_api_client(world: World) -> None:
     )
     undated = api.get_message(world.id_b)
     s.check("get_message (no Date header)", lambda: undated.date.year >= 2024)
+    # Mailpit marks a message read when it is opened (the client's model says so too).
+    s.check("get_message (marked read)", lambda: message.read and undated.read)
+    s.check("get_messages (none unread)", lambda: api.get_messages().unread == 0)
+    api.put_messages([world.id_a], "Read", False)
+    after_put = api.get_messages()
+    s.check(
+        "put_messages(ids, 'Read', False)",
+        lambda: (
+            after_put.unread == 1
+            and {m.subject: m.read for m in after_put.messages}
+            == {"Hello Bob": False, "Invoice 42": True}
+        ),
+    )
     notes = next(a for a in message.attachments if a.file_name == "notes.txt")
     s.check(
         "get_message_attachment",

@@ -7,6 +7,7 @@ In-process runs (``runpytest``) are used where the plugin's behaviour is the sub
 from __future__ import annotations
 
 import json
+import os
 import re
 import smtplib
 import socket

@@ -128,8 +128,8 @@ def test_size_filter_counts_bytes(store: SQLiteStore) -> None:
 @pytest.mark.parametrize(
     ("query", "hint"),
     [
-        ("is:unread", "no read state"),
-        ("tag:x", "no tags"),
+        ("is:starred", "is:read, is:unread, is:tagged"),
+        ('tag:""', "tag: needs a tag name"),
         ("colour:red", "unknown search filter"),
         ("has:wings", "has:attachment"),
         ("larger:big", "not a size"),

@@ -181,6 +181,59 @@ def test_reads_go_on_when_the_index_cannot_be_written(tmp_path: Path) -> None:
         store.close()
 
 
+def test_read_state_and_tags_without_the_index_and_without_space(tmp_path: Path) -> None:
+    # The messages the index could not take are read without it (the tail read): they carry
+    # their read state and tags there too, and is:/tag: searches find them. A tag change that
+    # finds no space is refused with StorageFull and changes nothing.
+    store = SQLiteStore(tmp_path / "mail.db")
+    errors: list[BaseException] = []
+    store.on_listener_error = errors.append
+    try:
+        store.add_many([_message(n, body=500) for n in range(10)])
+        store.flush_index()
+        closed, store._closed = store._closed, True  # stop the indexer (as above)
+        store._wake.set()
+        if store._indexer is not None:
+            store._indexer.join()
+            store._indexer = None
+        store._closed = closed
+        store._indexer_idle = False
+        for n in range(10, 40):
+            store.add(_message(n, body=500))
+        acked = store.messages()
+        ids = [m.id for m in acked]
+        assert store.mark_read([ids[12], ids[3]]) == 2  # unindexed, indexed
+        assert store.set_tags([ids[12], ids[30]], ["Urgent"]) == 2
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages}")
+        read = store.page(parse("is:read"), limit=None)
+        assert any(isinstance(e, StorageFull) for e in errors), errors
+        assert store._indexed_seq < store.last_seq  # these reads went without the index
+        assert [(s.id, s.read) for s in read.summaries] == [(ids[12], True), (ids[3], True)]
+        assert store.count(parse("is:unread")) == 38
+        tagged = store.search(parse("tag:urgent"))
+        assert [(m.id, m.tags, m.read) for m in tagged] == [
+            (ids[12], ("Urgent",), True),
+            (ids[30], ("Urgent",), False),
+        ]
+        listing = {s.id: (s.read, s.tags) for s in store.page(None, limit=None).summaries}
+        assert listing[ids[30]] == (False, ("Urgent",))
+        assert listing[ids[35]] == (False, ())
+        # No space for many long tags: refused whole, the tags stay as they were.
+        many = [f"t{n} " + "x" * 90 for n in range(60)]
+        with pytest.raises(StorageFull):
+            store.set_tags(ids, many)
+        assert store.tags() == ["Urgent"]
+        assert [m.id for m in store.search(parse("is:tagged"))] == [ids[12], ids[30]]
+        store._db.execute("PRAGMA max_page_count = 1073741823")
+        store._index_blocked_until = 0.0
+        assert store.set_tags(ids, many) == 40
+        assert store.count(parse(f'tag:"{many[0]}"')) == 40
+        assert store._indexed_seq == store.last_seq
+    finally:
+        store.close()
+
+
 # --------------------------------------------------------------------------- a full disk
 
 

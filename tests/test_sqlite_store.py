@@ -395,3 +395,39 @@ def test_open_store_names_the_backend(tmp_path: Path) -> None:
         store.close()
     with pytest.raises(ConfigurationError, match="unknown database URL scheme 'mysql'"):
         open_store("mysql://localhost/mail")
+
+
+def test_read_state_and_tags_of_far_apart_matches(tmp_path: Path) -> None:
+    # A page whose matches lie far apart reads their state by seq, not over the range between
+    # them; both ways give the same answer.
+    store = SQLiteStore(tmp_path / "mail.db")
+    try:
+        ids = [
+            store.add(
+                Message(
+                    f"Subject: {'rare' if i in (0, 99) else 'common'} {i}\r\n\r\nx\r\n".encode()
+                )
+            ).id
+            for i in range(100)
+        ]
+        assert store.mark_read([ids[0], ids[50]]) == 2
+        assert store.set_tags([ids[99], ids[98]], ["Far"]) == 2
+        rare = store.page(parse("subject:rare"), limit=None).summaries
+        assert [(s.id, s.read, s.tags) for s in rare] == [
+            (ids[99], False, ("Far",)),
+            (ids[0], True, ()),
+        ]
+        listing = store.page(None, start=48, limit=4).summaries  # contiguous: the range read
+        assert [(s.id, s.read) for s in listing] == [
+            (ids[51], False),
+            (ids[50], True),
+            (ids[49], False),
+            (ids[48], False),
+        ]
+        found = store.search(parse("subject:rare"))
+        assert [(m.id, m.read, m.tags) for m in found] == [
+            (ids[0], True, ()),
+            (ids[99], False, ("Far",)),
+        ]
+    finally:
+        store.close()

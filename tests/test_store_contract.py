@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from smtpmock import Mailbox, Message, Retention, WaitTimeout
+from smtpmock import ConfigurationError, Mailbox, Message, Retention, WaitTimeout
 from smtpmock._search import parse
 from smtpmock.store import Page, Store, StoreEvent, Summary
 from tests.conftest import StoreFactory
@@ -332,3 +332,134 @@ def test_the_condition_is_notified_on_every_change(store_factory: StoreFactory) 
     assert _change_while_waiting(store, lambda: store.add(message))
     assert _change_while_waiting(store, lambda: store.delete([message.id]))
     assert _change_while_waiting(store, store.clear)
+
+
+# --- read state and tags (Mailpit's) ---------------------------------------------------------
+
+
+def _read_ids(store: Store) -> set[str]:
+    return {m.id for m in store.messages() if m.read}
+
+
+def test_read_state_by_ids_by_search_and_for_all(corpus: tuple[Store, list[Message]]) -> None:
+    store, messages = corpus
+    assert store.unread_count() == N
+    assert not any(m.read for m in store.messages())  # new mail is unread
+    events: list[StoreEvent] = []
+    store.subscribe(events.append)
+    ids = [messages[1].id, messages[2].id, "no-such-id"]
+    assert store.mark_read(ids) == 2
+    assert store.mark_read(ids) == 0  # already read: nothing changes, no event
+    assert [(e.kind, sorted(e.ids)) for e in events] == [
+        ("updated", sorted([messages[1].id, messages[2].id]))
+    ]
+    assert _read_ids(store) == {messages[1].id, messages[2].id}
+    assert store.unread_count() == N - 2
+    got = store.get(messages[1].id)
+    assert got is not None
+    assert got.read
+    # By search: the urgent ones (i % 4 == 0), one of which (i=0)... none read yet.
+    urgent = {m.id for i, m in enumerate(messages) if i % 4 == 0}
+    assert store.mark_read(parse("subject:urgent")) == len(urgent)
+    assert _read_ids(store) == urgent | {messages[1].id, messages[2].id}
+    assert store.mark_read(parse("subject:urgent"), read=False) == len(urgent)
+    assert store.mark_read(None) == N - 2  # all
+    assert store.unread_count() == 0
+    assert store.mark_read(None, read=False) == N
+    assert store.unread_count() == N
+    assert store.mark_read([]) == 0
+
+
+def test_read_state_in_searches_summaries_and_pages(corpus: tuple[Store, list[Message]]) -> None:
+    store, messages = corpus
+    read = {i for i in range(N) if i % 3 == 0}
+    store.mark_read([messages[i].id for i in read])
+    expected_read = sorted(messages[i].id for i in read)
+    assert sorted(m.id for m in store.search(parse("is:read"))) == expected_read
+    assert store.count(parse("is:unread")) == N - len(read)
+    assert store.count(parse("-is:read")) == N - len(read)
+    # With a text term (the SQLite word index answers "invoice" alone; here it must combine).
+    both = {i for i in read if i % 2 == 0}
+    assert store.count(parse("invoice is:read")) == len(both)
+    page = store.page(parse("is:unread invoice"), limit=5)
+    assert page.total == sum(1 for i in range(N) if i % 2 == 0 and i not in read)
+    assert all(not s.read for s in page.summaries)
+    listed = store.page(None, limit=None)
+    assert {s.id for s in listed.summaries if s.read} == set(expected_read)
+    # A search with text only still carries the state in its summaries.
+    invoices = store.page(parse("invoice"), limit=None)
+    assert {s.id for s in invoices.summaries if s.read} == {messages[i].id for i in both}
+
+
+def test_tags_set_renamed_deleted_and_searched(corpus: tuple[Store, list[Message]]) -> None:
+    store, messages = corpus
+    assert store.tags() == []
+    events: list[StoreEvent] = []
+    store.subscribe(events.append)
+    a, b, c = messages[0].id, messages[1].id, messages[2].id
+    # Cleaned as Mailpit: other characters become spaces, duplicates (ignoring case) go.
+    assert store.set_tags([a, b], ["Invoices", "to do!", "invoices", "  ", "déjà"]) == 2
+    assert store.set_tags([a, b], ["to do", "d j", "Invoices"]) == 0  # the same: no change
+    got = store.get(a)
+    assert got is not None
+    assert got.tags == ("Invoices", "d j", "to do")
+    assert store.tags() == ["Invoices", "d j", "to do"]
+    assert store.set_tags([c], ["Urgent"]) == 1
+    assert [e.kind for e in events] == ["updated", "updated"]
+    assert sorted(m.id for m in store.search(parse("tag:invoices"))) == sorted([a, b])
+    assert store.count(parse('tag:"TO DO"')) == 2
+    assert store.count(parse("tag:to")) == 0  # a tag matches whole, not as a substring
+    assert store.count(parse("is:tagged")) == 3
+    assert store.count(parse("-is:tagged")) == N - 3
+    assert store.count(parse("tag:urgent subject:urgent")) == 0  # message 2 is routine
+    summaries = {s.id: s.tags for s in store.page(parse("is:tagged"), limit=None).summaries}
+    assert summaries == {
+        a: ("Invoices", "d j", "to do"),
+        b: ("Invoices", "d j", "to do"),
+        c: ("Urgent",),
+    }
+    # Rename (ignoring case), merging where a message has both.
+    assert store.set_tags([c], ["Urgent", "Bills"]) == 1
+    assert store.rename_tag("invoices", "Bills") == 2
+    assert store.tags() == ["Bills", "Urgent", "d j", "to do"]
+    assert store.rename_tag("urgent", "bills") == 1
+    got = store.get(c)
+    assert got is not None
+    assert got.tags == ("Bills",)
+    with pytest.raises(ConfigurationError):
+        store.rename_tag("Bills", "!!!")
+    with pytest.raises(ConfigurationError):
+        store.set_tags([a], ["x" * 101])
+    assert store.rename_tag("no such tag", "anything") == 0
+    # Delete a tag: the messages stay.
+    assert store.delete_tag("D J") == 2
+    assert store.tags() == ["Bills", "to do"]
+    assert len(store) == N
+    assert store.set_tags([a, b], []) == 2  # an empty list removes them
+    assert store.tags() == ["Bills"]
+    # A deleted message takes its tags with it.
+    store.delete([c])
+    assert store.tags() == []
+    assert store.count(parse("is:tagged")) == 0
+
+
+def test_read_state_and_tags_wake_waiters(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    message = store.add(_message(1))
+    assert _change_while_waiting(store, lambda: store.mark_read([message.id]))
+    assert _change_while_waiting(store, lambda: store.set_tags([message.id], ["x"]))
+    generation = store.generation
+    assert _change_while_waiting(store, lambda: store.delete_tag("x"))
+    assert store.generation == generation  # nothing went away: waits need not recount
+
+
+def test_a_large_update_is_one_event_naming_no_ids(store_factory: StoreFactory) -> None:
+    from smtpmock.store._base import UPDATED_IDS_MAX
+
+    store = store_factory()
+    store.add_many([_message(i) for i in range(UPDATED_IDS_MAX + 1)])
+    events: list[StoreEvent] = []
+    store.subscribe(events.append)
+    assert store.mark_read(None) == UPDATED_IDS_MAX + 1
+    assert [(e.kind, e.ids) for e in events] == [("updated", ())]
+    assert store.unread_count() == 0

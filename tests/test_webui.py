@@ -268,9 +268,9 @@ def test_pages_of_fifty(served: Served, page: Page) -> None:
 
 
 def test_a_bad_search_says_why(page: Page) -> None:
-    page.locator("#search").fill("is:read")
+    page.locator("#search").fill("is:loud")
     expect(page.locator("#list-error")).to_be_visible()
-    expect(page.locator("#list-error")).to_contain_text("read")
+    expect(page.locator("#list-error")).to_contain_text("is:read, is:unread")
 
 
 def test_an_invalid_search_shows_no_stale_results(served: Served, page: Page) -> None:
@@ -282,7 +282,7 @@ def test_an_invalid_search_shows_no_stale_results(served: Served, page: Page) ->
     smtp_send(served, message)
     expect(rows(page)).to_have_count(1)
     search = page.locator("#search")
-    search.fill("is:read")
+    search.fill("is:loud")
     expect(page.locator("#list-error")).to_contain_text("Invalid search")
     expect(rows(page)).to_have_count(0)  # not the previous results
     expect(search).to_have_attribute("aria-invalid", "true")
@@ -907,3 +907,24 @@ def test_api_docs_assets_come_from_the_server(served: Served, api: Api) -> None:
             assert answer.status_code == 200, asset
             assert answer.headers["x-content-type-options"] == "nosniff"
     assert api.http.get("/docs/assets/..%2f_docs.py").status_code == 404
+
+
+def test_unread_rows_are_bold_and_tags_show(served: Served, page: Page, api: Api) -> None:
+    send(served.smtp_host, served.smtp_port, subject="Unread one")
+    expect(rows(page)).to_have_text(["Unread one"], timeout=LIVE)
+    row = page.locator("#messages .row").first
+    expect(row).to_have_attribute("data-unread", "")
+    assert row.locator(".subj").evaluate("e => getComputedStyle(e).fontWeight") == "700"
+    # Tags set through Mailpit's API show up live (an ``updated`` event redraws the list).
+    id = row.get_attribute("data-id")
+    reply = api.http.put("/api/v1/tags", json={"IDs": [id], "Tags": ["Billing", "Q3"]})
+    assert reply.text == "ok"
+    expect(row.locator(".tag")).to_have_text(["Billing", "Q3"], timeout=LIVE)
+    # Opening it marks it read (as Mailpit); the message stays open.
+    row.click()
+    expect(page.locator("#v-subject")).to_have_text("Unread one")
+    expect(page.locator("#messages .row").first).not_to_have_attribute(
+        "data-unread", "", timeout=LIVE
+    )
+    expect(page.locator("#v-subject")).to_have_text("Unread one")
+    assert not page.locator("#view").is_hidden()

@@ -222,7 +222,7 @@ def test_a_schema_2_file_gets_its_bitmaps_built(tmp_path: Path) -> None:
         _assert_pages(again, corpus, QUERIES)  # answered through FTS5 until the bitmaps exist
         again._bits_upkeep()
         assert _blocks_in_tables(again) == set(range(120 // BLOCK))
-        assert again._db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert again._db.execute("PRAGMA user_version").fetchone()[0] == 4  # 4: read, tags
         _assert_pages(again, corpus, QUERIES)
     finally:
         again.close()

@@ -728,6 +728,11 @@ class Message:
         self.transcript: Transcript | None = None
         """The SMTP conversation that delivered this message (set by the server that received
         it; ``None`` for messages built by hand). It keeps growing until that session ends."""
+        self.read: bool = False
+        """Whether the message was marked read (Mailpit's read state: set through the HTTP API,
+        never by smtpmock's own reads; the store keeps it)."""
+        self.tags: tuple[str, ...] = ()
+        """Mailpit-style tags set on the message through the HTTP API (the store keeps them)."""
         self._extra_defects: list[str] = []
         self._address_cache: dict[str, list[Address]] = {}
 

@@ -25,10 +25,14 @@ term. Filters (all case-insensitive substring matches unless said otherwise):
 ``larger:`` / ``smaller:``  size in bytes, with units ``B KB MB GB`` (1000) or ``KiB MiB GiB``
 ``after:`` / ``before:``    arrival time, ``YYYY-MM-DD`` or an ISO 8601 timestamp (UTC if naive)
 anything else       free text over addresses, subject, bodies and attachment names
+
+``is:read``       marked read (Mailpit's read state: :attr:`Message.read`); ``is:unread``
+``tag:``           carries this tag (whole name, case-insensitive); ``is:tagged``: any tag
 ==================  ===================================================================
 
-``is:read``, ``is:unread``, ``tag:`` and ``is:tagged`` are refused with a :class:`SearchError`:
-smtpmock has no read state (reading never changes a message) and no tags.
+Read state and tags are not in the message's bytes: the store keeps them, so in SQL they are
+turned into conditions by the store too (:data:`StateSQL`), and in Python they read
+:attr:`Message.read` and :attr:`Message.tags`.
 """
 
 from __future__ import annotations
@@ -42,7 +46,16 @@ from ._errors import SearchError
 from ._message import Message
 from ._query import Criteria
 
-__all__ = ["IndexFields", "Search", "SearchError", "TextSQL", "index_fields", "parse", "tokens"]
+__all__ = [
+    "IndexFields",
+    "Search",
+    "SearchError",
+    "StateSQL",
+    "TextSQL",
+    "index_fields",
+    "parse",
+    "tokens",
+]
 
 
 @dataclass(frozen=True)
@@ -182,7 +195,28 @@ of *field*", where *field* is a column of :class:`IndexFields` (``from_text``, `
 (:attr:`IndexFields.free_text`). Supplied by the store that runs the query."""
 
 
+StateSQL = Callable[[str, str], tuple[str, list[object]]]
+"""``state_sql(kind, value) -> (sql, params)``: SQL for a read-state or tag term, *kind* one of
+``"read"``, ``"unread"``, ``"tagged"`` and ``"tag"`` (*value*: the tag name as written; tags
+match whole and case-insensitively). Supplied by the store, which keeps that state."""
+
 _FieldTest = Callable[[IndexFields], bool]
+_STATE_KINDS = {"read", "unread", "tagged"}
+
+
+def _state_test(kind: str, value: str) -> Callable[[Message], bool]:
+    if kind == "read":
+        return lambda m: m.read
+    if kind == "unread":
+        return lambda m: not m.read
+    if kind == "tagged":
+        return lambda m: bool(m.tags)
+    wanted = value.casefold()
+    return lambda m: any(t.casefold() == wanted for t in m.tags)
+
+
+def _never(_fields: IndexFields) -> bool:  # pragma: no cover - state terms test messages
+    raise SearchError("read state and tags are tested on a message, not on its index fields")
 
 
 @dataclass(frozen=True)
@@ -191,6 +225,7 @@ class _Compiled:
     sql: str = ""
     params: tuple[object, ...] = ()
     text: tuple[str, str] | None = None  # (field, lower-cased needle): SQL from the store
+    state: tuple[str, str] | None = None  # (kind, value): read state or tags, from the store
 
 
 def _compile(term: Term) -> _Compiled:
@@ -219,14 +254,18 @@ def _compile(term: Term) -> _Compiled:
         if field == "after":
             return _Compiled(lambda f: f.received_at >= when, "received_at >= ?", (when,))
         return _Compiled(lambda f: f.received_at < when, "received_at < ?", (when,))
-    if field in ("is", "tag"):
-        raise SearchError(
-            f"{term} is not supported: smtpmock has no read state (reading never changes a "
-            "message) and no tags"
-        )
+    if field == "is":
+        kind = value.lower()
+        if kind not in _STATE_KINDS:
+            raise SearchError(f"unknown is:{value} (known: is:read, is:unread, is:tagged)")
+        return _Compiled(_never, state=(kind, ""))
+    if field == "tag":
+        if not value.strip():
+            raise SearchError("tag: needs a tag name")
+        return _Compiled(_never, state=("tag", value.strip()))
     if field:
         known = ", ".join(
-            [*_TEXT_FIELDS, "addressed", "has", "larger", "smaller", "after", "before"]
+            [*_TEXT_FIELDS, "addressed", "has", "larger", "smaller", "after", "before", "is", "tag"]
         )
         raise SearchError(f"unknown search filter {field}: (known: {known})")
     needle = value.lower()
@@ -247,11 +286,20 @@ class Search:
         return [(t, _compile(t)) for t in self.terms]
 
     def test_fields(self, fields: IndexFields) -> bool:
-        """Whether already-derived fields match every term."""
+        """Whether already-derived fields match every term (a search with read-state or tag
+        terms is tested with :meth:`matches`, on the message)."""
         return all(c.test(fields) != t.negated for t, c in self._compiled())
 
     def matches(self, message: Message) -> bool:
-        return self.test_fields(index_fields(message))
+        compiled = self._compiled()
+        for term, c in compiled:
+            if c.state is not None and _state_test(*c.state)(message) == term.negated:
+                return False
+        fields = [(t, c) for t, c in compiled if c.state is None]
+        if not fields:
+            return True
+        found = index_fields(message)
+        return all(c.test(found) != t.negated for t, c in fields)
 
     def criteria(self) -> Criteria:
         """This search as a :class:`~smtpmock.Criteria` (one predicate per term)."""
@@ -259,21 +307,29 @@ class Search:
         for term, compiled in self._compiled():
 
             def predicate(m: Message, _c: _Compiled = compiled, _neg: bool = term.negated) -> bool:
+                if _c.state is not None:
+                    return _state_test(*_c.state)(m) != _neg
                 return _c.test(index_fields(m)) != _neg
 
             predicate.__name__ = str(term)
             predicates.append(predicate)
         return Criteria(*predicates)
 
-    def sql(self, text_sql: TextSQL) -> tuple[str, list[object]]:
+    def sql(self, text_sql: TextSQL, state_sql: StateSQL | None = None) -> tuple[str, list[object]]:
         """A SQL condition over the SQLite store's tables, and its parameters; substring terms
-        are turned into SQL by *text_sql*."""
+        are turned into SQL by *text_sql*, read-state and tag terms by *state_sql* (without
+        one, such a term is a :class:`SearchError`)."""
         if not self.terms:
             return "1", []
         clauses: list[str] = []
         params: list[object] = []
         for term, compiled in self._compiled():
-            if compiled.text is not None:
+            if compiled.state is not None:
+                if state_sql is None:
+                    raise SearchError(f"{term}: this store keeps no read state or tags")
+                sql, term_params = state_sql(*compiled.state)
+                params.extend(term_params)
+            elif compiled.text is not None:
                 sql, term_params = text_sql(*compiled.text)
                 params.extend(term_params)
             else:

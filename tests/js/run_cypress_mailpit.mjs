@@ -1,4 +1,4 @@
-// cypress-mailpit 2.0.0's commands (all but read state) under cy_harness.mjs, against
+// cypress-mailpit 2.0.0's commands (read state included) under cy_harness.mjs, against
 // smtpmock serve. argv[2]: JSON {url}; prints {step: {ok, value | error}} as JSON.
 import { install, run } from "./cy_harness.mjs";
 
@@ -38,8 +38,25 @@ await step("mailpitGetAttachments", () => cy.mailpitGetAttachments(messageA));
 await step("mailpitGetMailHTMlBody", () => cy.mailpitGetMailHTMlBody(messageA));
 await step("mailpitGetMailTextBody", () => cy.mailpitGetMailTextBody(messageA));
 await step("mailpitGetMailSpamAssassinSummary", () => cy.mailpitGetMailSpamAssassinSummary(messageA));
-await step("mailpitSendMail", () => cy.mailpitSendMail({ subject: "Sent by cypress-mailpit", textBody: "cypress text" }));
+await step("mailpitSendMail", () => cy.mailpitSendMail({ subject: "Sent by cypress-mailpit", textBody: "cypress text", tags: ["Cypress"] }));
 await step("sentMail", () => cy.mailpitGetMail(results.mailpitSendMail.value.ID));
+// Read state: mailpitGetMail above opened messages (Mailpit marks them read).
+const readView = (result) => ({
+  unread: result.unread,
+  read: Object.fromEntries(result.messages.map((m) => [m.Subject, m.Read])),
+});
+await step("mailpitSetAllEmailStatusAsUnRead", () =>
+  cy.mailpitSetAllEmailStatusAsUnRead().then(() => cy.mailpitGetAllMails()).then(readView),
+);
+await step("mailpitSetStatusAsRead", () =>
+  cy.mailpitSetStatusAsRead(summaryA).then(() => cy.mailpitGetAllMails()).then(readView),
+);
+await step("mailpitSetStatusAsUnRead", () =>
+  cy.mailpitSetStatusAsUnRead([summaryA]).then(() => cy.mailpitGetAllMails()).then(readView),
+);
+await step("mailpitSetAllEmailStatusAsRead", () =>
+  cy.mailpitSetAllEmailStatusAsRead().then(() => cy.mailpitGetAllMails()).then(readView),
+);
 await step("mailpitDeleteEmailsBySearch", () =>
   cy.mailpitDeleteEmailsBySearch("subject:Invoice").then(() => cy.mailpitGetAllMails()).then(subjects),
 );

@@ -1,4 +1,4 @@
-// Every method of npm mailpit-api 2.1.0 except read state and tags, against smtpmock serve.
+// Every method of npm mailpit-api 2.1.0, read state and tags included, against smtpmock serve.
 // argv[2]: JSON {url, idA, partPdf, partTxt}; prints {step: {ok, value | error}} as JSON.
 import { MailpitClient } from "mailpit-api";
 
@@ -47,6 +47,29 @@ await step("setChaosTriggers", () => client.setChaosTriggers({ Recipient: { Erro
 await step("resetChaosTriggers", () => client.setChaosTriggers());
 await step("renderMessageHTML", () => client.renderMessageHTML(idA));
 await step("renderMessageText", () => client.renderMessageText(idA));
+// Read state and tags. getMessageSummary(id) above opened A, B and the sent message: Mailpit
+// marks a message read when it is opened.
+const readView = (list) => ({
+  unread: list.unread,
+  messagesUnread: list.messages_unread,
+  read: Object.fromEntries(list.messages.map((m) => [m.Subject, m.Read])),
+});
+await step("afterOpen", async () => readView(await client.listMessages()));
+await step("setReadStatusAllUnread", async () => ({ reply: await client.setReadStatus(), list: readView(await client.listMessages()) }));
+await step("setReadStatusIDs", async () => ({ reply: await client.setReadStatus({ IDs: [idA], Read: true }), list: readView(await client.listMessages()) }));
+await step("setReadStatusSearch", async () => ({ reply: await client.setReadStatus({ Search: "subject:Invoice", Read: true }), list: readView(await client.listMessages()) }));
+await step("searchUnread", async () => readView(await client.searchMessages({ query: "is:unread" })));
+await step("setReadStatusAllRead", async () => ({ reply: await client.setReadStatus({ Read: true }), list: readView(await client.listMessages()) }));
+const tagView = async () => ({
+  tags: await client.getTags(),
+  onMessages: Object.fromEntries((await client.listMessages()).messages.map((m) => [m.Subject, m.Tags])),
+});
+await step("setTags", async () => ({ reply: await client.setTags({ IDs: [idA], Tags: ["Urgent", "to do!", "urgent"] }), ...(await tagView()) }));
+await step("getTags", () => client.getTags());
+await step("searchTag", async () => (await client.searchMessages({ query: 'tag:"to do"' })).messages.map((m) => m.Subject));
+await step("renameTag", async () => ({ reply: await client.renameTag("to do", "Done"), ...(await tagView()) }));
+await step("deleteTag", async () => ({ reply: await client.deleteTag("Urgent"), ...(await tagView()), total: (await client.listMessages()).total }));
+await step("setTagsRemove", async () => ({ reply: await client.setTags({ IDs: [idA] }), ...(await tagView()) }));
 await step("deleteMessagesBySearch", async () => {
   await client.deleteMessagesBySearch({ query: "subject:Invoice" });
   return (await client.listMessages()).total;

@@ -1,8 +1,9 @@
 """The JSON API under ``/api/v1`` (Mailpit's shapes where cheap), health, metrics and events.
 
-Reading never changes a message. ``DELETE /api/v1/messages`` and the other routes whose shape
-Mailpit or MailHog dictate live in ``_compat.py`` (a body that is not JSON deletes nothing; no
-body deletes everything, as those tools do). Parts are served by
+Reading never changes a message, except ``GET /api/v1/message/{ID}``, which marks it read as
+Mailpit does (read state and tags: ``_compat.py``). ``DELETE /api/v1/messages`` and the other
+routes whose shape Mailpit or MailHog dictate live in ``_compat.py`` (a body that is not JSON
+deletes nothing; no body deletes everything, as those tools do). Parts are served by
 index only, with a sanitised download name, ``Content-Disposition: attachment``, ``nosniff`` and a
 content type from a short allow-list (anything else is ``application/octet-stream``). Nothing is
 ever fetched from a URL found in a message.
@@ -29,7 +30,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from .._errors import ConfigurationError
 from .._message import Message
-from .._search import Search, SearchError, parse
+from .._search import Search, SearchError, Term, parse
 from .._version import smtpmock_version
 from ..store import Store, StoreEvent
 from ._bodies import MAX_INT, FaultRuleBody
@@ -250,6 +251,11 @@ class _Metrics:
                 self.deleted += len(event.ids)
 
 
+def unread_among(search: Search) -> Search:
+    """*search* and ``is:unread`` (Mailpit's ``messages_unread`` of a search)."""
+    return Search(f"{search.query} is:unread", (*search.terms, Term("is", "unread", False)))
+
+
 def _bad(text: str, status: int = 400) -> Response:
     return error_response(text, status)
 
@@ -338,14 +344,15 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
 
     def listing(search: Search | None, start: int, limit: int) -> dict[str, Any]:
         count, summaries = page(search, start, limit)
+        unread = store.unread_count()
         return {
             "total": len(store),
-            "unread": 0,
+            "unread": unread,
             "messages_count": count,
             "count": len(summaries),  # Mailpit's legacy field: messages in this page
-            "messages_unread": 0,
+            "messages_unread": store.count(unread_among(search)) if search else unread,
             "start": start,
-            "tags": [],
+            "tags": store.tags(),
             "messages": summaries,
         }
 
@@ -467,10 +474,14 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
 
     @app.get("/api/v1/message/{id}", tags=["message"])
     def message(id: str) -> Any:
-        """Parsed fields, envelope, defects and the SMTP transcript (``latest`` works)."""
+        """Parsed fields, envelope, defects and the SMTP transcript (``latest`` works); marks
+        the message read, as Mailpit does."""
         found = find(id)
         if found is None:
             return _bad("message not found", 404)
+        if not found.read:
+            store.mark_read([found.id])
+            found.read = True
         return _detail(found, transcript_of(found))
 
     @app.get("/api/v1/message/{id}/raw", tags=["message"])
@@ -655,6 +666,8 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
                             yield f"event: added\ndata: {json.dumps(message_summary(m))}\n\n"
                     elif event.kind == "deleted":
                         yield f"event: deleted\ndata: {json.dumps(list(event.ids))}\n\n"
+                    elif event.kind == "updated":  # read state or tags
+                        yield f"event: updated\ndata: {json.dumps(list(event.ids))}\n\n"
                     else:
                         yield "event: cleared\ndata: null\n\n"
             finally:

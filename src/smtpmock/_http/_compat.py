@@ -10,6 +10,11 @@ table of every endpoint and each difference):
 * MailHog's v2 items carry the whole message as MailHog's ``data.Message`` does: every header as
   ``{name: [raw value]}``, the raw body, ``MIME.Parts`` (nested, bodies still encoded) and
   ``Raw {From, To, Data, Helo}``.
+* Read state and tags (Mailpit's): ``PUT /api/v1/messages`` (``IDs``, or a ``Search``, or
+  neither: every message), ``GET /api/v1/tags``, ``PUT /api/v1/tags``, ``PUT`` and ``DELETE
+  /api/v1/tags/{Tag}``, answered ``ok`` as Mailpit does. ``GET /api/v1/message/{ID}`` marks the
+  message read, as Mailpit does; smtpmock's own reads (``/api/v1/wait``, ``/api/v1/export``,
+  :class:`~smtpmock.Client`) never change it.
 * Release (Mailpit's and MailHog's) goes through :class:`~smtpmock._relay.Relay`, whose
   allowlist decides where mail may go; the relay settings are ``app.state.relay``.
 """
@@ -279,6 +284,73 @@ def build_send(body: Any) -> tuple[bytes, str, list[str]]:
     return message.as_bytes(policy=_SMTP_POLICY), sender[1], recipients
 
 
+# --------------------------------------------------------------------------- read state, tags
+
+
+def _true(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if value.lower() in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"Read must be true or false, not {value!r}")
+
+
+def read_request(body: bytes, content_type: str) -> tuple[list[str] | None, str, bool]:
+    """What ``PUT /api/v1/messages`` with *body* marks: ``(ids or None, search, read)``.
+
+    Mailpit's JSON ``{"IDs": [...], "Search": "...", "Read": true}`` (field names matched
+    ignoring case, as Go's JSON decoding does): ids, else a search, else every message
+    (``None``, ``""``); both ids and a search is an error, as in Mailpit. A form body
+    (``ids=a&ids=b&Read=True``, as PyPI ``mailpit-api-client`` sends) marks those ids. Anything
+    else raises ``ValueError``: it marks nothing.
+    """
+    if content_type.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+        try:
+            form = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError("form body must be ids=...&Read=true") from exc
+        fields = {k.lower(): v for k, v in form.items()}
+        if set(fields) - {"ids", "read"} or not fields.get("ids"):
+            raise ValueError("form body must be ids=...&Read=true")
+        return [i for i in fields["ids"] if i], "", _true((fields.get("read") or [""])[-1])
+    try:
+        data = json.loads(body) if body.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError('body must be JSON: {"IDs": [...], "Read": true}') from exc
+    if not isinstance(data, dict):
+        raise ValueError('body must be a JSON object: {"IDs": [...], "Read": true}')
+    fields = {str(k).lower(): v for k, v in data.items()}
+    read = fields.get("read", False)
+    if not isinstance(read, bool):
+        raise ValueError("Read must be true or false")
+    ids = fields.get("ids") or []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError('IDs must be a list of message ids: {"IDs": ["id", ...]}')
+    search = fields.get("search") or ""
+    if not isinstance(search, str):
+        raise ValueError("Search must be a search string")
+    if ids and search.strip():
+        raise ValueError("You may specify either IDs or a search query, not both")
+    return (ids or None), search.strip(), read
+
+
+def tags_request(body: Any) -> tuple[list[str], list[str]]:
+    """``PUT /api/v1/tags``: ``(ids, tags)`` from ``{"IDs": [...], "Tags": [...]}`` (no
+    ``Tags``: remove them all)."""
+    if not isinstance(body, dict):
+        raise ValueError('body must be a JSON object: {"IDs": [...], "Tags": [...]}')
+    fields = {str(k).lower(): v for k, v in body.items()}
+    ids, tags = fields.get("ids") or [], fields.get("tags") or []
+    for name, value in (("IDs", ids), ("Tags", tags)):
+        if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+            raise ValueError(f"{name} must be a list of strings")
+    return ids, tags
+
+
+def _ok() -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
 # --------------------------------------------------------------------------- deleting
 
 
@@ -360,8 +432,8 @@ def add_compat_routes(
             "Database": getattr(store, "path", ""),
             "DatabaseSize": getattr(store, "total_bytes", 0),
             "Messages": len(store),
-            "Unread": len(store),  # no read state yet: every message is unread
-            "Tags": {},
+            "Unread": store.unread_count(),
+            "Tags": {t: store.count(parse(_tag_query(t))) for t in store.tags()},
             "RuntimeStats": {
                 "Uptime": round(time.monotonic() - started),
                 "Memory": _memory(),
@@ -416,6 +488,73 @@ def add_compat_routes(
         else:
             count = await asyncio.to_thread(store.delete, ids)
         return JSONResponse({"deleted": count})
+
+    # -- read state and tags (Mailpit) -------------------------------------------------------
+
+    @app.put("/api/v1/messages", tags=["messages"])
+    async def set_read(request: Request) -> Response:
+        """Mailpit's read status: ``{"IDs": [...], "Read": true}``, ``{"Search": "...",
+        "Read": true}``, or neither (every message); ``Read`` defaults to false (unread)."""
+        refused = foreign(request)
+        if refused is not None:
+            return refused
+        try:
+            ids, query, read = read_request(
+                await request.body(), request.headers.get("content-type", "")
+            )
+            target: list[str] | Search | None = parse(query) if query else ids
+        except (ValueError, ConfigurationError) as exc:
+            return _bad(str(exc))
+        await asyncio.to_thread(store.mark_read, target, read)
+        return _ok()
+
+    @app.get("/api/v1/tags", tags=["tags"])
+    def get_tags() -> list[str]:
+        """Every tag in use, sorted."""
+        return store.tags()
+
+    @app.put("/api/v1/tags", tags=["tags"])
+    async def set_tags(request: Request) -> Response:
+        """Mailpit's set tags: ``{"IDs": [...], "Tags": [...]}`` replaces the tags of those
+        messages (cleaned as Mailpit: other characters than ``A-Za-z0-9-_.`` and space become
+        spaces; an empty or missing ``Tags`` removes them)."""
+        refused = foreign(request)
+        if refused is not None:
+            return refused
+        try:
+            ids, tags = tags_request(await json_body(request))
+            await asyncio.to_thread(store.set_tags, ids, tags)
+        except (ValueError, ConfigurationError) as exc:
+            return _bad(str(exc))
+        return _ok()
+
+    @app.put("/api/v1/tags/{tag}", tags=["tags"])
+    async def rename_tag(tag: str, request: Request) -> Response:
+        """Mailpit's rename: ``{"Name": "new name"}`` (404 when no message carries *tag*)."""
+        refused = foreign(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await json_body(request)
+            fields = {str(k).lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
+            name = fields.get("name")
+            if not isinstance(name, str):
+                raise ValueError('body must be {"Name": "new tag name"}')
+            if not store.count(parse(_tag_query(tag))):
+                return _bad(f"tag {tag!r} not found", 404)
+            await asyncio.to_thread(store.rename_tag, tag, name)
+        except (ValueError, ConfigurationError) as exc:
+            return _bad(str(exc))
+        return _ok()
+
+    @app.delete("/api/v1/tags/{tag}", tags=["tags"])
+    async def delete_tag(tag: str, request: Request) -> Response:
+        """Mailpit's delete tag: removed from every message; the messages stay."""
+        refused = foreign(request)
+        if refused is not None:
+            return refused
+        await asyncio.to_thread(store.delete_tag, tag)
+        return _ok()
 
     @app.get("/api/v1/messages/{id}", tags=["compatibility"])
     def mailhog_get(id: str) -> Response:
@@ -516,6 +655,13 @@ def add_compat_routes(
             helo="smtpmock-http-send",
         )
         await asyncio.to_thread(store.add, message)
+        body = await json_body(request)
+        tags = body.get("Tags") if isinstance(body, dict) else None
+        if isinstance(tags, list) and tags:  # Mailpit tags the sent message
+            with contextlib.suppress(ConfigurationError):
+                await asyncio.to_thread(
+                    store.set_tags, [message.id], [str(t) for t in tags if isinstance(t, str)]
+                )
         return JSONResponse({"ID": message.id})
 
     async def relay(target: RelayTarget, message: Message, recipients: list[str]) -> Response:
@@ -743,6 +889,12 @@ def add_compat_routes(
             return refused
         apply_jim(None)
         return Response(status_code=200)
+
+
+def _tag_query(tag: str) -> str:
+    """A ``tag:`` search term for *tag* (quoted: tags may hold spaces)."""
+    escaped = tag.replace("\\", "\\\\").replace('"', '\\"')
+    return f'tag:"{escaped}"'
 
 
 def _memory() -> int:

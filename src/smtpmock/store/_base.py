@@ -20,6 +20,13 @@ which backend is behind it:
   recount), :attr:`Store.last_seq`, and :meth:`Store.subscribe` (listeners get a
   :class:`StoreEvent` per change). A backend shared by several processes reports the changes made
   elsewhere through :meth:`Store._publish`, so a wait in one process wakes on mail another took.
+* **read state and tags** (Mailpit's): :meth:`Store.mark_read`, :meth:`Store.set_tags`,
+  :meth:`Store.rename_tag`, :meth:`Store.delete_tag`, :meth:`Store.tags`,
+  :meth:`Store.unread_count`. They live beside the message, not in its bytes: a loaded message
+  carries them as :attr:`Message.read` and :attr:`Message.tags`, a :class:`Summary` as ``read``
+  and ``tags``, and the search language tests them (``is:read``, ``tag:x``). Changes are
+  ``updated`` events. Nothing in smtpmock's own reading (waits, :class:`~smtpmock.Client`,
+  the in-process mailbox) changes them.
 
 JSON shapes are not the store's business: they live in ``smtpmock._http._wire``.
 """
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -41,7 +49,19 @@ from .._message import Address, Message
 if TYPE_CHECKING:
     from .._search import IndexFields, Search
 
-__all__ = ["GroupCommit", "Listener", "Page", "Retention", "Store", "StoreEvent", "Summary"]
+__all__ = [
+    "MAX_TAG_CHARS",
+    "UPDATED_IDS_MAX",
+    "GroupCommit",
+    "Listener",
+    "Page",
+    "Retention",
+    "Store",
+    "StoreEvent",
+    "Summary",
+    "clean_tag",
+    "clean_tags",
+]
 
 Listener = Callable[["StoreEvent"], None]
 
@@ -49,16 +69,54 @@ SNIPPET_CHARS = 250
 """Characters of body text in a :attr:`Summary.snippet`."""
 
 
+UPDATED_IDS_MAX = 1000
+"""Ids an ``updated`` event names at most; a change to more names none (``ids`` empty: any
+message may have changed), so that marking a large mailbox read is not a huge event."""
+
+MAX_TAG_CHARS = 100
+"""The longest tag name accepted (Mailpit sets no limit; a limit keeps a shared server sane)."""
+
+# Mailpit's tag characters: letters, digits, "-", "_", "." and spaces; any other character
+# becomes a space, runs of spaces one space, and the ends are trimmed (as Mailpit's CleanTag).
+_TAG_INVALID = re.compile(r"[^A-Za-z0-9\-_. ]")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_tag(name: str) -> str:
+    """*name* as Mailpit stores a tag: characters other than ``A-Z a-z 0-9 - _ .`` and space
+    replaced by spaces, spaces collapsed, ends trimmed (``""``: nothing usable). A name longer
+    than :data:`MAX_TAG_CHARS` is a :class:`~smtpmock.ConfigurationError`."""
+    cleaned = _SPACES.sub(" ", _TAG_INVALID.sub(" ", name)).strip()
+    if len(cleaned) > MAX_TAG_CHARS:
+        raise ConfigurationError(
+            f"tag {cleaned[:20]!r}... is longer than {MAX_TAG_CHARS} characters"
+        )
+    return cleaned
+
+
+def clean_tags(names: Iterable[str]) -> tuple[str, ...]:
+    """The tags to set for *names*: each cleaned (:func:`clean_tag`), empty ones dropped,
+    duplicates (ignoring case) kept once as first written, sorted as Mailpit sorts them."""
+    out: dict[str, str] = {}
+    for name in names:
+        tag = clean_tag(name)
+        if tag:
+            out.setdefault(tag.casefold(), tag)
+    return tuple(sorted(out.values()))
+
+
 @dataclass(frozen=True)
 class StoreEvent:
-    """A change to a store: messages added, messages deleted, or everything cleared.
+    """A change to a store: messages added, deleted, updated, or everything cleared.
 
     ``added`` carries the messages (a backend that learns of mail added by another process
     loads them before publishing); ``deleted`` carries the ids (and the messages when the
-    backend has them at hand, as for those evicted by retention); ``cleared`` carries nothing.
+    backend has them at hand, as for those evicted by retention); ``updated`` carries the ids
+    of messages whose read state or tags changed (``ids`` empty: possibly any message, as
+    after renaming a tag elsewhere); ``cleared`` carries nothing.
     """
 
-    kind: Literal["added", "deleted", "cleared"]
+    kind: Literal["added", "deleted", "cleared", "updated"]
     messages: tuple[Message, ...] = ()
     ids: tuple[str, ...] = ()
 
@@ -121,6 +179,8 @@ class Summary:
     inline: int = 0
     snippet: str = ""
     auth_user: str | None = None
+    read: bool = False
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, message: Message, fields: IndexFields | None = None) -> Summary:
@@ -150,6 +210,8 @@ class Summary:
                 inline=fields.inline,
                 snippet=snippet(message.text or ""),
                 auth_user=message.auth_user,
+                read=message.read,
+                tags=message.tags,
             )
         except Exception:
             # Never expected (parsing records defects instead of raising), but one message
@@ -167,6 +229,8 @@ class Summary:
             rcpt_tos=tuple(message.rcpt_tos),
             size=message.size,
             auth_user=message.auth_user,
+            read=message.read,
+            tags=message.tags,
         )
 
 
@@ -391,6 +455,119 @@ class Store(ABC):
         self._emit(StoreEvent("cleared"))
         return count
 
+    # --- read state and tags (Mailpit's) --------------------------------------------------
+    #
+    # A backend implements _set_read, _tags_of, _write_tags, tags and unread_count; the
+    # public methods below validate, find what changes, and publish one ``updated`` event.
+
+    def _set_read(self, ids: list[str] | None, read: bool) -> list[str]:
+        """Set the read state of the messages with these ids (``None``: every message);
+        return the ids whose state changed. Called by :meth:`_state_change`."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no read state")
+
+    def _tags_of(
+        self, *, ids: list[str] | None = None, tag: str | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        """``{id: tags}`` of the stored messages with these *ids*, or of those carrying *tag*
+        (compared ignoring case)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no tags")
+
+    def _write_tags(self, changes: dict[str, tuple[str, ...]]) -> None:
+        """Replace the tags of each message id in *changes* (one transaction)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no tags")
+
+    def tags(self) -> list[str]:
+        """Every tag some stored message carries, sorted."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no tags")
+
+    def unread_count(self) -> int:
+        """How many stored messages are not marked read."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no read state")
+
+    def _state_change(self, change: Callable[[], list[str]]) -> int:
+        """Run *change* (which returns the ids it changed) as one change of the store: waits
+        are woken and one ``updated`` event names the ids."""
+        with self.changed:
+            ids = change()
+            if ids:
+                self.changed.notify_all()
+        if ids:
+            named = tuple(ids) if len(ids) <= UPDATED_IDS_MAX else ()
+            self._emit(StoreEvent("updated", ids=named))
+        return len(ids)
+
+    def mark_read(self, target: Iterable[str] | Search | None = None, read: bool = True) -> int:
+        """Mark messages read (``read=False``: unread): those with the ids *target* names,
+        those matching the search *target*, or every message (``None``). Returns how many
+        changed state. Nothing in smtpmock marks a message read except this (and Mailpit's
+        ``GET /api/v1/message/{ID}``, which does as Mailpit does)."""
+        from .._search import Search
+
+        if isinstance(target, Search):
+            ids: list[str] | None = [s.id for s in self.page(target, limit=None).summaries]
+        elif target is None:
+            ids = None
+        else:
+            ids = [str(i) for i in target]
+        if ids is not None and not ids:
+            return 0
+        return self._state_change(lambda: self._set_read(ids, read))
+
+    def set_tags(self, ids: Iterable[str], tags: Iterable[str]) -> int:
+        """Replace the tags of the messages with these ids by *tags* (cleaned as Mailpit does:
+        :func:`clean_tags`; an empty list removes them all). Returns how many changed."""
+        wanted = clean_tags(tags)
+        chosen = [str(i) for i in ids]
+        if not chosen:
+            return 0
+
+        def change() -> list[str]:
+            current = self._tags_of(ids=chosen)
+            changes = {i: wanted for i, had in current.items() if had != wanted}
+            if changes:
+                self._write_tags(changes)
+            return list(changes)
+
+        return self._state_change(change)
+
+    def rename_tag(self, old: str, new: str) -> int:
+        """Rename the tag *old* (ignoring case) to *new* on every message carrying it (a
+        message that has both keeps one). Returns how many messages changed; a *new* that
+        cleans to nothing is a :class:`~smtpmock.ConfigurationError`."""
+        name = clean_tag(new)
+        if not name:
+            raise ConfigurationError(f"{new!r} is not a tag name (letters, digits, - _ . space)")
+        wanted = old.casefold()
+
+        def change() -> list[str]:
+            current = self._tags_of(tag=old)
+            changes: dict[str, tuple[str, ...]] = {}
+            for id, had in current.items():
+                now = clean_tags([name if t.casefold() == wanted else t for t in had])
+                if now != had:
+                    changes[id] = now
+            if changes:
+                self._write_tags(changes)
+            return list(changes)
+
+        return self._state_change(change)
+
+    def delete_tag(self, tag: str) -> int:
+        """Remove the tag (ignoring case) from every message; the messages stay. Returns how
+        many messages changed."""
+        wanted = tag.casefold()
+
+        def change() -> list[str]:
+            current = self._tags_of(tag=tag)
+            changes = {
+                id: tuple(t for t in had if t.casefold() != wanted) for id, had in current.items()
+            }
+            if changes:
+                self._write_tags(changes)
+            return list(changes)
+
+        return self._state_change(change)
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call *listener* on every change; returns a function that unsubscribes it."""
         with self.changed:
@@ -410,7 +587,7 @@ class Store(ABC):
             if event.kind == "added":
                 newest = max((m.seq for m in event.messages), default=0)
                 self._last_seq = max(self._last_seq, newest)
-            else:
+            elif event.kind != "updated":  # read state and tags: nothing went away
                 self.generation += 1
             self.changed.notify_all()
         self._emit(event)

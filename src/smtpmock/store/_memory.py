@@ -89,6 +89,44 @@ class MemoryStore(Store):
     def __len__(self) -> int:
         return len(self._by_id)
 
+    # Read state and tags live on the Message objects themselves.
+
+    def _set_read(self, ids: list[str] | None, read: bool) -> list[str]:
+        chosen = self._by_id.values() if ids is None else [self._by_id.get(i) for i in ids]
+        changed = []
+        for message in chosen:
+            if message is not None and message.read != read:
+                message.read = read
+                changed.append(message.id)
+        return changed
+
+    def _tags_of(
+        self, *, ids: list[str] | None = None, tag: str | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        with self.changed:
+            if ids is not None:
+                return {i: self._by_id[i].tags for i in ids if i in self._by_id}
+            wanted = (tag or "").casefold()
+            return {
+                m.id: m.tags
+                for m in self._by_id.values()
+                if any(t.casefold() == wanted for t in m.tags)
+            }
+
+    def _write_tags(self, changes: dict[str, tuple[str, ...]]) -> None:
+        for id, tags in changes.items():
+            message = self._by_id.get(id)
+            if message is not None:
+                message.tags = tags
+
+    def tags(self) -> list[str]:
+        with self.changed:
+            return sorted({t for m in self._by_id.values() for t in m.tags})
+
+    def unread_count(self) -> int:
+        with self.changed:
+            return sum(1 for m in self._by_id.values() if not m.read)
+
     @property
     def total_bytes(self) -> int:
         return self._bytes

@@ -60,12 +60,13 @@ import selectors
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, StorageFull, StorageUnavailable
 from .._message import Message
 from .._search import _WORD, Search, index_fields, tokens
-from ._base import Page, Retention, Store, StoreEvent, Summary
+from ._base import UPDATED_IDS_MAX, Page, Retention, Store, StoreEvent, Summary
 from ._records import envelope_record, message_from_record, summary_from_record, summary_record
 
 if TYPE_CHECKING:
@@ -166,10 +167,17 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
         # The free text's own trigram index is no longer read (and cost most of an insert).
         "DROP INDEX IF EXISTS smtpmock_messages_free_text_trgm",
     ),
+    # 3: Mailpit's read state and tags, beside each message.
+    (
+        "ALTER TABLE smtpmock_messages ADD COLUMN read boolean NOT NULL DEFAULT false",
+        "ALTER TABLE smtpmock_messages ADD COLUMN tags text[] NOT NULL DEFAULT '{}'",
+        "CREATE INDEX smtpmock_messages_unread ON smtpmock_messages (seq) WHERE NOT read",
+    ),
 )
 
-# Search terms that are not substring matches (no trigram index serves them).
-_NOT_TEXT = frozenset({"has", "larger", "smaller", "after", "before"})
+# Search terms that are not substring matches (no trigram index serves them; "is" and "tag":
+# read state and tags).
+_NOT_TEXT = frozenset({"has", "larger", "smaller", "after", "before", "is", "tag"})
 # Matches beyond which a page is read in seq order with a test per message, not via the index.
 _DENSE = 2000
 
@@ -263,6 +271,25 @@ def _id_array(words: Iterable[str], ids: dict[str, int]) -> str:
     return "{" + ",".join(map(str, map(ids.__getitem__, words))) + "}"
 
 
+def _state_sql(kind: str, value: str) -> tuple[str, list[object]]:
+    """SQL for a read-state or tag search term (tags are ASCII, so lower() is casefold())."""
+    if kind == "read":
+        return "m.read", []
+    if kind == "unread":
+        return "NOT m.read", []
+    if kind == "tagged":
+        return "cardinality(m.tags) > 0", []
+    return "EXISTS (SELECT 1 FROM unnest(m.tags) AS t(name) WHERE lower(t.name) = lower(?))", [
+        value
+    ]
+
+
+def _pg_array_item(tag: str) -> str:
+    """*tag* as an element of a PostgreSQL array literal (tags hold letters, digits, ``-_.``
+    and spaces, so quoting is enough)."""
+    return '"' + tag.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _like(needle: str) -> str:
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -324,7 +351,7 @@ RETURNING seq, id
 # planner sees how common they are, and walks seq order only for common ones).
 _IN_WORDS = "m.words && ?::int[]"
 
-_MESSAGE_COLUMNS = "m.seq, m.envelope, r.data"
+_MESSAGE_COLUMNS = "m.seq, m.envelope, r.data, m.read, m.tags"
 _FROM_MESSAGES = "smtpmock_messages m JOIN smtpmock_raw r ON r.seq = m.seq"
 
 
@@ -698,6 +725,87 @@ class PostgresStore(Store):
         self._emit(StoreEvent("cleared"))
         return count
 
+    # --------------------------------------------------------------------- read state, tags
+
+    def _state_change(self, change: Callable[[], list[str]]) -> int:
+        # The change is one transaction of its own (no lock held over the network); its
+        # NOTIFY tells the other instances, which publish an ``updated`` event too.
+        ids = change()
+        if ids:
+            with self.changed:
+                self.changed.notify_all()
+            named = tuple(ids) if len(ids) <= UPDATED_IDS_MAX else ()
+            self._emit(StoreEvent("updated", ids=named))
+        return len(ids)
+
+    def _updated_notes(self, conn: psycopg.Connection[Any], ids: list[str]) -> None:
+        notes = self._deleted_notes(ids if len(ids) <= UPDATED_IDS_MAX else [], 0)
+        for note in notes:
+            note["k"] = "updated"
+            note.pop("g", None)
+        self._notify(conn, notes)
+
+    def _set_read(self, ids: list[str] | None, read: bool) -> list[str]:
+        with self._connection() as conn, conn.transaction():
+            if ids is None:
+                rows = conn.execute(
+                    "UPDATE smtpmock_messages SET read = %s WHERE read <> %s RETURNING id",
+                    (read, read),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "UPDATE smtpmock_messages SET read = %s "
+                    "WHERE id = ANY(%s) AND read <> %s RETURNING id",
+                    (read, ids, read),
+                ).fetchall()
+            changed = [str(r[0]) for r in rows]
+            if changed:
+                self._updated_notes(conn, changed)
+        return changed
+
+    def _tags_of(
+        self, *, ids: list[str] | None = None, tag: str | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        with self._connection() as conn:
+            if ids is None:
+                rows = conn.execute(
+                    "SELECT id, tags FROM smtpmock_messages m WHERE EXISTS (SELECT 1 FROM "
+                    "unnest(m.tags) AS t(name) WHERE lower(t.name) = lower(%s))",
+                    (tag or "",),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT id, tags FROM smtpmock_messages WHERE id = ANY(%s)", (ids,)
+                ).fetchall()
+        return {str(id): tuple(tags) for id, tags in rows}
+
+    def _write_tags(self, changes: dict[str, tuple[str, ...]]) -> None:
+        with self._connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE smtpmock_messages m SET tags = u.tags::text[] FROM "
+                "unnest(%s::text[], %s::text[]) AS u(id, tags) WHERE m.id = u.id",
+                (
+                    list(changes),
+                    [
+                        "{" + ",".join(_pg_array_item(t) for t in tags) + "}"
+                        for tags in changes.values()
+                    ],
+                ),
+            )
+            self._updated_notes(conn, list(changes))
+
+    def tags(self) -> list[str]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT unnest(tags) FROM smtpmock_messages WHERE cardinality(tags) > 0"
+            ).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
+    def unread_count(self) -> int:
+        with self._connection() as conn:
+            row = conn.execute("SELECT count(*) FROM smtpmock_messages WHERE NOT read").fetchone()
+        return int(row[0]) if row else 0
+
     def _deleted_notes(self, ids: list[str], generation: int) -> list[dict[str, Any]]:
         """``deleted`` notifications for *ids*, as many as the payload limit needs."""
         notes: list[dict[str, Any]] = []
@@ -757,7 +865,7 @@ class PostgresStore(Store):
                 ids = self._words_containing(max(parts, key=len))
                 return f"{_IN_WORDS} AND {like}", [ids, _like(needle)]
 
-            sql, query_params = query.sql(text_sql)
+            sql, query_params = query.sql(text_sql, _state_sql)
             # Search.sql writes "?" placeholders and bare column names (unambiguous here: the
             # raw table, when joined, has only seq and data).
             clauses.append(sql.replace("?", "%s"))
@@ -767,12 +875,20 @@ class PostgresStore(Store):
     def _messages(self, sql: str, params: Sequence[object] = ()) -> list[Message]:
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [self._message(seq, envelope, data) for seq, envelope, data in rows]
+        return [self._message(*row) for row in rows]
 
     @staticmethod
-    def _message(seq: int, envelope: dict[str, Any], data: bytes) -> Message:
+    def _message(
+        seq: int,
+        envelope: dict[str, Any],
+        data: bytes,
+        read: bool = False,
+        tags: Sequence[str] = (),
+    ) -> Message:
         message = message_from_record(bytes(data), envelope)
         message.seq = int(seq)
+        message.read = bool(read)
+        message.tags = tuple(tags)
         return message
 
     def _words_containing(self, needle: str) -> list[int]:
@@ -835,7 +951,7 @@ class PostgresStore(Store):
                 f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE {where} ORDER BY m.seq",
                 params,
             ).fetchall()
-        return [self._message(seq, envelope, data) for seq, envelope, data in rows]
+        return [self._message(*row) for row in rows]
 
     def count(
         self, query: Search | None = None, *, after: int = 0, before: int | None = None
@@ -879,12 +995,17 @@ class PostgresStore(Store):
                 # read them all.
                 conn.execute("SET LOCAL enable_bitmapscan = off")
             rows = conn.execute(
-                f"SELECT m.seq, m.received_at, m.summary FROM smtpmock_messages m "
+                f"SELECT m.seq, m.received_at, m.summary, m.read, m.tags FROM smtpmock_messages m "
                 f"WHERE {where} ORDER BY m.seq {order} OFFSET %s{bounds}",
                 page_params,
             ).fetchall()
         summaries = [
-            summary_from_record(data, seq=int(seq), received_at=float(at)) for seq, at, data in rows
+            replace(
+                summary_from_record(data, seq=int(seq), received_at=float(at)),
+                read=bool(read),
+                tags=tuple(tags),
+            )
+            for seq, at, data, read, tags in rows
         ]
         return Page(total, summaries)
 
@@ -986,6 +1107,10 @@ class PostgresStore(Store):
                 self._publish_added(added)
                 added = []
             if note.get("o") == self._origin:
+                continue
+            if kind == "updated":
+                ids = tuple(str(i) for i in note.get("i") or ())
+                self._publish(StoreEvent("updated", ids=ids))
                 continue
             generation = int(note.get("g") or 0)
             if kind == "deleted":

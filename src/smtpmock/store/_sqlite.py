@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .._errors import ConfigurationError, StorageError, StorageFull, StorageUnavailable
@@ -39,8 +40,18 @@ from ._sqlite_index import _BIT_TABLES, MAX_INDEX_LAG, SearchIndex, _rows_to_mes
 
 __all__ = ["MAX_INDEX_LAG", "SQLiteStore"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x534D5450  # "SMTP": PRAGMA application_id of smtpmock's files
+# Schema 4 adds Mailpit's read state (`messages.read`) and tags (`msgtags`) to schema 3; the
+# other tables are those of schema 3 (_SCHEMA), the additions are made by _migrate_state.
+_STATE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS msgtags ("
+    " seq INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (seq, tag)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS msgtags_by_tag ON msgtags (tag COLLATE NOCASE)",
+    # A message's tags go with it, whichever way it is deleted (delete, eviction, clear).
+    "CREATE TRIGGER IF NOT EXISTS msgtags_gone AFTER DELETE ON messages BEGIN"
+    " DELETE FROM msgtags WHERE seq = old.seq; END",
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
@@ -343,10 +354,29 @@ class SQLiteStore(SearchIndex, Store):
             # builds for the stored messages). CREATE ... IF NOT EXISTS writes nothing when
             # the tables are there.
             _create_schema(db)
+        SQLiteStore._migrate_state(db)
         if version != SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+
+    @staticmethod
+    def _migrate_state(db: sqlite3.Connection) -> None:
+        """Schema 3 to 4 (in the opening transaction): the read state column and the tags
+        table. Writes nothing when they are there already."""
+        columns = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
+        if "read" not in columns:
+            db.execute("ALTER TABLE messages ADD COLUMN read INTEGER NOT NULL DEFAULT 0")
+        have = {
+            r[0]
+            for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE name IN "
+                "('msgtags', 'msgtags_by_tag', 'msgtags_gone')"
+            )
+        }
+        if len(have) < 3:
+            for statement in _STATE_SCHEMA:
+                db.execute(statement)
 
     def _report(self, exc: BaseException) -> None:
         """Hand an error of background work to ``on_listener_error`` (a SQLite error as the
@@ -410,6 +440,136 @@ class SQLiteStore(SearchIndex, Store):
             self._bits_load()
         except sqlite3.Error as exc:  # reported; the next write reads them again
             self._report(exc)
+
+    # ------------------------------------------------------------------ read state and tags
+
+    @staticmethod
+    def _state_sql(kind: str, value: str) -> tuple[str, list[object]]:
+        """SQL for a read-state or tag search term (columns of `messages`, bare)."""
+        if kind == "read":
+            return "read = 1", []
+        if kind == "unread":
+            return "read = 0", []
+        if kind == "tagged":
+            return "seq IN (SELECT seq FROM msgtags)", []
+        return "seq IN (SELECT seq FROM msgtags WHERE tag = ? COLLATE NOCASE)", [value]
+
+    def _set_read(self, ids: list[str] | None, read: bool) -> list[str]:
+        flag = int(read)
+        with self._write() as db:
+            if ids is None:
+                changed = [
+                    r[0] for r in db.execute("SELECT id FROM messages WHERE read != ?", (flag,))
+                ]
+                db.execute("UPDATE messages SET read = ? WHERE read != ?", (flag, flag))
+            else:
+                changed = []
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    changed += [
+                        r[0]
+                        for r in db.execute(
+                            f"SELECT id FROM messages WHERE read != ? AND id IN ({marks})",
+                            [flag, *chunk],
+                        )
+                    ]
+                    db.execute(
+                        f"UPDATE messages SET read = ? WHERE id IN ({marks})", [flag, *chunk]
+                    )
+        return changed
+
+    def _tags_of(
+        self, *, ids: list[str] | None = None, tag: str | None = None
+    ) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
+        query = "SELECT m.id, t.tag FROM messages m LEFT JOIN msgtags t ON t.seq = m.seq WHERE "
+        with self.changed:
+            if ids is None:
+                rows = self._db.execute(
+                    query + "m.seq IN (SELECT seq FROM msgtags WHERE tag = ? COLLATE NOCASE)",
+                    (tag or "",),
+                ).fetchall()
+            else:
+                rows = []
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    rows += self._db.execute(
+                        query + f"m.id IN ({','.join('?' * len(chunk))})", chunk
+                    ).fetchall()
+        for id, name in rows:
+            found.setdefault(id, [])
+            if name is not None:
+                found[id].append(name)
+        return {id: tuple(sorted(names)) for id, names in found.items()}
+
+    def _write_tags(self, changes: dict[str, tuple[str, ...]]) -> None:
+        with self._write() as db:
+            for id, tags in changes.items():
+                row = db.execute("SELECT seq FROM messages WHERE id = ?", (id,)).fetchone()
+                if row is None:
+                    continue
+                db.execute("DELETE FROM msgtags WHERE seq = ?", (row[0],))
+                db.executemany(
+                    "INSERT OR IGNORE INTO msgtags (seq, tag) VALUES (?, ?)",
+                    [(row[0], t) for t in tags],
+                )
+
+    def tags(self) -> list[str]:
+        with self.changed:
+            rows = self._db.execute("SELECT DISTINCT tag FROM msgtags").fetchall()
+        return sorted(r[0] for r in rows)
+
+    def unread_count(self) -> int:
+        with self.changed:
+            row = self._db.execute("SELECT COUNT(*) FROM messages WHERE read = 0").fetchone()
+        return int(row[0])
+
+    def _states(self, seqs: list[int]) -> tuple[set[int], dict[int, tuple[str, ...]]]:
+        """The read seqs and the tags of the messages among *seqs*: two range reads when they
+        are about contiguous (a listing), else lookups of those seqs (a page of a search whose
+        matches lie far apart, where the range would read every message between them)."""
+        if not seqs:
+            return set(), {}
+        lo, hi = min(seqs), max(seqs)
+        if hi - lo < 4 * len(seqs):
+            ranges = [("seq >= ? AND seq <= ?", [lo, hi])]
+        else:
+            wanted = sorted(set(seqs))
+            ranges = [
+                (f"seq IN ({','.join('?' * len(chunk))})", list(chunk))
+                for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500))
+            ]
+        read: set[int] = set()
+        tagged: dict[int, list[str]] = {}
+        with self.changed:
+            for where, params in ranges:
+                read.update(
+                    r[0]
+                    for r in self._db.execute(
+                        f"SELECT seq FROM messages WHERE {where} AND read = 1", params
+                    )
+                )
+                for seq, tag in self._db.execute(
+                    f"SELECT seq, tag FROM msgtags WHERE {where}", params
+                ):
+                    tagged.setdefault(seq, []).append(tag)
+        return read, {seq: tuple(sorted(t)) for seq, t in tagged.items()}
+
+    def _stamp(self, messages: list[Message]) -> list[Message]:
+        """*messages* with their read state and tags set."""
+        read, tagged = self._states([m.seq for m in messages])
+        for message in messages:
+            message.read = message.seq in read
+            message.tags = tagged.get(message.seq, ())
+        return messages
+
+    def _stamp_summaries(self, summaries: list[Summary]) -> list[Summary]:
+        """*summaries* with their read state and tags."""
+        read, tagged = self._states([s.seq for s in summaries])
+        if not read and not tagged:
+            return summaries
+        return [replace(s, read=s.seq in read, tags=tagged.get(s.seq, ())) for s in summaries]
 
     # ------------------------------------------------------------------ storing
 
@@ -578,13 +738,17 @@ class SQLiteStore(SearchIndex, Store):
 
     # ------------------------------------------------------------------ reading
 
+    def _loaded(self, rows: list[tuple[int, str, bytes]]) -> list[Message]:
+        """Messages from stored rows, with their read state and tags."""
+        return self._stamp(_rows_to_messages(rows))
+
     def _load(self, seq: int) -> Message | None:
         rows = self._db.execute(
             "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
             "WHERE m.seq = ?",
             (seq,),
         ).fetchall()
-        found = _rows_to_messages(rows)
+        found = self._loaded(rows)
         return found[0] if found else None
 
     def messages(self) -> list[Message]:
@@ -597,7 +761,7 @@ class SQLiteStore(SearchIndex, Store):
                 "WHERE m.seq > ? ORDER BY m.seq",
                 (seq,),
             ).fetchall()
-        return _rows_to_messages(rows)
+        return self._loaded(rows)
 
     def get(self, id: str) -> Message | None:
         with self.changed:
@@ -606,7 +770,7 @@ class SQLiteStore(SearchIndex, Store):
                 "WHERE m.id = ?",
                 (id,),
             ).fetchall()
-        found = _rows_to_messages(rows)
+        found = self._loaded(rows)
         return found[0] if found else None
 
     def latest(self) -> Message | None:
@@ -616,7 +780,7 @@ class SQLiteStore(SearchIndex, Store):
                 "SELECT m.seq, m.envelope, r.data FROM messages m JOIN raw r USING (seq) "
                 "ORDER BY m.seq DESC LIMIT 1"
             ).fetchall()
-        found = _rows_to_messages(rows)
+        found = self._loaded(rows)
         return found[0] if found else None
 
     def search(
@@ -646,7 +810,7 @@ class SQLiteStore(SearchIndex, Store):
                     "ORDER BY seq",
                     [after, until, until, *params],
                 ).fetchall()
-        return _rows_to_messages(rows) + tail
+        return self._loaded(rows) + tail
 
     def count(
         self, query: Search | None = None, *, after: int = 0, before: int | None = None

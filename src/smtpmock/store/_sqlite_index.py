@@ -226,6 +226,9 @@ class SearchIndex:
         def _report(self, exc: BaseException) -> None: ...
         def _checkpoint(self, *, force: bool = False) -> None: ...
         def _wal_over_limit(self) -> bool: ...
+        def _state_sql(self, kind: str, value: str) -> tuple[str, list[object]]: ...
+        def _stamp(self, messages: list[Message]) -> list[Message]: ...
+        def _stamp_summaries(self, summaries: list[Summary]) -> list[Summary]: ...
 
     def _init_index(self, index_worker: bool) -> None:
         """The index's state, before the file is opened (nothing started yet)."""
@@ -981,7 +984,9 @@ class SearchIndex:
             return words, "", []
         if search is None:
             return None, "1", []
-        where, params = search.sql(lambda field, needle: self._plan_sql(plan_for(field, needle)))
+        where, params = search.sql(
+            lambda field, needle: self._plan_sql(plan_for(field, needle)), self._state_sql
+        )
         return None, where, params
 
     def _index_for_read(self) -> None:
@@ -1009,7 +1014,8 @@ class SearchIndex:
             "WHERE m.seq > ? AND (? < 0 OR m.seq <= ?) ORDER BY m.seq",
             (max(after, self._indexed_seq), -1 if before is None else before, before or 0),
         ).fetchall()
-        messages = _rows_to_messages(rows)
+        # With their read state and tags: the query may test them, and they are returned.
+        messages = self._stamp(_rows_to_messages(rows))
         return [m for m in messages if query is None or query.matches(m)]
 
     def _count_indexed(self, query: Search, after: int, before: int | None) -> int:
@@ -1062,7 +1068,7 @@ class SearchIndex:
                     if more is None or more > 0:
                         first = max(0, start - in_blocks)
                         seqs += rest[first:] if more is None else rest[first : first + more]
-                return Page(in_blocks + len(rest), self._summaries_of(seqs))
+                return Page(in_blocks + len(rest), self._stamp_summaries(self._summaries_of(seqs)))
             if words is not None:
                 # Count and page from the word index alone (no row read per match).
                 table, match = words.table, words.match
@@ -1079,7 +1085,7 @@ class SearchIndex:
                         )
                     ]
                     page_seqs = seqs[start:] if limit is None else seqs[start : start + limit]
-                    return Page(len(seqs), self._summaries_of(page_seqs))
+                    return Page(len(seqs), self._stamp_summaries(self._summaries_of(page_seqs)))
                 total = self._db.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ? AND rowid > ?",
                     [match, after],
@@ -1090,7 +1096,7 @@ class SearchIndex:
                     f"LIMIT ? OFFSET ?) ORDER BY seq {order}",
                     [match, after, -1 if limit is None else limit, start],
                 ).fetchall()
-                return Page(int(total), [_summary(*r) for r in rows])
+                return Page(int(total), self._stamp_summaries([_summary(*r) for r in rows]))
             if search is None and not after and self._indexed_seq >= self._last_seq:
                 total = self._count
             else:
@@ -1104,4 +1110,4 @@ class SearchIndex:
                 f"WHERE seq > ? AND {where} ORDER BY seq {order} LIMIT ? OFFSET ?",
                 [after, *params, -1 if limit is None else limit, start],
             ).fetchall()
-        return Page(int(total), [_summary(*r) for r in rows])
+        return Page(int(total), self._stamp_summaries([_summary(*r) for r in rows]))

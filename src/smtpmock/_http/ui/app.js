@@ -267,10 +267,13 @@
       const from = shortAddress(pick(m, "From", "from")) || pick(m, "MailFrom", "mail_from") || "";
       const subject = pick(m, "Subject", "subject") || "";
       const created = pick(m, "Created", "created", "received_at", "Date");
+      const unread = pick(m, "Read", "read") === false; // Mailpit's read state: unread in bold
+      const tags = asList(pick(m, "Tags", "tags")).map(String);
       const row = h(
         "li",
         {
           class: "row" + (index === state.cursor ? " cursor" : "") + (id === state.openId ? " open" : ""),
+          "data-unread": unread,
           role: "option",
           "aria-selected": id === state.openId ? "true" : "false",
           "data-id": id,
@@ -289,6 +292,7 @@
           "div",
           { class: "row-mid" },
           h("span", { class: "subj" + (subject ? "" : " none") }, subject || "(no subject)"),
+          ...tags.map((tag) => h("span", { class: "tag", title: "tag" }, tag)),
           attachments
             ? h("span", { class: "clip", title: `${attachments} attachment(s)`, "aria-label": "has attachments" }, icon("clip"))
             : null
@@ -387,6 +391,9 @@
     for (const name of ["new", "added", "message", "deleted", "delete", "cleared", "prune", "stats"]) {
       events.addEventListener(name, onChange);
     }
+    // Read state or tags changed (opening a message marks it read): the list is redrawn, the
+    // open message stays open.
+    events.addEventListener("updated", () => scheduleRefresh());
   }
 
   // ------------------------------------------------------------------ message view
