@@ -238,7 +238,7 @@ def test_search_delete_and_summaries(mock: SMTPMock) -> None:
             )
         )
         assert [m["to"] for m in waited["messages"]] == [["user2@example.com"]]
-        bad = await client.call_tool("search_messages", {"query": "is:read"})
+        bad = await client.call_tool("search_messages", {"query": "is:loud"})
         assert bad.is_error
         nothing = await client.call_tool("delete_messages", {})
         assert nothing.is_error  # an empty call deletes nothing

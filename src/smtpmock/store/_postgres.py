@@ -77,7 +77,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 log = logging.getLogger("smtpmock.store.postgres")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _LOCK_KEY = 0x736D_7470_6D6F_636B  # "smtpmock": the advisory lock taken around schema changes
 _MAX_PAYLOAD = 7000  # bytes of one NOTIFY payload (PostgreSQL's limit is 8000)
 _LISTEN_BACKOFF = (0.05, 2.0)  # first and longest wait between reconnections of the listener
