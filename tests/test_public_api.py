@@ -26,6 +26,7 @@ PUBLIC = {
     "LateMailWarning",
     "MailAssertionError",
     "Mailbox",
+    "MailboxNameError",
     "MemoryStore",
     "Message",
     "MessageNotSent",

@@ -18,7 +18,7 @@ import base64
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ._errors import ConfigurationError, ServerError, WaitTimeout
@@ -28,6 +28,9 @@ from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._message import Message
 from ._query import Criteria
 from .store import Store
+
+if TYPE_CHECKING:
+    from ._search import Search
 
 __all__ = ["Client", "RemoteFaults"]
 
@@ -90,8 +93,12 @@ class _RemoteStore(Store):
             }
         )
 
-    def count(self, after: int, before: int | None) -> int:
+    def count(
+        self, query: Search | None = None, *, after: int = 0, before: int | None = None
+    ) -> int:
         """How many messages have a seq in (*after*, *before*], without reading them."""
+        if query is not None and query.terms:
+            return len(self.search(query, after=after, before=before))
         if after == 0 and before is None:
             return len(self)
         # A wait that cannot be met answers at once with its count; summaries only, no bytes.
@@ -312,7 +319,7 @@ class Client(Mailbox):
         """The number of messages, counted by the server (nothing is downloaded)."""
         store = self._store
         assert isinstance(store, _RemoteStore)
-        return store.count(self._floor, self._ceiling)
+        return store.count(after=self._floor, before=self._ceiling)
 
     # ------------------------------------------------------------------ faults
 

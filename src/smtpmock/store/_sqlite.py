@@ -245,6 +245,7 @@ class SQLiteStore(Store):
             # when the store is free (GroupCommit). Indexing checkpoints (_checkpoint).
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._migrate()
+            self._add_mailbox_column()
             # Indexing writes a batch of messages per transaction; a 16 MiB in-memory word
             # index per transaction (the default is 1 MiB) halves what FTS5 spends on it.
             for fts in ("words_fts", "fieldwords_fts"):
@@ -334,6 +335,30 @@ class SQLiteStore(Store):
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.execute("COMMIT")
 
+    def _add_mailbox_column(self) -> None:
+        # Mailboxes (issue 28), apart from the numbered schema: a column with a default, so a
+        # file written before it keeps every message (in the default mailbox) and an older
+        # smtpmock still reads the file (it ignores the column).
+        db = self._db
+        columns = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
+        if "mailbox" not in columns:
+            db.execute("ALTER TABLE messages ADD COLUMN mailbox TEXT NOT NULL DEFAULT 'default'")
+        db.execute("CREATE INDEX IF NOT EXISTS messages_mailbox ON messages (mailbox, seq)")
+
+    def mailboxes(self) -> dict[str, int]:
+        with self.changed:
+            rows = self._db.execute(
+                "SELECT mailbox, COUNT(*) FROM messages GROUP BY mailbox ORDER BY mailbox"
+            ).fetchall()
+        return {str(name): int(n) for name, n in rows}
+
+    def _count_mailbox(self, name: str) -> int:
+        with self.changed:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM messages WHERE mailbox = ?", (name,)
+            ).fetchone()
+        return int(row[0])
+
     # ------------------------------------------------------------------ storing
 
     def _insert_many(self, messages: Sequence[Message]) -> list[Message]:
@@ -352,13 +377,15 @@ class SQLiteStore(Store):
                     message.received_at.timestamp(),
                     message.size,
                     json.dumps(envelope),
+                    message.mailbox,
                 )
             )
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT INTO messages (seq, id, received_at, size, envelope) VALUES (?,?,?,?,?)",
+                "INSERT INTO messages (seq, id, received_at, size, envelope, mailbox) "
+                "VALUES (?,?,?,?,?,?)",
                 rows,
             )
             db.executemany(
