@@ -59,6 +59,9 @@ class ServerConfig:
     max_line_length: int | None = 1000
     """Longest line inside DATA in octets, CRLF included (RFC 5321 4.5.3.1.6), not counting a
     stuffed leading dot; ``None``: no limit. A longer line makes the message refused (500 5.5.2)."""
+    mailbox_rules: tuple[str, ...] = ()
+    """Mailbox rules, first match wins, unmatched mail to 'default' (comma-separated:
+    auth-user, plus-tag, domain, domain:D=BOX, header:NAME, port:PORT=BOX; see _routing.py)."""
 
     def __post_init__(self) -> None:
         if self.max_message_size is not None and self.max_message_size <= 0:
@@ -75,6 +78,18 @@ class ServerConfig:
                 raise ConfigurationError(f"{name} must be positive or None")
         if self.max_command_length < 512:
             raise ConfigurationError("max_command_length must be at least 512 (RFC 5321)")
+        self._check_mailbox_rules()
+
+    def _check_mailbox_rules(self) -> None:
+        rules: object = self.mailbox_rules
+        if isinstance(rules, str):  # one string (CLI flag, environment): comma-separated
+            rules = tuple(r.strip() for r in rules.split(",") if r.strip())
+        if not isinstance(rules, (tuple, list)):
+            raise ConfigurationError(f"mailbox_rules must be a list of rules, not {rules!r}")
+        object.__setattr__(self, "mailbox_rules", tuple(str(r) for r in rules))
+        from ._routing import Router
+
+        Router(self.mailbox_rules)  # a rule that cannot work is an error now
 
     def _check_tls(self) -> None:
         if self.tls is not None and self.tls not in _TLS_MODES:

@@ -1271,6 +1271,7 @@ class _Handler:
             session_id=server.session_id,
         )
         message.transcript = server.transcript
+        message.mailbox = state.route(message, server.transport)  # mailbox rules (_routing)
         pending = server._hooks_pending("DATA_END", message) if state.hooks else None
         if pending is not None and await pending:
             # A hook refused the message; aiosmtpd pushes whatever we return, so the hook

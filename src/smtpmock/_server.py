@@ -32,6 +32,8 @@ from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._loop import loop_factory, writable
 from ._message import Message
 from ._protocol import SessionSupport, SMTPProtocol, StageHook
+from ._routing import Router
+from ._search import DEFAULT_MAILBOX
 from ._tls import TLSMaterial, tls_material
 from ._transcript import Transcript, TranscriptLog
 from .store import MemoryStore, Store
@@ -59,6 +61,16 @@ class _ServerState:
         self.errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
         self._group = GroupCommit(store) if store.group_commit else None
+        self.router = Router(config.mailbox_rules)
+
+    def route(self, message: Message, transport: Any) -> str:
+        """The mailbox of *message* by the mailbox rules (``port:`` rules read the local port
+        of *transport*, the connection it came in on)."""
+        if not self.router:
+            return DEFAULT_MAILBOX
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        port = int(local[1]) if isinstance(local, tuple) and len(local) >= 2 else None
+        return self.router.choose(message, port)
 
     def record_error(self, error: BaseException) -> None:
         with self._errors_lock:
