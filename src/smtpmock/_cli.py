@@ -243,6 +243,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[tuple[str, Callable[[s
     from ._relay import add_relay_flags  # release relay (issue 27): --relay-* flags
 
     add_relay_flags(serve)
+    from ._mailbox_cli import add_mailbox_flags  # mailboxes (issue 28): rules, tokens
+
+    add_mailbox_flags(serve)
     flags = _config_flags(serve)
     return parser, flags
 
@@ -348,7 +351,10 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
     else:
         temp_dir = tempfile.TemporaryDirectory(prefix="smtpmock-")
         db_path = os.path.join(temp_dir.name, "messages.db")
-    retention = Retention(args.max_messages, args.max_bytes, args.max_age)
+    from ._mailbox_cli import MailboxSetup  # mailboxes (issue 28)
+
+    mailboxes = MailboxSetup(args)
+    retention = Retention(args.max_messages, args.max_bytes, args.max_age, mailboxes.max_messages)
     credentials: dict[str, str] = {}
     if args.http_auth:
         user, sep, password = args.http_auth.partition(":")
@@ -363,6 +369,7 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
         allowed_origins=tuple(args.allowed_origin or ()),
         ui=not args.no_ui,
     )
+    mailboxes.apply(options, settings)
     http_host = args.http_host or "127.0.0.1"
     if _is_loopback(http_host):
         settings.allowed_hosts = ("127.0.0.1", "localhost", "::1", *(args.allowed_host or ()))
@@ -382,6 +389,7 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
     )
     try:
         mock.start()
+        extra_ports = mailboxes.start_ports(mock.host, store, mock, **extra, **options)
         app = create_app(mock, settings)
         from ._relay import relay_from_args  # release relay (issue 27)
 
@@ -413,11 +421,14 @@ def serve(args: argparse.Namespace, config_names: Sequence[str]) -> int:
                         f"smtpmock: TLS ({mock.config.tls}), CA certificate {mock.ca_cert_path}",
                         flush=True,
                     )
+                if extra_ports:
+                    print(f"smtpmock: SMTP also on ports {extra_ports} (port: rules)", flush=True)
             await task
 
         asyncio.run(run())
     finally:
         http_sock.close()
+        mailboxes.stop()
         mock.stop()
         store.close()
         if temp_dir is not None:
