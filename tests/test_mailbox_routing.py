@@ -42,7 +42,9 @@ def test_rules_route_live_mail_first_match_wins() -> None:
             "tenant": 1,
             "z.test": 1,
         }
-        assert [m.rcpt_tos for m in mock.store.mailbox("default").messages()] == [("bob@[127.0.0.1]",)]
+        assert [m.rcpt_tos for m in mock.store.mailbox("default").messages()] == [
+            ("bob@[127.0.0.1]",)
+        ]
         assert all(m.mailbox == "ci-7" for m in mock.store.mailbox("ci-7").messages())
 
 

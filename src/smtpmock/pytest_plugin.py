@@ -248,6 +248,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("smtpmock_host", "host of the session SMTP server", default="")
     parser.addini("smtpmock_port", "port of the session SMTP server (0: any free port)", default="")
     parser.addini("smtpmock_timeout", "default wait_for timeout, seconds", default="")
+    # A shared `smtpmock serve` (issue 28, _shared.py): a mailbox per session and xdist worker.
+    parser.addini("smtpmock_url", "URL of a shared smtpmock serve ($SMTPMOCK_URL)", default="")
+    parser.addini("smtpmock_token", "its bearer token ($SMTPMOCK_TOKEN)", default="")
+    parser.addini("smtpmock_mailbox_prefix", "first part of the mailbox names", default="")
     parser.addini(
         "smtpmock_late_mail",
         "when a test ends while it is still sending mail: warn, fail or ignore",
@@ -286,6 +290,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RUN] = _Run(config)
     # unittest-style tests (SMTPMockMixin) use the session server too, started when they need it.
     provide_for_unittest(config.stash[_RUN].start)
+    _remote_configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -293,6 +298,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if run is not None:
         provide_for_unittest(run.start, active=False)
         run.stop()
+    _remote_unconfigure(config)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -401,6 +407,10 @@ def smtpmock(request: pytest.FixtureRequest) -> Iterator[ScopedMailbox]:
             if still_open:
                 _late(run.late_mail, late_mail_report(item.nodeid, still_open))
         return
+    remote = _remote(request.config, run)
+    if remote is not None:  # a shared smtpmock serve: this session's (worker's) mailbox there
+        yield remote.for_test()
+        return
     if run.shared is None:
         try:
             run.start()  # first use
@@ -412,6 +422,49 @@ def smtpmock(request: pytest.FixtureRequest) -> Iterator[ScopedMailbox]:
         epoch = item.stash[_EPOCH] = run.shared.begin(item.nodeid, run.late_mail)
     yield run.shared.mailbox(epoch, default_timeout=run.timeout)
     run.shared.server.check()
+
+
+# ------------------------------------------------- a shared smtpmock serve (issue 28, _shared.py)
+
+_REMOTE: pytest.StashKey[Any] = pytest.StashKey()
+_SESSION_SET: pytest.StashKey[bool] = pytest.StashKey()
+
+
+def _remote_ini(config: pytest.Config) -> dict[str, str]:
+    names = ("smtpmock_url", "smtpmock_token", "smtpmock_mailbox_prefix")
+    return {name: str(config.getini(name) or "") for name in names}
+
+
+def _remote_configure(config: pytest.Config) -> None:
+    # The first process (the xdist controller) makes the session id its workers inherit.
+    if os.environ.get("SMTPMOCK_URL") or config.getini("smtpmock_url"):
+        from ._shared import prepare_session
+
+        config.stash[_SESSION_SET] = prepare_session()
+
+
+def _remote_unconfigure(config: pytest.Config) -> None:
+    remote = config.stash.get(_REMOTE, None)
+    if remote is not None:
+        remote.close()
+        config.stash[_REMOTE] = None
+    if config.stash.get(_SESSION_SET, False):
+        os.environ.pop("SMTPMOCK_SESSION_ID", None)
+        config.stash[_SESSION_SET] = False
+
+
+def _remote(config: pytest.Config, run: _Run) -> Any:
+    """The :class:`~smtpmock._shared.RemoteRun` when a shared server is configured."""
+    if _REMOTE not in config.stash:
+        from ._shared import RemoteRun, remote_settings
+
+        found = remote_settings(_remote_ini(config), os.environ)
+        remote = None
+        if found is not None:
+            url, token, mailbox = found
+            remote = RemoteRun(url, mailbox=mailbox, token=token, timeout=run.timeout)
+        config.stash[_REMOTE] = remote
+    return config.stash[_REMOTE]
 
 
 @pytest.fixture
