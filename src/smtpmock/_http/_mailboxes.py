@@ -184,6 +184,22 @@ class MailboxDispatch:
             except MailboxNameError as exc:
                 await _answer(send, 400, str(exc))
                 return
+        if prefix and path == prefix and scope["type"] == "http":
+            # /m/NAME -> /m/NAME/: the web UI's relative paths resolve under the mailbox.
+            query = scope.get("query_string", b"").decode("latin-1")
+            location = scope.get("root_path", "") + prefix + "/" + (f"?{query}" if query else "")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 308,
+                    "headers": [
+                        (b"location", location.encode("latin-1")),
+                        (b"content-length", b"0"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
         inner = path[len(prefix) :] or "/"
         if self.access.enabled and not (name is None and inner in _OPEN_PATHS):
             role = self.access.identify(_bearer(scope))
