@@ -177,3 +177,25 @@ def test_sqlite_file_without_the_column_is_migrated(tmp_path: object) -> None:
         assert store.mailboxes() == {"ci-1": 1, "default": 1}
     finally:
         store.close()
+
+
+def test_postgres_database_without_the_column_is_migrated(pg_url: str) -> None:
+    """A database written before mailboxes keeps its messages, in the default mailbox."""
+    psycopg = pytest.importorskip("psycopg")
+    from smtpmock.store._postgres import PostgresStore
+
+    store = PostgresStore(pg_url)
+    kept = store.add(_message(1))
+    store.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX smtpmock_messages_mailbox")
+        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN mailbox")
+    store = PostgresStore(pg_url)
+    try:
+        assert [m.id for m in store.mailbox("default").messages()] == [kept.id]
+        assert store.mailboxes() == {"default": 1}
+        store.mailbox("ci-1").add(_message(2))
+        assert store.mailboxes() == {"ci-1": 1, "default": 1}
+        assert [m.mailbox for m in store.messages()] == ["default", "ci-1"]
+    finally:
+        store.close()
