@@ -371,11 +371,9 @@ class Store(ABC):
         if limit is None:
             return
         for name in sorted({m.mailbox for m in messages}):
-            view = self.mailbox(name)
-            over = len(view) - limit
+            over = self._count_mailbox(name) - limit
             if over > 0:
-                oldest = view.page(limit=over, newest_first=False)
-                self.delete([s.id for s in oldest.summaries], mailbox=name)
+                self.delete(self._oldest_in_mailbox(name, over), mailbox=name)
 
     def try_add_many(self, messages: Sequence[Message]) -> bool:
         """:meth:`add_many` if the store is free right now; ``False`` (nothing done) if another
@@ -434,6 +432,11 @@ class Store(ABC):
         for message in self.messages():
             counts[message.mailbox] = counts.get(message.mailbox, 0) + 1
         return dict(sorted(counts.items()))
+
+    def _oldest_in_mailbox(self, name: str, n: int) -> list[str]:
+        """The ids of the *n* oldest messages of mailbox *name* (a backend with a column
+        overrides this: no search index needed)."""
+        return [s.id for s in self.mailbox(name).page(limit=n, newest_first=False).summaries]
 
     def _count_mailbox(self, name: str) -> int:
         """How many messages mailbox *name* holds (a backend with a column overrides this)."""

@@ -733,6 +733,14 @@ class PostgresStore(Store):
             ).fetchall()
         return {str(name): int(n) for name, n in rows}
 
+    def _oldest_in_mailbox(self, name: str, n: int) -> list[str]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id FROM smtpmock_messages WHERE mailbox = %s ORDER BY seq LIMIT %s",
+                (name, n),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def _count_mailbox(self, name: str) -> int:
         with self._connection() as conn:
             row = conn.execute(

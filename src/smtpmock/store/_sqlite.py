@@ -352,6 +352,13 @@ class SQLiteStore(Store):
             ).fetchall()
         return {str(name): int(n) for name, n in rows}
 
+    def _oldest_in_mailbox(self, name: str, n: int) -> list[str]:
+        with self.changed:
+            rows = self._db.execute(
+                "SELECT id FROM messages WHERE mailbox = ? ORDER BY seq LIMIT ?", (name, n)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def _count_mailbox(self, name: str) -> int:
         with self.changed:
             row = self._db.execute(
