@@ -328,7 +328,7 @@ def add_compat_routes(
 ) -> None:
     """Register Mailpit's and MailHog's routes on *app* (*page* lists summaries, newest first;
     *find* looks a message up by id or ``latest``)."""
-    store = mock.store
+    store = app.state.store  # the mailbox's, under /m/{mailbox}
     started = time.monotonic()
     jim: dict[str, float] = {}
 

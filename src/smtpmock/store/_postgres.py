@@ -222,19 +222,21 @@ class _Row:
             _text(fields.free_text),
             fields.attachments,
             fields.inline,
+            message.mailbox,
         )
 
 
 _INSERT = """
 INSERT INTO smtpmock_messages (id, received_at, size, envelope, summary, from_text, to_text,
-    cc_text, bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline)
+    cc_text, bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline,
+    mailbox)
 SELECT id, received_at, size, envelope::json, summary::json, from_text, to_text, cc_text,
-    bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline
+    bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline, mailbox
 FROM unnest(%s::text[], %s::float8[], %s::bigint[], %s::text[], %s::text[], %s::text[],
     %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-    %s::int[], %s::int[]) WITH ORDINALITY AS u(id, received_at, size, envelope, summary,
-    from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id, free_text,
-    attachments, inline, ord)
+    %s::int[], %s::int[], %s::text[]) WITH ORDINALITY AS u(id, received_at, size, envelope,
+    summary, from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id,
+    free_text, attachments, inline, mailbox, ord)
 ORDER BY ord
 RETURNING seq, id
 """
@@ -364,6 +366,16 @@ class PostgresStore(Store):
                 for statement in _MIGRATIONS[number - 1]:
                     conn.execute(statement)
                 conn.execute("INSERT INTO smtpmock_schema (version) VALUES (%s)", (number,))
+            # Mailboxes (issue 28), apart from the numbered migrations: idempotent, so a
+            # database of an earlier smtpmock keeps every message (in the default mailbox).
+            conn.execute(
+                "ALTER TABLE smtpmock_messages ADD COLUMN IF NOT EXISTS mailbox text "
+                "NOT NULL DEFAULT 'default'"
+            )
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS smtpmock_messages_mailbox "
+                "ON smtpmock_messages (mailbox, seq)"
+            )
             self.trigram = self._trigram_indexes(conn)
 
     def _trigram_indexes(self, conn: psycopg.Connection[Any]) -> bool:
@@ -454,6 +466,7 @@ class PostgresStore(Store):
                 self._emit(StoreEvent("deleted", tuple(evicted), tuple(m.id for m in evicted)))
             for message in messages:
                 self._emit(StoreEvent("added", (message,)))
+        self._enforce_mailbox_retention(messages)
         return messages
 
     def _enforce(
@@ -527,20 +540,20 @@ class PostgresStore(Store):
     def _remove_all(self) -> int:
         raise NotImplementedError  # clear() is overridden
 
-    def delete(self, ids: Iterable[str]) -> int:
+    def delete(self, ids: Iterable[str], *, mailbox: str | None = None) -> int:
         """Delete the messages with these ids (every instance sees it); return how many
         existed."""
         wanted = [str(i) for i in ids]
         if not wanted:
             return 0
-        return self._delete_where("m.id = ANY(%s)", [wanted])
+        return self._delete_where("m.id = ANY(%s)", [wanted], mailbox)
 
     def delete_matching(self, query: Search) -> int:
         """Delete the messages matching *query* in one statement; return how many there were."""
         where, params = self._where(query)
         return self._delete_where(where, params)
 
-    def _delete_where(self, where: str, params: list[object]) -> int:
+    def _delete_where(self, where: str, params: list[object], mailbox: str | None = None) -> int:
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT 1 FROM smtpmock_state FOR UPDATE")  # the writers' lock first
             rows = conn.execute(
@@ -561,7 +574,7 @@ class PostgresStore(Store):
         with self.changed:
             self.generation = max(self.generation, generation)
             self.changed.notify_all()
-        self._emit(StoreEvent("deleted", ids=tuple(removed)))
+        self._emit(StoreEvent("deleted", ids=tuple(removed), mailbox=mailbox))
         return len(removed)
 
     def clear(self) -> int:
@@ -751,6 +764,28 @@ class PostgresStore(Store):
             summary_from_record(data, seq=int(seq), received_at=float(at)) for seq, at, data in rows
         ]
         return Page(total, summaries)
+
+    def mailboxes(self) -> dict[str, int]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT mailbox, count(*) FROM smtpmock_messages GROUP BY mailbox ORDER BY mailbox"
+            ).fetchall()
+        return {str(name): int(n) for name, n in rows}
+
+    def _oldest_in_mailbox(self, name: str, n: int) -> list[str]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id FROM smtpmock_messages WHERE mailbox = %s ORDER BY seq LIMIT %s",
+                (name, n),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _count_mailbox(self, name: str) -> int:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM smtpmock_messages WHERE mailbox = %s", (name,)
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def __len__(self) -> int:
         with self._connection() as conn:
