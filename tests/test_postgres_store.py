@@ -415,6 +415,7 @@ def test_messages_stored_before_the_word_index_are_indexed_by_the_migration(
         conn.execute("DROP INDEX smtpmock_messages_words")
         conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN words")
         conn.execute("DROP TABLE smtpmock_words")
+        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN read, DROP COLUMN tags")
         conn.execute("DELETE FROM smtpmock_schema WHERE version > 1")
     store = PostgresStore(pg_url)
     try:
