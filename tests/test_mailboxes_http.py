@@ -278,3 +278,42 @@ def test_a_mailbox_wait_ends_on_shutdown_and_errors_have_the_api_shape() -> None
         assert answer.status_code == 503
         body = answer.json()
         assert (body["Status"], body["Count"], body["Wanted"]) == ("shutdown", 1, 3)
+
+
+def test_read_state_and_tags_over_a_mailbox_token_stay_in_the_mailbox(
+    store_factory: StoreFactory,
+) -> None:
+    """Mailpit's read and tag routes under ``/m/ci-a`` with A's token: B's messages are never
+    marked or tagged, even named by id, and the tag list and unread count are A's."""
+    settings = ApiSettings(mailbox_tokens={"ci-a": TOKEN_A, "ci-b": TOKEN_B})
+    store = store_factory()
+    with (
+        SMTPMock(store=store, mailbox_rules=["plus-tag"]) as mock,
+        _http_server(mock, settings) as (_app, url),
+    ):
+        send(mock.host, mock.port, to=["x+ci-a@x.test"], subject="of-a")
+        send(mock.host, mock.port, to=["x+ci-b@x.test"], subject="of-b")
+        mock.wait_for(2, timeout=30)
+        [a_id] = [m.id for m in store.mailbox("ci-a").messages()]
+        [b_id] = [m.id for m in store.mailbox("ci-b").messages()]
+        store.set_tags([b_id], ["b-tag"])
+        a_auth = {"Authorization": f"Bearer {TOKEN_A}"}
+        with httpx.Client(base_url=f"{url}/m/ci-a", headers=a_auth, timeout=30) as http:
+            put = http.put("/api/v1/messages", json={"IDs": [a_id, b_id], "Read": True})
+            assert put.status_code == 200, put.text
+            put = http.put("/api/v1/tags", json={"IDs": [a_id, b_id], "Tags": ["a-tag"]})
+            assert put.status_code == 200, put.text
+            assert http.get("/api/v1/tags").json() == ["a-tag"]
+            assert http.put("/api/v1/tags/b-tag", json={"Name": "taken"}).status_code == 404
+            assert http.delete("/api/v1/tags/b-tag").status_code == 200
+            assert http.put("/api/v1/messages", json={"Read": True}).status_code == 200
+            listing = http.get("/api/v1/messages").json()
+            assert listing["unread"] == 0
+            assert [(m["ID"], m["Read"], m["Tags"]) for m in listing["messages"]] == [
+                (a_id, True, ["a-tag"])
+            ]
+        b_message = store.get(b_id)
+        assert b_message is not None
+        assert (b_message.read, b_message.tags) == (False, ("b-tag",))
+        assert store.mailbox("ci-b").unread_count() == 1
+        assert store.tags() == ["a-tag", "b-tag"]

@@ -199,3 +199,43 @@ def test_postgres_database_without_the_column_is_migrated(pg_url: str) -> None:
         assert [m.mailbox for m in store.messages()] == ["default", "ci-1"]
     finally:
         store.close()
+
+
+def test_read_state_and_tags_are_scoped(store_factory: StoreFactory) -> None:
+    """A view marks, tags, renames and deletes tags of its own messages only; its tag list and
+    unread count are its mailbox's; a search of the view for state terms stays in it."""
+    store = store_factory()
+    by_box = _fill(store, 6)
+    a, b = store.mailbox("ci-1"), store.mailbox("ci-2")
+    a_ids = [m.id for m in by_box["ci-1"]]
+    b_ids = [m.id for m in by_box["ci-2"]]
+    assert store.set_tags(b_ids, ["Shared", "b-only"]) == 2
+    # A names B's ids: nothing changes
+    assert a.mark_read(b_ids) == 0
+    assert a.set_tags(b_ids, ["stolen"]) == 0
+    assert store.unread_count() == 6
+    # A's own, by id and by "every message"
+    assert a.mark_read(a_ids[:1]) == 1
+    assert a.mark_read() == 1
+    assert a.unread_count() == 0
+    assert b.unread_count() == 2
+    assert store.unread_count() == 4
+    assert a.set_tags(a_ids + b_ids, ["Shared"]) == 2
+    assert a.tags() == ["Shared"]
+    assert b.tags() == ["Shared", "b-only"]
+    # renaming and deleting through A leave B's tags alone
+    assert a.rename_tag("shared", "Renamed") == 2
+    assert a.tags() == ["Renamed"]
+    assert b.tags() == ["Shared", "b-only"]
+    assert b.delete_tag("b-only") == 2
+    assert a.delete_tag("shared") == 0
+    assert b.tags() == ["Shared"]
+    assert [m.id for m in a.search(parse("tag:Renamed is:read"))] == a_ids
+    assert a.count(parse("is:unread")) == 0
+    assert b.count(parse("tag:shared is:unread")) == 2
+    assert all(not m.read and m.tags == ("Shared",) for m in b.messages())
+    assert store.tags() == ["Renamed", "Shared"]
+    # A's "mark every message unread" reaches A's only
+    store.mark_read(b_ids)
+    assert a.mark_read(read=False) == 2
+    assert b.unread_count() == 0
