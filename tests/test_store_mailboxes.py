@@ -210,6 +210,10 @@ def test_read_state_and_tags_are_scoped(store_factory: StoreFactory) -> None:
     a_ids = [m.id for m in by_box["ci-1"]]
     b_ids = [m.id for m in by_box["ci-2"]]
     assert store.set_tags(b_ids, ["Shared", "b-only"]) == 2
+    heard_a: list[StoreEvent] = []
+    heard_b: list[StoreEvent] = []
+    a.subscribe(heard_a.append)
+    b.subscribe(heard_b.append)
     # A names B's ids: nothing changes
     assert a.mark_read(b_ids) == 0
     assert a.set_tags(b_ids, ["stolen"]) == 0
@@ -223,6 +227,10 @@ def test_read_state_and_tags_are_scoped(store_factory: StoreFactory) -> None:
     assert a.set_tags(a_ids + b_ids, ["Shared"]) == 2
     assert a.tags() == ["Shared"]
     assert b.tags() == ["Shared", "b-only"]
+    # B's subscribers do not hear of A's changes
+    assert [(e.kind, e.mailbox) for e in heard_a] == [("updated", "ci-1")] * 3
+    assert heard_a[0].ids == tuple(a_ids[:1])
+    assert heard_b == []
     # renaming and deleting through A leave B's tags alone
     assert a.rename_tag("shared", "Renamed") == 2
     assert a.tags() == ["Renamed"]

@@ -13,12 +13,13 @@ on a view wakes on every arrival and recounts in its own mailbox.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from .._search import Search, Term, check_mailbox_name
-from ._base import Listener, Page, Store, StoreEvent
+from ._base import UPDATED_IDS_MAX, Listener, Page, Store, StoreEvent
 
 if TYPE_CHECKING:
     from .._message import Message
@@ -200,7 +201,17 @@ class MailboxStore(Store):
         return [id for id in wanted if id in held]
 
     def _state_change(self, change: Callable[[], list[str]]) -> int:
-        return self.parent._state_change(change)
+        # As the parent does (under the lock unless the parent holds none over a change, as
+        # PostgreSQL), but the ``updated`` event names this mailbox: other views ignore it.
+        locked = type(self.parent)._state_change is Store._state_change
+        with self.changed if locked else contextlib.nullcontext():
+            ids = change()
+        if ids:
+            with self.changed:
+                self.changed.notify_all()
+            named = tuple(ids) if len(ids) <= UPDATED_IDS_MAX else ()
+            self.parent._emit(StoreEvent("updated", ids=named, mailbox=self.name))
+        return len(ids)
 
     def _set_read(self, ids: list[str] | None, read: bool) -> list[str]:
         if ids is None:  # those of this mailbox whose state would change
