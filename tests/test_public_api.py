@@ -27,6 +27,7 @@ PUBLIC = {
     "LateMailWarning",
     "MailAssertionError",
     "Mailbox",
+    "MailboxNameError",
     "MemoryStore",
     "Message",
     "MessageNotSent",

@@ -73,6 +73,10 @@ def test_a_postgresql_store_of_schema_1_is_migrated(pg_url: str) -> None:
     ids = [store.add(_mail(i)).id for i in range(3)]
     store.close()
     with psycopg.connect(pg_url) as conn:
+        # schema 1: neither the word index (migration 2) nor read state and tags (3)
+        conn.execute("DROP INDEX smtpmock_messages_words")
+        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN words")
+        conn.execute("DROP TABLE smtpmock_words")
         conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN read, DROP COLUMN tags")
         conn.execute("DELETE FROM smtpmock_schema WHERE version > 1")
     store = PostgresStore(pg_url)

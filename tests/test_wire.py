@@ -53,6 +53,7 @@ def test_summary_json_is_mailpits_message_summary_plus_the_envelope() -> None:
         "Snippet": "Hello there",
         "MailFrom": "ann@example.com",
         "Recipients": ["bob@example.org", "cy@example.org", "hidden@example.net"],
+        "Mailbox": "default",
     }
 
 

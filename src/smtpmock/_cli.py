@@ -431,6 +431,9 @@ def build_parser() -> tuple[
     from ._relay import add_relay_flags  # release relay (issue 27): --relay-* flags
 
     add_relay_flags(serve)
+    from ._mailbox_cli import add_mailbox_flags  # mailboxes (issue 28): rules, tokens
+
+    add_mailbox_flags(serve)
     flags = _config_flags(serve)
     mcp = sub.add_parser(
         "mcp",
@@ -707,7 +710,10 @@ def serve(args: argparse.Namespace, options: dict[str, Any], log: logging.Logger
     else:
         temp_dir = tempfile.TemporaryDirectory(prefix="smtpmock-")
         db_path = os.path.join(temp_dir.name, "messages.db")
-    retention = Retention(args.max_messages, args.max_bytes, args.max_age)
+    from ._mailbox_cli import MailboxSetup  # mailboxes (issue 28)
+
+    mailboxes = MailboxSetup(args)
+    retention = Retention(args.max_messages, args.max_bytes, args.max_age, mailboxes.max_messages)
     credentials: dict[str, str] = {}
     if args.http_auth:
         user, _, password = args.http_auth.partition(":")
@@ -720,6 +726,7 @@ def serve(args: argparse.Namespace, options: dict[str, Any], log: logging.Logger
         allowed_origins=tuple(args.allowed_origin or ()),
         ui=not args.no_ui,
     )
+    mailboxes.apply(options, settings)
     http_host = args.http_host or "127.0.0.1"
     if _is_loopback(http_host):
         settings.allowed_hosts = ("127.0.0.1", "localhost", "::1", *(args.allowed_host or ()))
@@ -750,6 +757,7 @@ def serve(args: argparse.Namespace, options: dict[str, Any], log: logging.Logger
                 "(--smtp-port 0 lets the system pick a free one; the ready line says which)"
             ) from exc
         reporter = _Reporter(log, mock)
+        extra_ports = mailboxes.start_ports(mock.host, store, mock, **extra, **options)
         app = create_app(mock, settings)
         from ._relay import relay_from_args  # release relay (issue 27)
 
@@ -792,6 +800,8 @@ def serve(args: argparse.Namespace, options: dict[str, Any], log: logging.Logger
                         f"smtpmock: TLS ({mock.config.tls}), CA certificate {mock.ca_cert_path}",
                         flush=True,
                     )
+                if extra_ports:
+                    print(f"smtpmock: SMTP also on ports {extra_ports} (port: rules)", flush=True)
             await task
 
         asyncio.run(run())
@@ -799,6 +809,7 @@ def serve(args: argparse.Namespace, options: dict[str, Any], log: logging.Logger
             print(f"smtpmock: stopped ({stopped_by[0]})", flush=True)
     finally:
         http_sock.close()
+        mailboxes.stop()
         if mock is not None:
             mock.stop()  # first: the sessions it closes are still logged
         if reporter is not None:

@@ -27,6 +27,7 @@ from ._http._wire import decode_export
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._message import Message
 from ._query import Criteria
+from ._search import check_mailbox_name
 from .store import Store
 
 if TYPE_CHECKING:
@@ -253,7 +254,10 @@ class Client(Mailbox):
         app.send_welcome(smtp_host=client.host, smtp_port=client.port)
         [message] = client.wait_for(1, to="bob@example.com")
 
-    *auth* is ``(user, password)`` for a server started with ``--http-auth``.
+    *auth* is ``(user, password)`` for a server started with ``--http-auth``. *mailbox*: work
+    in that one mailbox of a shared server (every read, wait, delete and :meth:`reset`; the
+    requests go to ``{url}/m/{mailbox}/...``); *token*: the bearer token of a server started
+    with ``--mailbox-token`` / ``--admin-token``.
     """
 
     def __init__(
@@ -263,18 +267,34 @@ class Client(Mailbox):
         auth: tuple[str, str] | None = None,
         default_timeout: float = DEFAULT_TIMEOUT,
         http_timeout: float = 30.0,
+        mailbox: str | None = None,
+        token: str | None = None,
     ) -> None:
         httpx = _import_httpx()
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, auth=auth, timeout=http_timeout)
+        self.server_url = url.rstrip("/")
+        self.mailbox = None if mailbox is None else check_mailbox_name(mailbox)
+        """The mailbox this client works in (``None``: the whole server)."""
+        self.url = self.server_url if mailbox is None else f"{self.server_url}/m/{mailbox}"
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(
+            base_url=self.url, auth=auth, timeout=http_timeout, headers=headers
+        )
         super().__init__(_RemoteStore(self._http), default_timeout=default_timeout)
         self._smtp: tuple[str, int] | None = None
+
+    def mailboxes(self) -> dict[str, int]:
+        """The server's mailboxes this client may see, with their message counts (a mailbox
+        client sees its own)."""
+        response = _call(self._http, "GET", "/api/v1/mailboxes")
+        _raise_for(response)
+        return {str(m["Name"]): int(m["Messages"]) for m in response.json()["mailboxes"]}
 
     @classmethod
     def _view(cls, parent: Client, floor: int) -> Client:
         view = cls.__new__(cls)
         Mailbox.__init__(view, parent._store, floor=floor, default_timeout=parent.default_timeout)
         view.url, view._http, view._smtp = parent.url, parent._http, parent._smtp
+        view.server_url, view.mailbox = parent.server_url, parent.mailbox
         return view
 
     # ------------------------------------------------------------------ the server
@@ -301,7 +321,7 @@ class Client(Mailbox):
         return self._smtp[1]
 
     def reset(self) -> None:
-        """Delete every message on the server."""
+        """Delete every message on the server (a mailbox client: every message of its mailbox)."""
         self._store.clear()
 
     def close(self) -> None:

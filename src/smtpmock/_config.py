@@ -68,6 +68,9 @@ class ServerConfig:
     """Offer AUTH (PLAIN, LOGIN, CRAM-MD5) and accept any user name and password, on any
     connection (TLS or not): for an application that insists on logging in. The user name is
     recorded on the message (``auth_user``). Not with ``auth``."""
+    mailbox_rules: tuple[str, ...] = ()
+    """Mailbox rules, first match wins, unmatched mail to 'default' (comma-separated:
+    auth-user, plus-tag, domain, domain:D=BOX, header:NAME, port:PORT=BOX; see _routing.py)."""
 
     def __post_init__(self) -> None:
         if self.max_message_size is not None and self.max_message_size <= 0:
@@ -84,6 +87,18 @@ class ServerConfig:
                 raise ConfigurationError(f"{name} must be positive or None")
         if self.max_command_length < 512:
             raise ConfigurationError("max_command_length must be at least 512 (RFC 5321)")
+        self._check_mailbox_rules()
+
+    def _check_mailbox_rules(self) -> None:
+        rules: object = self.mailbox_rules
+        if isinstance(rules, str):  # one string (CLI flag, environment): comma-separated
+            rules = tuple(r.strip() for r in rules.split(",") if r.strip())
+        if not isinstance(rules, (tuple, list)):
+            raise ConfigurationError(f"mailbox_rules must be a list of rules, not {rules!r}")
+        object.__setattr__(self, "mailbox_rules", tuple(str(r) for r in rules))
+        from ._routing import Router
+
+        Router(self.mailbox_rules)  # a rule that cannot work is an error now
 
     def _check_tls(self) -> None:
         if self.tls is not None and self.tls not in _TLS_MODES:

@@ -7,7 +7,8 @@
     │   └── PortInUseError             ... because its port is taken (also an OSError)
     ├── ServerError                    an error inside the server thread, re-raised in the test
     ├── ConfigurationError             an option that cannot work (also a ValueError)
-    │   └── SearchError                a search string that cannot be parsed
+    │   ├── SearchError                a search string that cannot be parsed
+    │   └── MailboxNameError           a mailbox name that is not one (an HTTP 400)
     ├── StorageError                   the store could not do what was asked
     │   ├── StorageFull                ... because its disk (or quota) is full: SMTP 452 4.3.1
     │   └── StorageUnavailable         ... because its database cannot be reached: SMTP 451 4.3.0
@@ -33,6 +34,7 @@ __all__ = [
     "LateMail",
     "LateMailWarning",
     "MailAssertionError",
+    "MailboxNameError",
     "MessageNotSent",
     "PortInUseError",
     "SMTPMockError",
@@ -83,6 +85,11 @@ class ConfigurationError(SMTPMockError, ValueError):
 
 class SearchError(ConfigurationError):
     """A search string that cannot be understood (an HTTP 400)."""
+
+
+class MailboxNameError(ConfigurationError):
+    """A mailbox name that is not one: 1 to 64 of ``A-Z a-z 0-9 . _ -``, starting with a
+    letter or digit (an HTTP 400; never used as a path or in SQL text)."""
 
 
 class StorageError(SMTPMockError):

@@ -48,6 +48,7 @@ class Mailbox:
     PortInUseError = _errors.PortInUseError
     ConfigurationError = _errors.ConfigurationError
     SearchError = _errors.SearchError
+    MailboxNameError = _errors.MailboxNameError
     StorageError = _errors.StorageError
     StorageFull = _errors.StorageFull
     StorageUnavailable = _errors.StorageUnavailable

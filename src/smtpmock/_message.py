@@ -693,6 +693,7 @@ class Message:
         smtputf8: bool = False,
         session_id: str | None = None,
         id: str | None = None,
+        mailbox: str = "default",
     ) -> None:
         self.raw: bytes = bytes(raw)
         """The exact bytes of the message as received, after SMTP dot-unstuffing."""
@@ -725,6 +726,9 @@ class Message:
         self.smtputf8: bool = smtputf8
         self.session_id: str | None = session_id
         """The SMTP session that delivered this message (see transcripts)."""
+        self.mailbox: str = mailbox
+        """The mailbox the message was delivered to (chosen by the server's mailbox rules;
+        ``"default"`` when none matched)."""
         self.transcript: Transcript | None = None
         """The SMTP conversation that delivered this message (set by the server that received
         it; ``None`` for messages built by hand). It keeps growing until that session ends."""

@@ -24,6 +24,7 @@ term. Filters (all case-insensitive substring matches unless said otherwise):
 ``has:attachment``  at least one attachment; ``has:inline``: at least one inline part
 ``larger:`` / ``smaller:``  size in bytes, with units ``B KB MB GB`` (1000) or ``KiB MiB GiB``
 ``after:`` / ``before:``    arrival time, ``YYYY-MM-DD`` or an ISO 8601 timestamp (UTC if naive)
+``mailbox:``        the mailbox (exact name; see :meth:`smtpmock.store.Store.mailbox`)
 anything else       free text over addresses, subject, bodies and attachment names
 
 ``is:read``       marked read (Mailpit's read state: :attr:`Message.read`); ``is:unread``
@@ -42,16 +43,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._errors import SearchError
+from ._errors import MailboxNameError, SearchError
 from ._message import Message
 from ._query import Criteria
 
 __all__ = [
+    "DEFAULT_MAILBOX",
     "IndexFields",
     "Search",
     "SearchError",
     "StateSQL",
     "TextSQL",
+    "check_mailbox_name",
     "index_fields",
     "parse",
     "tokens",
@@ -74,6 +77,7 @@ class IndexFields:
     inline: int
     size: int
     received_at: float
+    mailbox: str = "default"
 
     @property
     def addressed(self) -> str:
@@ -84,6 +88,24 @@ class IndexFields:
         return "\n".join(
             (self.from_text, self.addressed, self.reply_to_text, self.subject, self.text)
         )
+
+
+DEFAULT_MAILBOX = "default"
+"""The mailbox of mail that no mailbox rule routes elsewhere."""
+
+_MAILBOX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_mailbox_name(name: object) -> str:
+    """*name* if it is a valid mailbox name (1 to 64 of ``A-Z a-z 0-9 . _ -``, starting with a
+    letter or digit); else :class:`~smtpmock.MailboxNameError`."""
+    if not isinstance(name, str) or not _MAILBOX_NAME.fullmatch(name):
+        shown = repr(name)[:80]
+        raise MailboxNameError(
+            f"invalid mailbox name {shown}: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 # A word: a run of ASCII letters and digits and of any non-ASCII character. This is exactly what
@@ -132,6 +154,7 @@ def index_fields(message: Message) -> IndexFields:
         inline=sum(1 for a in attachments if a.is_inline),
         size=message.size,
         received_at=message.received_at.timestamp(),
+        mailbox=message.mailbox,
     )
 
 
@@ -254,6 +277,10 @@ def _compile(term: Term) -> _Compiled:
         if field == "after":
             return _Compiled(lambda f: f.received_at >= when, "received_at >= ?", (when,))
         return _Compiled(lambda f: f.received_at < when, "received_at < ?", (when,))
+    if field == "mailbox":
+        name = check_mailbox_name(value)
+        # Exact (names are case-sensitive); over the stores' ``mailbox`` column.
+        return _Compiled(lambda f: f.mailbox == name, "mailbox = ?", (name,))
     if field == "is":
         kind = value.lower()
         if kind not in _STATE_KINDS:
@@ -265,7 +292,11 @@ def _compile(term: Term) -> _Compiled:
         return _Compiled(_never, state=("tag", value.strip()))
     if field:
         known = ", ".join(
-            [*_TEXT_FIELDS, "addressed", "has", "larger", "smaller", "after", "before", "is", "tag"]
+            [
+                *_TEXT_FIELDS,
+                *("addressed", "has", "larger", "smaller", "after", "before", "mailbox"),
+                *("is", "tag"),
+            ]
         )
         raise SearchError(f"unknown search filter {field}: (known: {known})")
     needle = value.lower()

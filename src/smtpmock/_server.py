@@ -31,6 +31,7 @@ from ._faults import FaultsArgument, FaultSet
 from ._inspect import DEFAULT_TIMEOUT, Mailbox
 from ._loop import loop_factory, writable
 from ._message import Message
+from ._routing import Router
 from ._tls import TLSMaterial, tls_material
 from ._transcript import Transcript, TranscriptLog
 from .smtp import ServerContext, Settings, StageHook
@@ -76,6 +77,21 @@ def _settings(config: ServerConfig, *, starttls: bool, implicit: bool) -> Settin
         auth_require_tls=not (config.auth_allow_plaintext or config.auth_accept_any),
         auth_required=config.auth_required,
     )
+
+
+def _router(config: ServerConfig) -> Callable[[Message, Any], str] | None:
+    """The mailbox of a delivered message by the mailbox rules (``port:`` rules read the local
+    port of the transport, the connection it came in on); ``None`` without rules."""
+    router = Router(config.mailbox_rules)
+    if not router:
+        return None
+
+    def route(message: Message, transport: Any) -> str:
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        port = int(local[1]) if isinstance(local, tuple) and len(local) >= 2 else None
+        return router.choose(message, port)
+
+    return route
 
 
 def _group_deliver(store: Store) -> Callable[[Message], Awaitable[None] | None]:
@@ -259,6 +275,7 @@ class SMTPMock(Mailbox):
             auth_log=self._auth_log,
             hooks=self._hooks,
             deliver=_group_deliver(self._store),
+            route=_router(config),
         )
 
     def stop(self) -> None:

@@ -248,6 +248,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("smtpmock_host", "host of the session SMTP server", default="")
     parser.addini("smtpmock_port", "port of the session SMTP server (0: any free port)", default="")
     parser.addini("smtpmock_timeout", "default wait_for timeout, seconds", default="")
+    # A shared `smtpmock serve` (issue 28, _shared.py): a mailbox per session and xdist worker.
+    parser.addini("smtpmock_url", "URL of a shared smtpmock serve ($SMTPMOCK_URL)", default="")
+    parser.addini("smtpmock_token", "its bearer token ($SMTPMOCK_TOKEN)", default="")
+    parser.addini("smtpmock_mailbox_prefix", "first part of the mailbox names", default="")
     parser.addini(
         "smtpmock_late_mail",
         "when a test ends while it is still sending mail: warn, fail or ignore",
@@ -293,6 +297,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if run is not None:
         provide_for_unittest(run.start, active=False)
         run.stop()
+    _remote_unconfigure(config)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -401,6 +406,10 @@ def smtpmock(request: pytest.FixtureRequest) -> Iterator[ScopedMailbox]:
             if still_open:
                 _late(run.late_mail, late_mail_report(item.nodeid, still_open))
         return
+    remote = _remote(request.config, run)
+    if remote is not None:  # a shared smtpmock serve: this session's (worker's) mailbox there
+        yield remote.for_test()
+        return
     if run.shared is None:
         try:
             run.start()  # first use
@@ -412,6 +421,67 @@ def smtpmock(request: pytest.FixtureRequest) -> Iterator[ScopedMailbox]:
         epoch = item.stash[_EPOCH] = run.shared.begin(item.nodeid, run.late_mail)
     yield run.shared.mailbox(epoch, default_timeout=run.timeout)
     run.shared.server.check()
+
+
+# ------------------------------------------------- a shared smtpmock serve (issue 28, _shared.py)
+
+_REMOTE: pytest.StashKey[Any] = pytest.StashKey()
+_SESSION: pytest.StashKey[str] = pytest.StashKey()
+_WORKER_SESSION = "smtpmock_session_id"  # in xdist's workerinput, from the controller
+
+
+def _remote_ini(config: pytest.Config) -> dict[str, str]:
+    names = ("smtpmock_url", "smtpmock_token", "smtpmock_mailbox_prefix")
+    return {name: str(config.getini(name) or "") for name in names}
+
+
+def _remote_wanted(config: pytest.Config) -> bool:
+    return bool(os.environ.get("SMTPMOCK_URL") or config.getini("smtpmock_url"))
+
+
+def _session_id(config: pytest.Config) -> str:
+    """This run's id, the first part of its mailbox names: the xdist controller's (handed to
+    its workers in ``workerinput``), else made on first use. Nothing is published for it."""
+    if _SESSION not in config.stash:
+        given = os.environ.get("SMTPMOCK_SESSION_ID") or getattr(config, "workerinput", {}).get(
+            _WORKER_SESSION
+        )
+        import uuid
+
+        config.stash[_SESSION] = str(given or uuid.uuid4().hex[:12])
+    return config.stash[_SESSION]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(xdist, in the controller) Every worker of a run against a shared server gets the same
+    session id, so that the run's mailboxes share a prefix."""
+    if _remote_wanted(node.config):
+        node.workerinput[_WORKER_SESSION] = _session_id(node.config)
+
+
+def _remote_unconfigure(config: pytest.Config) -> None:
+    remote = config.stash.get(_REMOTE, None)
+    if remote is not None:
+        remote.close()  # and the SMTPMOCK_* variables it published are restored
+        config.stash[_REMOTE] = None
+
+
+def _remote(config: pytest.Config, run: _Run) -> Any:
+    """The :class:`~smtpmock._shared.RemoteRun` when a shared server is configured (made, and
+    its variables published, when the first test asks for the ``smtpmock`` fixture)."""
+    if _REMOTE not in config.stash:
+        remote = None
+        if _remote_wanted(config):
+            from ._shared import ENV_SESSION, RemoteRun, remote_settings
+
+            environ = {**os.environ, ENV_SESSION: _session_id(config)}
+            found = remote_settings(_remote_ini(config), environ)
+            if found is not None:
+                url, token, mailbox = found
+                remote = RemoteRun(url, mailbox=mailbox, token=token, timeout=run.timeout)
+        config.stash[_REMOTE] = remote
+    return config.stash[_REMOTE]
 
 
 @pytest.fixture

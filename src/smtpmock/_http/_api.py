@@ -78,6 +78,10 @@ class ApiSettings:
     """Origins, besides the server's own, allowed to open the event stream and to change state."""
     ui: bool = True
     """Serve the web UI at ``/``."""
+    mailbox_tokens: dict[str, str] = field(default_factory=dict)
+    """``{mailbox: token}``: bearer tokens that may use one mailbox each (see _mailboxes.py)."""
+    admin_tokens: tuple[str, ...] = ()
+    """Bearer tokens that may use everything. No token at all: no access control."""
     allowed_hosts: tuple[str, ...] | None = None
     """Host names (without port) the ``Host`` header may carry; ``None``: any. Served on a
     loopback address, the CLI allows only loopback names, which defeats DNS rebinding (a web
@@ -240,7 +244,7 @@ class _Metrics:
         self.deleted = 0
         self.sessions = 0
         self._lock = threading.Lock()
-        store.subscribe(self.on_event)
+        self.unsubscribe = store.subscribe(self.on_event)
 
     def on_event(self, event: StoreEvent) -> None:
         with self._lock:
@@ -316,12 +320,21 @@ def _detail(message: Message, transcript: dict[str, Any] | None) -> dict[str, An
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
-    """The HTTP API over a running *mock* (its store, faults and SMTP address)."""
+def create_app(
+    mock: SMTPMock,
+    settings: ApiSettings | None = None,
+    *,
+    store: Store | None = None,
+    _shutdown: _Shutdown | None = None,
+) -> FastAPI:
+    """The HTTP API over a running *mock* (its store, faults and SMTP address); *store*: one
+    mailbox of it (``mock.store.mailbox(name)``, served under ``/m/{name}``)."""
     settings = settings or ApiSettings()
-    store = mock.store
+    root = store is None
+    store = mock.store if store is None else store
     metrics = _Metrics(store)
-    shutdown = _Shutdown()
+    # A mailbox's app shares the root's: begin_shutdown(root) ends its waits and streams too.
+    shutdown = _Shutdown() if _shutdown is None else _shutdown
     app = FastAPI(
         title="smtpmock",
         summary="A real SMTP server for tests: inspect, search, wait for and delete messages.",
@@ -332,6 +345,7 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     mount_docs(app)
+    app.state.store = store
 
     def find(id: str) -> Message | None:
         if id == "latest":
@@ -737,15 +751,19 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         return JSONResponse({"rules": [r.to_dict() for r in fault_set().rules]})
 
     from ._compat import add_compat_routes
+    from ._mailboxes import MailboxAccess, MailboxDispatch, add_mailbox_routes
 
     add_compat_routes(app, mock, settings, page, find)
+    add_mailbox_routes(app, store)
 
     if settings.ui:
         from ._ui import mount_ui
 
         mount_ui(app, find)
 
-    if settings.mcp:
+    if settings.mcp and root:
+        # At the root only: the MCP tools include the server-wide fault rules, which a
+        # mailbox (and its token) must not reach through /m/{mailbox}/mcp.
         from .._mcp import mount as mount_mcp
 
         mount_mcp(app, mock, settings.allowed_origins)
@@ -759,6 +777,13 @@ def create_app(mock: SMTPMock, settings: ApiSettings | None = None) -> FastAPI:
         limited = _BasicAuth(limited, settings.credentials)
     if settings.allowed_hosts is not None:
         limited = _HostCheck(limited, settings.allowed_hosts)
+    if root:  # /m/{mailbox}/... and the mailbox tokens, in front of everything
+        access = MailboxAccess(settings.mailbox_tokens, settings.admin_tokens)
+
+        def scoped(view: Store) -> FastAPI:
+            return create_app(mock, settings, store=view, _shutdown=shutdown)
+
+        limited = MailboxDispatch(limited, mock, settings, scoped, access)
     app.state.asgi = limited
     return app
 

@@ -51,6 +51,7 @@ from ._api import ApiSettings, _bad, _same_origin
 
 if TYPE_CHECKING:
     from .._server import SMTPMock
+    from ..store import Store
 
 __all__ = ["add_compat_routes", "go_header_key", "mailhog_message"]
 
@@ -400,7 +401,7 @@ def add_compat_routes(
 ) -> None:
     """Register Mailpit's and MailHog's routes on *app* (*page* lists summaries, newest first;
     *find* looks a message up by id or ``latest``)."""
-    store = mock.store
+    store: Store = app.state.store  # the mailbox's, under /m/{mailbox}
     started = time.monotonic()
     jim: dict[str, float] = {}
 

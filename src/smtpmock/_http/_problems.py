@@ -202,6 +202,7 @@ _SPECIFIC: dict[tuple[str, str], tuple[int, ...]] = {
     ("/api/v2/jim", "delete"): (404,),
     ("/api/v1/message/{id}/release", "post"): (502,),
     ("/api/v1/messages/{id}/release", "post"): (502,),
+    ("/api/v1/tags/{tag}", "put"): (404,),  # Mailpit: no message carries the tag
 }
 _UNAUTHENTICATED = ("/livez", "/readyz")
 _CONTENT: dict[tuple[str, str], dict[str, Any]] = {
@@ -212,6 +213,10 @@ _CONTENT: dict[tuple[str, str], dict[str, Any]] = {
     ("/view/{name}", "get"): {"text/html": {}, "text/plain": {}},
     # MailHog's and Mailpit's answers with no body, or a plain "ok", as their clients expect
     ("/api/v1/messages/{id}", "delete"): {},
+    ("/api/v1/messages", "put"): {"text/plain": {}},  # Mailpit's read state and tags
+    ("/api/v1/tags", "put"): {"text/plain": {}},
+    ("/api/v1/tags/{tag}", "put"): {"text/plain": {}},
+    ("/api/v1/tags/{tag}", "delete"): {"text/plain": {}},
     ("/api/v1/message/{id}/release", "post"): {"text/plain": {}},
     ("/api/v1/messages/{id}/release", "post"): {},
     ("/api/v2/jim", "post"): {},

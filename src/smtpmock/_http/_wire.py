@@ -53,6 +53,7 @@ def summary_json(summary: Summary) -> dict[str, Any]:
         "Snippet": summary.snippet,
         "MailFrom": summary.mail_from,
         "Recipients": list(summary.rcpt_tos),
+        "Mailbox": summary.mailbox,
     }
 
 
@@ -79,6 +80,7 @@ def envelope_dict(message: Message) -> dict[str, Any]:
         "rcpt_options": {k: list(v) for k, v in message.rcpt_options.items()},
         "smtputf8": message.smtputf8,
         "session_id": message.session_id,
+        "mailbox": message.mailbox,
     }
 
 
@@ -100,6 +102,7 @@ def message_from_envelope(raw: bytes, envelope: dict[str, Any]) -> Message:
         rcpt_options=envelope.get("rcpt_options") or {},
         smtputf8=bool(envelope.get("smtputf8")),
         session_id=envelope.get("session_id"),
+        mailbox=str(envelope.get("mailbox") or "default"),
     )
     message.seq = int(envelope.get("seq") or 0)
     return message

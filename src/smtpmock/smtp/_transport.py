@@ -62,6 +62,7 @@ class ServerContext:
         auth_log: AuthLog | None = None,
         hooks: list[StageHook] | None = None,
         deliver: Callable[[Message], Awaitable[None] | None] | None = None,
+        route: Callable[[Message, Any], str] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -73,6 +74,9 @@ class ServerContext:
         self.auth_log = auth_log if auth_log is not None else AuthLog()
         self.hooks: list[StageHook] = hooks if hooks is not None else []
         self.deliver = deliver if deliver is not None else _add_to(store)
+        self.route = route
+        """The mailbox of a delivered message, from it and the connection's transport (the
+        mailbox rules); ``None``: every message stays in ``"default"``."""
         self.connections: set[SMTPConnection] = set()
         self.served = 0
         """How many of :attr:`connections` are being served (not refused by max_connections)."""
@@ -409,6 +413,8 @@ class SMTPConnection(asyncio.Protocol):
             session_id=self.session_id,
         )
         message.transcript = self.transcript
+        if self.context.route is not None:  # mailbox rules (_routing)
+            message.mailbox = self.context.route(message, self.transport)
         if self.context.hooks:
             self._stage("DATA_END", message, partial(self._deliver, message))
         else:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ConfigurationError
 from ._base import Page, Retention, Store, StoreEvent, Summary
+from ._mailbox import MailboxStore
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
 
 __all__ = [
+    "MailboxStore",
     "MemoryStore",
     "Page",
     "PostgresStore",

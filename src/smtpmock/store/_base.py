@@ -48,6 +48,7 @@ from .._message import Address, Message
 
 if TYPE_CHECKING:
     from .._search import IndexFields, Search
+    from ._mailbox import MailboxStore
 
 __all__ = [
     "MAX_TAG_CHARS",
@@ -114,26 +115,31 @@ class StoreEvent:
     backend has them at hand, as for those evicted by retention); ``updated`` carries the ids
     of messages whose read state or tags changed (``ids`` empty: possibly any message, as
     after renaming a tag elsewhere); ``cleared`` carries nothing.
+    ``mailbox``: the one mailbox the change concerns, when the store knows it (a delete made
+    through :meth:`Store.mailbox`); ``None``: any.
     """
 
     kind: Literal["added", "deleted", "cleared", "updated"]
     messages: tuple[Message, ...] = ()
     ids: tuple[str, ...] = ()
+    mailbox: str | None = None
 
 
 @dataclass(frozen=True)
 class Retention:
     """Limits enforced when a message arrives (never exceeded), oldest messages evicted first.
 
-    ``None`` means no limit on that axis.
+    ``None`` means no limit on that axis. ``mailbox_max_messages`` limits each mailbox on its
+    own (its oldest messages evicted when a new one arrives), beside the global limits.
     """
 
     max_messages: int | None = None
     max_bytes: int | None = None
     max_age: float | None = None  # seconds
+    mailbox_max_messages: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_messages", "max_bytes", "max_age"):
+        for name in ("max_messages", "max_bytes", "max_age", "mailbox_max_messages"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigurationError(f"retention {name} must be positive, not {value!r}")
@@ -181,6 +187,7 @@ class Summary:
     auth_user: str | None = None
     read: bool = False
     tags: tuple[str, ...] = ()
+    mailbox: str = "default"
 
     @classmethod
     def of(cls, message: Message, fields: IndexFields | None = None) -> Summary:
@@ -212,6 +219,7 @@ class Summary:
                 auth_user=message.auth_user,
                 read=message.read,
                 tags=message.tags,
+                mailbox=message.mailbox,
             )
         except Exception:
             # Never expected (parsing records defects instead of raising), but one message
@@ -231,6 +239,7 @@ class Summary:
             auth_user=message.auth_user,
             read=message.read,
             tags=message.tags,
+            mailbox=message.mailbox,
         )
 
 
@@ -416,7 +425,19 @@ class Store(ABC):
                 self._emit(StoreEvent("deleted", tuple(evicted), tuple(m.id for m in evicted)))
             for message in messages:
                 self._emit(StoreEvent("added", (message,)))
+        self._enforce_mailbox_retention(messages)
         return messages
+
+    def _enforce_mailbox_retention(self, messages: Sequence[Message]) -> None:
+        """Evict the oldest messages of each mailbox *messages* went to beyond
+        :attr:`Retention.mailbox_max_messages` (right after the add, before it returns)."""
+        limit = self.retention.mailbox_max_messages
+        if limit is None:
+            return
+        for name in sorted({m.mailbox for m in messages}):
+            over = self._count_mailbox(name) - limit
+            if over > 0:
+                self.delete(self._oldest_in_mailbox(name, over), mailbox=name)
 
     def try_add_many(self, messages: Sequence[Message]) -> bool:
         """:meth:`add_many` if the store is free right now; ``False`` (nothing done) if another
@@ -431,15 +452,16 @@ class Store(ABC):
             self.changed.release()
         return True
 
-    def delete(self, ids: Iterable[str]) -> int:
-        """Delete the messages with these ids; return how many existed."""
+    def delete(self, ids: Iterable[str], *, mailbox: str | None = None) -> int:
+        """Delete the messages with these ids; return how many existed. *mailbox*: the one
+        mailbox they are all in, when the caller knows it (said in the ``deleted`` event)."""
         with self.changed:
             removed = self._remove(list(ids))
             if removed:
                 self.generation += 1
             self.changed.notify_all()
         if removed:
-            self._emit(StoreEvent("deleted", ids=tuple(removed)))
+            self._emit(StoreEvent("deleted", ids=tuple(removed), mailbox=mailbox))
         return len(removed)
 
     def delete_matching(self, query: Search) -> int:
@@ -567,6 +589,35 @@ class Store(ABC):
             return list(changes)
 
         return self._state_change(change)
+
+    # --- mailboxes --------------------------------------------------------------------------
+
+    def mailbox(self, name: str) -> MailboxStore:
+        """This store seen through one mailbox: a :class:`Store` whose every read, search,
+        count, page, delete, clear, wait and event concerns the messages of mailbox *name*
+        only (and whose adds deliver to it). *name* is checked
+        (:class:`~smtpmock.MailboxNameError`); a mailbox with no message is empty, not an
+        error."""
+        from ._mailbox import MailboxStore
+
+        return MailboxStore(self, name)
+
+    def mailboxes(self) -> dict[str, int]:
+        """The names of the mailboxes that hold messages, with how many each holds (sorted by
+        name)."""
+        counts: dict[str, int] = {}
+        for message in self.messages():
+            counts[message.mailbox] = counts.get(message.mailbox, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def _oldest_in_mailbox(self, name: str, n: int) -> list[str]:
+        """The ids of the *n* oldest messages of mailbox *name* (a backend with a column
+        overrides this: no search index needed)."""
+        return [s.id for s in self.mailbox(name).page(limit=n, newest_first=False).summaries]
+
+    def _count_mailbox(self, name: str) -> int:
+        """How many messages mailbox *name* holds (a backend with a column overrides this)."""
+        return self.count(self.mailbox(name).scoped(None))
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call *listener* on every change; returns a function that unsubscribes it."""

@@ -176,8 +176,8 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
 )
 
 # Search terms that are not substring matches (no trigram index serves them; "is" and "tag":
-# read state and tags).
-_NOT_TEXT = frozenset({"has", "larger", "smaller", "after", "before", "is", "tag"})
+# read state and tags; "mailbox": an exact name, served by the (mailbox, seq) index).
+_NOT_TEXT = frozenset({"has", "larger", "smaller", "after", "before", "is", "tag", "mailbox"})
 # Matches beyond which a page is read in seq order with a test per message, not via the index.
 _DENSE = 2000
 
@@ -328,21 +328,22 @@ class _Row:
             free_text,
             fields.attachments,
             fields.inline,
+            message.mailbox,
         )
 
 
 _INSERT = """
 INSERT INTO smtpmock_messages (id, received_at, size, envelope, summary, from_text, to_text,
     cc_text, bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline,
-    words)
+    mailbox, words)
 SELECT id, received_at, size, envelope::json, summary::json, from_text, to_text, cc_text,
-    bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline,
+    bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline, mailbox,
     words::int[]
 FROM unnest(%s::text[], %s::float8[], %s::bigint[], %s::text[], %s::text[], %s::text[],
     %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-    %s::int[], %s::int[], %s::text[]) WITH ORDINALITY AS u(id, received_at, size, envelope,
-    summary, from_text, to_text, cc_text, bcc_text, reply_to_text, subject, message_id,
-    free_text, attachments, inline, words, ord)
+    %s::int[], %s::int[], %s::text[], %s::text[]) WITH ORDINALITY AS u(id, received_at, size,
+    envelope, summary, from_text, to_text, cc_text, bcc_text, reply_to_text, subject,
+    message_id, free_text, attachments, inline, mailbox, words, ord)
 ORDER BY ord
 RETURNING seq, id
 """
@@ -480,6 +481,16 @@ class PostgresStore(Store):
                     else:
                         statement(conn)
                 conn.execute("INSERT INTO smtpmock_schema (version) VALUES (%s)", (number,))
+            # Mailboxes (issue 28), apart from the numbered migrations: idempotent, so a
+            # database of an earlier smtpmock keeps every message (in the default mailbox).
+            conn.execute(
+                "ALTER TABLE smtpmock_messages ADD COLUMN IF NOT EXISTS mailbox text "
+                "NOT NULL DEFAULT 'default'"
+            )
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS smtpmock_messages_mailbox "
+                "ON smtpmock_messages (mailbox, seq)"
+            )
             self.trigram = self._trigram_indexes(conn)
 
     def _trigram_indexes(self, conn: psycopg.Connection[Any]) -> bool:
@@ -579,6 +590,7 @@ class PostgresStore(Store):
                 self._emit(StoreEvent("deleted", tuple(evicted), tuple(m.id for m in evicted)))
             for message in messages:
                 self._emit(StoreEvent("added", (message,)))
+        self._enforce_mailbox_retention(messages)
         return messages
 
     def _merge_words(self, conn: psycopg.Connection[Any]) -> None:
@@ -668,20 +680,20 @@ class PostgresStore(Store):
     def _remove_all(self) -> int:
         raise NotImplementedError  # clear() is overridden
 
-    def delete(self, ids: Iterable[str]) -> int:
+    def delete(self, ids: Iterable[str], *, mailbox: str | None = None) -> int:
         """Delete the messages with these ids (every instance sees it); return how many
         existed."""
         wanted = [str(i) for i in ids]
         if not wanted:
             return 0
-        return self._delete_where("m.id = ANY(%s)", [wanted])
+        return self._delete_where("m.id = ANY(%s)", [wanted], mailbox)
 
     def delete_matching(self, query: Search) -> int:
         """Delete the messages matching *query* in one statement; return how many there were."""
         where, params = self._where(query)
         return self._delete_where(where, params)
 
-    def _delete_where(self, where: str, params: list[object]) -> int:
+    def _delete_where(self, where: str, params: list[object], mailbox: str | None = None) -> int:
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT 1 FROM smtpmock_state FOR UPDATE")  # the writers' lock first
             rows = conn.execute(
@@ -702,7 +714,7 @@ class PostgresStore(Store):
         with self.changed:
             self.generation = max(self.generation, generation)
             self.changed.notify_all()
-        self._emit(StoreEvent("deleted", ids=tuple(removed)))
+        self._emit(StoreEvent("deleted", ids=tuple(removed), mailbox=mailbox))
         return len(removed)
 
     def clear(self) -> int:
@@ -1008,6 +1020,28 @@ class PostgresStore(Store):
             for seq, at, data, read, tags in rows
         ]
         return Page(total, summaries)
+
+    def mailboxes(self) -> dict[str, int]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT mailbox, count(*) FROM smtpmock_messages GROUP BY mailbox ORDER BY mailbox"
+            ).fetchall()
+        return {str(name): int(n) for name, n in rows}
+
+    def _oldest_in_mailbox(self, name: str, n: int) -> list[str]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id FROM smtpmock_messages WHERE mailbox = %s ORDER BY seq LIMIT %s",
+                (name, n),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _count_mailbox(self, name: str) -> int:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM smtpmock_messages WHERE mailbox = %s", (name,)
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def __len__(self) -> int:
         with self._connection() as conn:

@@ -37,6 +37,7 @@ def envelope_record(message: Message) -> dict[str, Any]:
         "rcpt_options": {k: list(v) for k, v in message.rcpt_options.items()},
         "smtputf8": message.smtputf8,
         "session_id": message.session_id,
+        "mailbox": message.mailbox,
     }
 
 
@@ -59,6 +60,7 @@ def message_from_record(raw: bytes, record: dict[str, Any], *, transcript: bool 
         rcpt_options=record.get("rcpt_options") or {},
         smtputf8=bool(record.get("smtputf8")),
         session_id=record.get("session_id"),
+        mailbox=str(record.get("mailbox") or "default"),
     )
     message.seq = int(record.get("seq") or 0)
     stored = record.get("transcript") if transcript else None
@@ -95,6 +97,7 @@ def summary_record(summary: Summary) -> dict[str, Any]:
         "Snippet": summary.snippet,
         "MailFrom": summary.mail_from,
         "Recipients": list(summary.rcpt_tos),
+        "Mailbox": summary.mailbox,
     }
 
 
@@ -130,4 +133,5 @@ def summary_from_record(
         inline=int(data.get("Inline") or 0),
         snippet=str(data.get("Snippet") or ""),
         auth_user=data.get("Username") or None,
+        mailbox=str(data.get("Mailbox") or "default"),
     )

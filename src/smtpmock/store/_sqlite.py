@@ -355,6 +355,7 @@ class SQLiteStore(SearchIndex, Store):
             # the tables are there.
             _create_schema(db)
         SQLiteStore._migrate_state(db)
+        SQLiteStore._add_mailbox_column(db)
         if version != SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
@@ -571,6 +572,38 @@ class SQLiteStore(SearchIndex, Store):
             return summaries
         return [replace(s, read=s.seq in read, tags=tagged.get(s.seq, ())) for s in summaries]
 
+    @staticmethod
+    def _add_mailbox_column(db: sqlite3.Connection) -> None:
+        """Mailboxes (issue 28), apart from the numbered schema (in the opening transaction):
+        a column with a default, so a file written before it keeps every message (in the
+        default mailbox) and an older smtpmock still reads the file (it ignores the column).
+        Writes nothing when the column and its index are there."""
+        columns = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
+        if "mailbox" not in columns:
+            db.execute("ALTER TABLE messages ADD COLUMN mailbox TEXT NOT NULL DEFAULT 'default'")
+        db.execute("CREATE INDEX IF NOT EXISTS messages_mailbox ON messages (mailbox, seq)")
+
+    def mailboxes(self) -> dict[str, int]:
+        with self.changed:
+            rows = self._db.execute(
+                "SELECT mailbox, COUNT(*) FROM messages GROUP BY mailbox ORDER BY mailbox"
+            ).fetchall()
+        return {str(name): int(n) for name, n in rows}
+
+    def _oldest_in_mailbox(self, name: str, n: int) -> list[str]:
+        with self.changed:
+            rows = self._db.execute(
+                "SELECT id FROM messages WHERE mailbox = ? ORDER BY seq LIMIT ?", (name, n)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _count_mailbox(self, name: str) -> int:
+        with self.changed:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM messages WHERE mailbox = ?", (name,)
+            ).fetchone()
+        return int(row[0])
+
     # ------------------------------------------------------------------ storing
 
     def _insert_many(self, messages: Sequence[Message]) -> list[Message]:
@@ -589,11 +622,13 @@ class SQLiteStore(SearchIndex, Store):
                     message.received_at.timestamp(),
                     message.size,
                     json.dumps(envelope),
+                    message.mailbox,
                 )
             )
         with self._write() as db:
             db.executemany(
-                "INSERT INTO messages (seq, id, received_at, size, envelope) VALUES (?,?,?,?,?)",
+                "INSERT INTO messages (seq, id, received_at, size, envelope, mailbox) "
+                "VALUES (?,?,?,?,?,?)",
                 rows,
             )
             db.executemany(

@@ -1202,3 +1202,46 @@
       /* no relay information: the button stays hidden */
     });
 })();
+
+// Mailbox switcher (docs/mailboxes.md). The page served under /m/NAME/ is mailbox NAME's: its
+// relative API paths, list, search and live events are that mailbox's only. The switcher lists
+// the server's mailboxes (shown when there is more than the default one) and moves between them.
+(function () {
+  const select = document.getElementById("mailbox-switch");
+  if (!select) return;
+  const match = window.location.pathname.match(/^(.*?)\/m\/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/$/);
+  const root = match ? `${match[1]}/` : window.location.pathname.replace(/[^/]*$/, "");
+  const current = match ? match[2] : "";
+  fetch(`${root}api/v1/mailboxes`, {
+    credentials: "same-origin",
+    headers: { Accept: "application/json" },
+  })
+    .then((response) => (response.ok ? response.json() : null))
+    .then((data) => {
+      if (!data) return;
+      const boxes = data.mailboxes.slice();
+      if (current && !boxes.some((box) => box.Name === current)) {
+        boxes.push({ Name: current, Messages: 0 });
+      }
+      if (!current && boxes.every((box) => box.Name === "default")) return;
+      const all = document.createElement("option");
+      all.value = "";
+      all.textContent = "All mailboxes";
+      select.append(all);
+      for (const box of boxes) {
+        const option = document.createElement("option");
+        option.value = box.Name;
+        option.textContent = `${box.Name} (${box.Messages})`;
+        select.append(option);
+      }
+      select.value = current;
+      select.hidden = false;
+      select.addEventListener("change", () => {
+        const name = select.value;
+        window.location.href = name ? `${root}m/${encodeURIComponent(name)}/` : root;
+      });
+    })
+    .catch(() => {
+      /* no mailbox list: the switcher stays hidden */
+    });
+})();
