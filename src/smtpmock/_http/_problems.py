@@ -196,7 +196,6 @@ _SPECIFIC: dict[tuple[str, str], tuple[int, ...]] = {
     ("/api/v1/faults/{rule_id}", "delete"): (404,),
     ("/api/v1/events", "get"): (403,),
     ("/view/{name}", "get"): (404,),
-    ("/api/v1/tags/{tag}", "put"): (404,),  # renaming a tag no message has
     ("/api/v2/jim", "get"): (404,),  # MailHog: Jim is off
     ("/api/v2/jim", "put"): (404,),
     ("/api/v2/jim", "delete"): (404,),
@@ -222,10 +221,6 @@ _CONTENT: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/v2/jim", "post"): {},
     ("/api/v2/jim", "put"): {},
     ("/api/v2/jim", "delete"): {},
-    ("/api/v1/messages", "put"): {"text/plain": {}},
-    ("/api/v1/tags", "put"): {"text/plain": {}},
-    ("/api/v1/tags/{tag}", "put"): {"text/plain": {}},
-    ("/api/v1/tags/{tag}", "delete"): {"text/plain": {}},
 }
 
 
