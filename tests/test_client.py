@@ -30,6 +30,7 @@ RICH = (
 def client(served: Served) -> Iterator[Client]:
     with Client(served.url) as remote:
         remote.reset()
+        remote.faults.clear()  # the server is shared by the session's tests
         yield remote
 
 

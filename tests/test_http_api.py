@@ -37,6 +37,8 @@ def api(served: Served) -> Iterator[httpx.Client]:
         assert response.status_code == 200
         http.request("DELETE", "/api/v1/faults")
         yield http
+        # The server is shared by the session's tests: no fault rule outlives its test.
+        http.request("DELETE", "/api/v1/faults")
 
 
 def _send_raw(served: Served, raw: bytes, to: str = "bob@example.com") -> None:
