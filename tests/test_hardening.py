@@ -183,9 +183,11 @@ def test_10000_character_command_line(mock: SMTPMock) -> None:
 def crowd(mock: SMTPMock) -> Iterator[None]:
     """500 idle connections and one client sending a byte a second, all open at once."""
     stop = threading.Event()
+    connected = threading.Event()
 
     def slow_loris() -> None:
         with socket.create_connection((mock.host, mock.port), timeout=10) as s:
+            connected.set()
             for byte in b"EHLO " + b"s" * 100:
                 if stop.wait(1.0):  # the attack's pace, not a synchronisation
                     return
@@ -196,6 +198,9 @@ def crowd(mock: SMTPMock) -> Iterator[None]:
             stack.enter_context(socket.create_connection((mock.host, mock.port), timeout=10))
         thread = threading.Thread(target=slow_loris, daemon=True)
         thread.start()
+        # connected before the test's own client: the server accepts in that order, so the
+        # slow client's session exists once the test's message is stored
+        assert connected.wait(10)
         yield
         stop.set()
         thread.join()
