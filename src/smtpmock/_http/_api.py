@@ -264,6 +264,18 @@ def _bad(text: str, status: int = 400) -> Response:
     return error_response(text, status)
 
 
+def _eml_download(message: Message) -> Response:
+    """The exact bytes as received, as an ``.eml`` attachment named by the message's id."""
+    return Response(
+        message.raw,
+        media_type="message/rfc822",
+        headers={
+            "Content-Disposition": f'attachment; filename="{message.id}.eml"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 def _safe_filename(name: str | None, fallback: str) -> str:
     if not name:
         return fallback
@@ -504,14 +516,7 @@ def create_app(
         found = find(id)
         if found is None:
             return _bad("message not found", 404)
-        return Response(
-            found.raw,
-            media_type="message/rfc822",
-            headers={
-                "Content-Disposition": f'attachment; filename="{found.id}.eml"',
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+        return _eml_download(found)
 
     @app.get("/api/v1/message/{id}/part/{index}", tags=["message"])
     def part(id: str, index: Annotated[int, Path(ge=0, le=1_000_000)]) -> Response:

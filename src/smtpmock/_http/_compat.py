@@ -47,7 +47,7 @@ from .._errors import ConfigurationError
 from .._message import Message
 from .._relay import Relay, RelayError, RelayRefused, RelayTarget
 from .._search import Search, parse
-from ._api import ApiSettings, _bad, _same_origin
+from ._api import ApiSettings, _bad, _eml_download, _same_origin
 
 if TYPE_CHECKING:
     from .._server import SMTPMock
@@ -572,14 +572,7 @@ def add_compat_routes(
         found = store.get(id)
         if found is None:
             return _bad("message not found", 404)
-        return Response(
-            found.raw,
-            media_type="message/rfc822",
-            headers={
-                "Content-Disposition": f'attachment; filename="{found.id}.eml"',
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+        return _eml_download(found)
 
     @app.delete("/api/v1/messages/{id}", tags=["compatibility"])
     def mailhog_delete(id: str, request: Request) -> Response:
