@@ -4,11 +4,14 @@ first matching rule wins, unmatched mail to ``default``; bad rules refused at st
 from __future__ import annotations
 
 import smtplib
+import socket
 
 import pytest
 
-from smtpmock import ConfigurationError, Message, SMTPMock
+from smtpmock import Client, ConfigurationError, Message, SMTPMock
 from smtpmock._routing import MailboxRule, Router
+
+from .served import Served
 
 
 def _body(extra: str = "") -> str:
@@ -90,3 +93,27 @@ def test_port_rule_and_pure_choice() -> None:
 def test_bad_rules_are_configuration_errors(rule: str) -> None:
     with pytest.raises(ConfigurationError, match="mailbox"):
         SMTPMock(mailbox_rules=[rule])
+
+
+def _free_port() -> int:
+    """A port nothing listens on right now (a ``port:`` rule names a fixed port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_listens_on_a_port_rule_and_routes_by_it() -> None:
+    port = _free_port()
+    with Served("--mailbox-rule", f"port:{port}=ci-port") as served:
+        with smtplib.SMTP(served.smtp_host, port, timeout=10) as client:
+            client.sendmail("a@example.com", ["b@example.com"], _body())
+        with smtplib.SMTP(served.smtp_host, served.smtp_port, timeout=10) as client:
+            client.sendmail("a@example.com", ["c@example.com"], _body())
+        with (
+            Client(served.url, mailbox="ci-port") as ci,
+            Client(served.url, mailbox="default") as default,
+        ):
+            [by_port] = ci.wait_for(1, timeout=10)
+            [by_main] = default.wait_for(1, timeout=10)
+    assert by_port.rcpt_tos == ("b@example.com",)
+    assert by_main.rcpt_tos == ("c@example.com",)
