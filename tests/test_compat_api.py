@@ -176,6 +176,34 @@ def test_send_validates_and_stores(served: Served, api: httpx.Client) -> None:
     assert api.get(f"/api/v1/message/{sent['ID']}/headers").json()["X-Campaign"] == ["spring"]
 
 
+def test_send_takes_internationalised_addresses(served: Served, api: httpx.Client) -> None:
+    # RFC 6531/6532 addresses, as Mailpit's send takes them: UTF-8 headers, an SMTPUTF8
+    # envelope; a malformed one is still a 400 naming the field.
+    sent = api.post(
+        "/api/v1/send",
+        json={
+            "From": {"Email": "jörg@example.com", "Name": "Jörg"},
+            "To": [{"Email": "zoë@exämple.com"}],
+            "Bcc": ["ünsichtbar@example.com"],
+            "Text": "grüße",
+        },
+    )
+    assert sent.status_code == 200, sent.text
+    message = api.get(f"/api/v1/message/{sent.json()['ID']}").json()
+    assert message["From"] == {"Name": "Jörg", "Address": "jörg@example.com"}
+    assert message["To"] == [{"Name": "", "Address": "zoë@exämple.com"}]
+    assert message["Envelope"]["rcpt_tos"] == ["zoë@exämple.com", "ünsichtbar@example.com"]
+    assert message["Envelope"]["smtputf8"] is True
+    raw = api.get(f"/api/v1/message/{sent.json()['ID']}/raw").content
+    assert "To: zoë@exämple.com".encode() in raw
+    for email in ("jö rg@example.com", "jörg@", "jö<rg@example.com", "jö@rg@example.com"):
+        refused = api.post("/api/v1/send", json={"From": email, "Text": "x"})
+        assert refused.status_code == 400, email
+        assert "From" in refused.text
+    refused = api.post("/api/v1/send", json={"From": "a@b.c", "Bcc": ["x y@example.com"]})
+    assert refused.status_code == 400
+
+
 def test_view_routes(served: Served, api: httpx.Client) -> None:
     id = _send(served, NESTED)
     html = api.get(f"/view/{id}.html")

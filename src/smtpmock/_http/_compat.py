@@ -36,6 +36,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.message import Message as _StdMessage
 from email.policy import SMTP as _SMTP_POLICY
+from email.policy import SMTPUTF8 as _SMTPUTF8_POLICY
 from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -211,20 +212,35 @@ def _header_safe(value: str, where: str) -> str:
     return value
 
 
+_SPECIALS = frozenset('<>()[],;:\\"@')  # RFC 5322 specials: none in an unquoted local part
+
+
+def _address(name: str, email: str, where: str) -> Address:
+    name, email = _header_safe(name, where), _header_safe(email, where)
+    if email.isascii():
+        return Address(display_name=name, addr_spec=email)
+    # An internationalised address (RFC 6531/6532), as Mailpit takes it: the stdlib's
+    # address parser refuses a non-ASCII local part, so the two halves are checked here and
+    # the message is written with UTF-8 headers (build_send's ``smtputf8``).
+    local, at, domain = email.rpartition("@")
+    if not (at and local and domain) or any(c.isspace() or c in _SPECIALS for c in local):
+        raise _SendError(f"{where}: not an email address ({email!r})")
+    Address(addr_spec="x@" + domain.encode("idna").decode("ascii"))  # the domain must parse
+    return Address(display_name=name, username=local, domain=domain)
+
+
 def _address_header(contacts: list[tuple[str, str]], where: str) -> list[Address]:
     try:
-        return [
-            Address(display_name=_header_safe(name, where), addr_spec=_header_safe(email, where))
-            for name, email in contacts
-        ]
+        return [_address(name, email, where) for name, email in contacts]
     except (ValueError, IndexError, MessageError) as exc:
         if isinstance(exc, _SendError):
             raise
         raise _SendError(f"{where}: not an email address ({exc})") from exc
 
 
-def build_send(body: Any) -> tuple[bytes, str, list[str]]:
-    """Mailpit's ``SendRequest`` JSON as ``(raw bytes, envelope sender, recipients)``."""
+def build_send(body: Any) -> tuple[bytes, str, list[str], bool]:
+    """Mailpit's ``SendRequest`` JSON as ``(raw bytes, envelope sender, recipients,
+    smtputf8)``: *smtputf8* when an address is internationalised (the headers are UTF-8)."""
     if not isinstance(body, dict):
         raise _SendError("body must be a JSON object (Mailpit's SendRequest)")
     if "From" not in body:
@@ -282,7 +298,10 @@ def build_send(body: Any) -> tuple[bytes, str, list[str]]:
             cid=f"<{_header_safe(str(cid), 'ContentID')}>" if cid else None,
         )
     recipients = [address for _, address in to + cc] + bcc
-    return message.as_bytes(policy=_SMTP_POLICY), sender[1], recipients
+    _address_header([("", address) for address in bcc], "Bcc")  # checked, never a header
+    smtputf8 = not all(address.isascii() for address in [sender[1], *recipients])
+    policy = _SMTPUTF8_POLICY if smtputf8 else _SMTP_POLICY
+    return message.as_bytes(policy=policy), sender[1], recipients, smtputf8
 
 
 # --------------------------------------------------------------------------- read state, tags
@@ -637,7 +656,7 @@ def add_compat_routes(
         if refused is not None:
             return refused
         try:
-            raw, sender, recipients = build_send(await json_body(request))
+            raw, sender, recipients, smtputf8 = build_send(await json_body(request))
         except ValueError as exc:  # _SendError and JSON errors
             return _bad(str(exc))
         client = request.client
@@ -647,6 +666,7 @@ def add_compat_routes(
             rcpt_tos=recipients,
             peer=(client.host, client.port) if client else None,
             helo="smtpmock-http-send",
+            smtputf8=smtputf8,
         )
         await asyncio.to_thread(store.add, message)
         body = await json_body(request)
