@@ -356,8 +356,8 @@ class Session:
         while True:
             if events:
                 return events.popleft()
-            if self._waiting:
-                return None
+            if self._waiting or not self._in:
+                return None  # (with nothing buffered, every state needs more data)
             state = self.state
             if state is _COMMAND:
                 event = self._next_command()
