@@ -122,17 +122,20 @@ class Transcript:
         """Every line the server sent, in order."""
         return [text for _, kind, text in list(self._lines) if kind == "server"]
 
-    def add(self, kind: EntryKind, text: str) -> None:
-        """Append one entry; past :data:`MAX_ENTRIES` only a truncation marker is kept, so a
-        client looping on NOOP cannot grow the server's memory without bound."""
+    def add(self, kind: EntryKind, *texts: str) -> None:
+        """Append one entry per text (lines of one reply share their time); past
+        :data:`MAX_ENTRIES` only a truncation marker is kept, so a client looping on NOOP
+        cannot grow the server's memory without bound."""
         lines = self._lines
         if isinstance(lines, tuple):  # a line after the end (a late hook's note): rare
             lines = self._lines = list(lines)
-        count = len(lines)
-        if count < MAX_ENTRIES:
-            lines.append((_time.time(), kind, text))
-        elif count == MAX_ENTRIES:
-            lines.append((_time.time(), "event", TRUNCATED))
+        stamp = _time.time()
+        for text in texts:
+            count = len(lines)
+            if count < MAX_ENTRIES:
+                lines.append((stamp, kind, text))
+            elif count == MAX_ENTRIES:
+                lines.append((stamp, "event", TRUNCATED))
 
     def end(self) -> None:
         """Record that the session ended (once): a last ``disconnected`` event and
