@@ -29,6 +29,7 @@ from smtpmock import (
     SMTPMock,
 )
 from smtpmock._chaos import jim_rules, mailpit_rules
+from smtpmock.smtp import StageHooks
 from smtpmock.smtp._transport import _Throttle
 
 from .mail import send
@@ -743,3 +744,28 @@ def test_plain_and_async_stage_hooks_run_in_order() -> None:
     assert message.rcpt_tos == ("bob@example.com",)
     assert seen_first == ["connect", "EHLO", "MAIL", "RCPT", "RCPT", "DATA", "DATA_END", "QUIT"]
     assert seen_last == ["connect", "EHLO", "MAIL", "RCPT", "DATA", "DATA_END", "QUIT"]
+
+
+def test_stage_hooks_are_wanted_while_a_gated_hook_has_something_to_do() -> None:
+    """The fault hook is on every server, gated by its rule count: with no rule, the engine
+    skips the stage machinery; a rule opens the gate from the next stage on."""
+    hooks = StageHooks()
+    assert not hooks.wanted()
+    rules: list[str] = []
+    hooks.add(lambda view, stage, arg: None, when=rules.__len__)
+    assert not hooks.wanted()
+    rules.append("a rule")
+    assert hooks.wanted()
+    rules.clear()
+    hooks.add(lambda view, stage, arg: None)  # no gate: always wanted
+    assert hooks.wanted()
+    assert len(hooks.all) == 2
+
+
+def test_a_rule_added_to_a_server_that_had_none_applies_at_once(mock: SMTPMock) -> None:
+    with smtplib.SMTP(mock.host, mock.port, timeout=10) as client:
+        client.ehlo()
+        assert client.mail("a@example.com")[0] == 250
+        client.rset()
+        mock.faults.reject_senders("a@example.com")
+        assert client.mail("a@example.com")[0] == 550

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import json
 import smtplib
 from pathlib import Path
@@ -192,3 +193,36 @@ def test_storing_a_message_copies_its_own_transaction_not_the_whole_session(
         last = again.messages()[-1]
     assert last.transcript is not None
     assert last.transcript.commands[:2] == ["EHLO", "MAIL"]
+
+
+def test_lines_of_one_reply_share_a_time_and_a_line_after_the_end_is_kept() -> None:
+    transcript = Transcript("s1", None)
+    transcript.add("server", "250-one", "250 two")
+    transcript.end()
+    transcript.end()  # once only
+    transcript.add("event", "a hook's late note")
+    entries = transcript.entries
+    assert [(e.kind, e.text) for e in entries] == [
+        ("server", "250-one"),
+        ("server", "250 two"),
+        ("event", "disconnected"),
+        ("event", "a hook's late note"),
+    ]
+    assert entries[0].stamp == entries[1].stamp
+    assert all(isinstance(e, TranscriptEntry) for e in entries)
+
+
+def test_an_ended_transcript_leaves_the_garbage_collector_one_list() -> None:
+    """The memory store keeps every message's transcript: its lines must not be objects that
+    every full collection walks (with a connection per message, ~22 per stored message)."""
+    transcript = Transcript("s1", ("127.0.0.1", 1))
+    for n in range(20):
+        transcript.add("client", f"NOOP {n}")
+    transcript.end()
+    gc.collect()  # untracks the lines (plain tuples of atoms) ...
+    gc.collect()  # ... then the tuple that holds them
+    tracked = [
+        r for r in gc.get_referents(transcript) if gc.is_tracked(r) and not isinstance(r, type)
+    ]
+    assert tracked == [transcript.message_ids]
+    assert len(transcript.entries) == 21

@@ -737,10 +737,19 @@ class Message:
         never by smtpmock's own reads; the store keeps it)."""
         self.tags: tuple[str, ...] = ()
         """Mailpit-style tags set on the message through the HTTP API (the store keeps them)."""
-        self._extra_defects: list[str] = []
-        self._address_cache: dict[str, list[Address]] = {}
+        self._address_cache: dict[str, list[Address]] = {}  # an empty dict: not GC-tracked
 
     # ----------------------------------------------------------------- parsing
+
+    @cached_property
+    def _extra_defects(self) -> list[str]:
+        """Defects found while reading the message, beside the parser's own.
+
+        Made on first use, not in ``__init__``: a list is always tracked by the cyclic garbage
+        collector, and the memory store keeps every message, so an empty list per message was
+        one more object for every full collection to walk.
+        """
+        return []
 
     @cached_property
     def email(self) -> EmailMessage:

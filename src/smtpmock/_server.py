@@ -34,7 +34,7 @@ from ._message import Message
 from ._routing import Router
 from ._tls import TLSMaterial, tls_material
 from ._transcript import Transcript, TranscriptLog
-from .smtp import ServerContext, Settings, StageHook
+from .smtp import ServerContext, Settings, StageHook, StageHooks
 from .store import MemoryStore, Store
 from .store._base import GroupCommit
 
@@ -152,7 +152,7 @@ class SMTPMock(Mailbox):
         self._servers: list[asyncio.AbstractServer] = []
         self._lifecycle = threading.Lock()
         self._errors_reported = 0
-        self._hooks: list[StageHook] = []
+        self._hooks = StageHooks()
         self._transcripts = TranscriptLog()
         self._auth_log = AuthLog()
         self._tls: TLSMaterial | None = None
@@ -160,7 +160,10 @@ class SMTPMock(Mailbox):
         self.faults: FaultSet = FaultSet.coerce(faults)
         """The live fault-injection rules and their log (see :class:`~smtpmock.FaultSet`);
         ``faults=`` takes a FaultSet, rules, their dict form or a Mailpit chaos string."""
-        self.add_hook(self.faults.hook)
+        faults = self.faults
+        # With no rule the fault hook answers None at every stage: saying so lets the engine
+        # skip the stage machinery on every command until a rule is added.
+        self._hooks.add(faults.hook, when=faults.__len__)
 
     # ------------------------------------------------------------------ address
 
@@ -429,7 +432,7 @@ class SMTPMock(Mailbox):
         ``DATA_END``), and returns ``None`` to go on or a :class:`~smtpmock.smtp.HookAction`
         (reply, drop, delay, throttle), or an awaitable of either. Hooks run in the
         server's loop thread, in the order they were added."""
-        self._hooks.append(hook)
+        self._hooks.add(hook)
 
     def run_in_loop(self, fn: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 5.0) -> Any:
         """Run a coroutine function on the server's loop and return its result."""

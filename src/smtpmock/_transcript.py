@@ -13,8 +13,7 @@ import datetime as _dt
 import threading
 import time as _time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
 __all__ = ["Transcript", "TranscriptEntry", "TranscriptLog"]
@@ -53,10 +52,13 @@ class TranscriptEntry(NamedTuple):
         return f"{prefix} {self.text}"
 
 
-_new_tuple = tuple.__new__
+_new_entry = tuple.__new__  # skips the NamedTuple's Python-level __new__
+
+_Line = tuple[float, EntryKind, str]
+"""An entry as a transcript keeps it: ``(stamp, kind, text)``, a plain tuple (see
+:class:`Transcript`)."""
 
 
-@dataclass
 class Transcript:
     """The conversation of one SMTP session (a connection), in order.
 
@@ -65,18 +67,41 @@ class Transcript:
     commands.index("AUTH")``.
     """
 
-    session_id: str
-    peer: tuple[str, int] | None
-    started_at: _dt.datetime = field(default_factory=_now)
-    ended_at: _dt.datetime | None = None
-    """When the connection closed (``None`` while it is open)."""
-    tls_version: str | None = None
-    """The TLS version once TLS started (STARTTLS or implicit)."""
-    auth_user: str | None = None
-    """The user the client authenticated as, if it did."""
-    message_ids: list[str] = field(default_factory=list)
-    """Ids of the messages this session delivered, in order."""
-    entries: list[TranscriptEntry] = field(default_factory=list)
+    # The lines are kept as plain tuples and made TranscriptEntry objects when read: the
+    # cyclic garbage collector stops tracking a plain tuple of a float and two strings, not
+    # an instance of a tuple subclass. The memory store keeps every message's transcript
+    # (Message.transcript); with a connection per message, ~22 tracked lines per stored
+    # message made every full collection walk them all (PROFILE.md, 2026-12-06).
+
+    def __init__(
+        self,
+        session_id: str,
+        peer: tuple[str, int] | None,
+        *,
+        started_at: _dt.datetime | None = None,
+        ended_at: _dt.datetime | None = None,
+        tls_version: str | None = None,
+        auth_user: str | None = None,
+        message_ids: list[str] | None = None,
+        entries: Iterable[tuple[float, EntryKind, str]] = (),
+    ) -> None:
+        self.session_id = session_id
+        self.peer = peer
+        self.started_at: _dt.datetime = started_at if started_at is not None else _now()
+        self.ended_at = ended_at
+        """When the connection closed (``None`` while it is open)."""
+        self.tls_version = tls_version
+        """The TLS version once TLS started (STARTTLS or implicit)."""
+        self.auth_user = auth_user
+        """The user the client authenticated as, if it did."""
+        self.message_ids: list[str] = message_ids if message_ids is not None else []
+        """Ids of the messages this session delivered, in order."""
+        self._lines: list[_Line] | tuple[_Line, ...] = [(e[0], e[1], e[2]) for e in entries]
+
+    @property
+    def entries(self) -> list[TranscriptEntry]:
+        """Every line so far, in order (a new list at each read)."""
+        return [_new_entry(TranscriptEntry, line) for line in list(self._lines)]
 
     @property
     def tls(self) -> bool:
@@ -87,31 +112,47 @@ class Transcript:
         """The command verbs the client sent, upper case, in order (AUTH continuations and DATA
         content are not commands)."""
         out = []
-        for entry in list(self.entries):
-            if entry.kind == "client" and entry.text != MASK:
-                out.append(entry.text.split(" ", 1)[0].upper())
+        for _, kind, text in list(self._lines):
+            if kind == "client" and text != MASK:
+                out.append(text.split(" ", 1)[0].upper())
         return out
 
     @property
     def replies(self) -> list[str]:
         """Every line the server sent, in order."""
-        return [e.text for e in list(self.entries) if e.kind == "server"]
+        return [text for _, kind, text in list(self._lines) if kind == "server"]
 
-    def add(self, kind: EntryKind, text: str) -> None:
-        """Append one entry; past :data:`MAX_ENTRIES` only a truncation marker is kept, so a
-        client looping on NOOP cannot grow the server's memory without bound."""
-        entries = self.entries
-        count = len(entries)
-        if count < MAX_ENTRIES:
-            # tuple.__new__ skips the NamedTuple's Python-level __new__: ~15 entries a message.
-            entries.append(_new_tuple(TranscriptEntry, (_time.time(), kind, text)))
-        elif count == MAX_ENTRIES:
-            entries.append(TranscriptEntry(_time.time(), "event", TRUNCATED))
+    def add(self, kind: EntryKind, *texts: str) -> None:
+        """Append one entry per text (lines of one reply share their time); past
+        :data:`MAX_ENTRIES` only a truncation marker is kept, so a client looping on NOOP
+        cannot grow the server's memory without bound."""
+        lines = self._lines
+        if isinstance(lines, tuple):  # a line after the end (a late hook's note): rare
+            lines = self._lines = list(lines)
+        stamp = _time.time()
+        for text in texts:
+            count = len(lines)
+            if count < MAX_ENTRIES:
+                lines.append((stamp, kind, text))
+            elif count == MAX_ENTRIES:
+                lines.append((stamp, "event", TRUNCATED))
+
+    def end(self) -> None:
+        """Record that the session ended (once): a last ``disconnected`` event and
+        :attr:`ended_at`."""
+        if self.ended_at is not None:
+            return
+        self.add("event", "disconnected")
+        self.ended_at = _now()
+        # One tuple from here on: a tuple of plain tuples is not tracked by the garbage
+        # collector at all, so the transcript of a stored message costs a full collection
+        # one list less to walk, and none of its lines.
+        self._lines = tuple(self._lines)
 
     def to_dict(self) -> dict[str, Any]:
         """The transcript as plain JSON-ready data."""
         data = self._facts()
-        data["entries"] = [e.to_dict() for e in list(self.entries)]
+        data["entries"] = [e.to_dict() for e in self.entries]
         return data
 
     def _facts(self) -> dict[str, Any]:
@@ -139,21 +180,21 @@ class Transcript:
         """
         # Costs the opening plus the newest transaction, whatever the session's length: a
         # connection delivering n messages must not cost n^2 (no copy of the whole list).
-        entries = self.entries
-        count = len(entries)
+        lines = self._lines
+        count = len(lines)
 
-        def is_mail(entry: TranscriptEntry) -> bool:
-            return entry.kind == "client" and entry.text[:5].upper() in ("MAIL ", "MAIL")
+        def is_mail(line: _Line) -> bool:
+            return line[1] == "client" and line[2][:5].upper() in ("MAIL ", "MAIL")
 
-        first = next((i for i in range(count) if is_mail(entries[i])), count)
-        last = next((i for i in range(count - 1, first - 1, -1) if is_mail(entries[i])), first)
-        kept = entries[:first] + entries[last:count]
+        first = next((i for i in range(count) if is_mail(lines[i])), count)
+        last = next((i for i in range(count - 1, first - 1, -1) if is_mail(lines[i])), first)
+        kept = [*lines[:first], *lines[last:count]]
         data = self._facts()
         data["message_ids"] = list(self.message_ids[-1:])
         if compact:
-            data["entries"] = [[_micros(e.stamp), e.kind, e.text] for e in kept]
+            data["entries"] = [[_micros(stamp), kind, text] for stamp, kind, text in kept]
         else:
-            data["entries"] = [e.to_dict() for e in kept]
+            data["entries"] = [_new_entry(TranscriptEntry, line).to_dict() for line in kept]
         data["omitted"] = count - len(kept)
         return data
 
@@ -173,8 +214,22 @@ class Transcript:
             entries=[_entry(e) for e in data.get("entries") or ()],
         )
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Transcript):
+            return NotImplemented
+        return (self._facts(), self._lines) == (other._facts(), other._lines)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return (
+            f"Transcript(session_id={self.session_id!r}, peer={self.peer!r}, "
+            f"ended_at={self.ended_at!r}, message_ids={self.message_ids!r}, "
+            f"entries={len(self._lines)})"
+        )
+
     def __str__(self) -> str:
-        return "\n".join(str(e) for e in list(self.entries))
+        return "\n".join(str(e) for e in self.entries)
 
 
 def _micros(stamp: float) -> int:
@@ -183,13 +238,13 @@ def _micros(stamp: float) -> int:
     return whole * 1_000_000 + round((stamp - whole) * 1e6)
 
 
-def _entry(data: Any) -> TranscriptEntry:
+def _entry(data: Any) -> _Line:
     """An entry from :meth:`Transcript.to_dict` (a dict) or a compact excerpt (a list)."""
     if isinstance(data, dict):
         stamp = _dt.datetime.fromisoformat(str(data["time"])).timestamp()
-        return TranscriptEntry(stamp, data["kind"], str(data["text"]))
+        return (stamp, data["kind"], str(data["text"]))
     micros, kind, text = data
-    return TranscriptEntry(int(micros) / 1e6, kind, str(text))
+    return (int(micros) / 1e6, kind, str(text))
 
 
 class TranscriptLog:
@@ -214,9 +269,7 @@ class TranscriptLog:
     def close(self, transcript: Transcript) -> None:
         """Mark *transcript*'s session as ended and wake :meth:`wait_closed`."""
         with self._lock:
-            if transcript.ended_at is None:
-                transcript.add("event", "disconnected")
-                transcript.ended_at = _now()
+            transcript.end()
             self._changed.notify_all()
         for listener in list(self.on_close):
             listener(transcript)

@@ -3,8 +3,8 @@
 * :mod:`._session`: :class:`Session`, the state machine (bytes in, events out, replies as
   bytes), with its :class:`Settings` and events; no sockets, no asyncio, no threads.
 * :mod:`._paths`: MAIL/RCPT paths and parameters.
-* :mod:`._view`: :class:`SessionView` (what hooks and fault rules see of a session) and
-  :class:`HookAction` (what they answer).
+* :mod:`._view`: :class:`SessionView` (what hooks and fault rules see of a session),
+  :class:`HookAction` (what they answer) and :class:`StageHooks` (a server's hooks).
 * :mod:`._transport`: :class:`SMTPConnection` (an ``asyncio.Protocol``) and
   :class:`ServerContext` (what the connections of one server share).
 
@@ -26,7 +26,7 @@ from ._session import (
     with_enhanced_code,
 )
 from ._transport import ServerContext, SMTPConnection
-from ._view import HookAction, SessionView, StageHook
+from ._view import HookAction, SessionView, StageHook, StageHooks
 
 __all__ = [
     "AuthAttempted",
@@ -43,6 +43,7 @@ __all__ = [
     "SessionView",
     "Settings",
     "StageHook",
+    "StageHooks",
     "StartTLS",
     "State",
     "with_enhanced_code",

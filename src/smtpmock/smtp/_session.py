@@ -254,18 +254,18 @@ class Settings:
     # the instance's __dict__ directly, so it works on a frozen dataclass).
 
     @cached_property
-    def greeting(self) -> tuple[str, ...]:
-        return (f"220 {self.hostname} {self.ident}",)
+    def greeting(self) -> FixedReply:
+        return FixedReply.of(f"220 {self.hostname} {self.ident}")
 
     @cached_property
-    def ehlo_plain(self) -> tuple[str, ...]:
-        """The EHLO reply lines before TLS."""
-        return self._ehlo(tls=False)
+    def ehlo_plain(self) -> FixedReply:
+        """The EHLO reply before TLS."""
+        return FixedReply.of(*self._ehlo(tls=False))
 
     @cached_property
-    def ehlo_tls(self) -> tuple[str, ...]:
-        """The EHLO reply lines over TLS."""
-        return self._ehlo(tls=True)
+    def ehlo_tls(self) -> FixedReply:
+        """The EHLO reply over TLS."""
+        return FixedReply.of(*self._ehlo(tls=True))
 
     def _ehlo(self, *, tls: bool) -> tuple[str, ...]:
         lines = [self.hostname, "PIPELINING"]
@@ -282,8 +282,25 @@ class Settings:
         return (*[f"250-{line}" for line in lines[:-1]], f"250 {lines[-1]}")
 
 
+class FixedReply(NamedTuple):
+    """A reply that depends only on the settings: its lines, and its octets encoded once."""
+
+    lines: tuple[str, ...]
+    octets: bytes
+
+    @classmethod
+    def of(cls, *lines: str) -> FixedReply:
+        return cls(lines, "".join(line + "\r\n" for line in lines).encode("utf-8"))
+
+
+class _Recorder(Protocol):
+    """Where a session writes its transcript: ``record(kind, *lines)``, one call for the lines
+    of one multi-line reply."""
+
+    def __call__(self, kind: Literal["client", "server", "event"], /, *lines: str) -> None: ...
+
+
 _NEED_DATA = object()
-_Recorder = Callable[[Literal["client", "server", "event"], str], None]
 
 
 class Session:
@@ -356,8 +373,8 @@ class Session:
         while True:
             if events:
                 return events.popleft()
-            if self._waiting:
-                return None
+            if self._waiting or not self._in:
+                return None  # (with nothing buffered, every state needs more data)
             state = self.state
             if state is _COMMAND:
                 event = self._next_command()
@@ -385,7 +402,7 @@ class Session:
             self._close()
             return
         self.state = _COMMAND
-        self._send(*self.settings.greeting)
+        self._send_fixed(self.settings.greeting)
 
     def execute(self, command: Command) -> None:
         """Run *command* (its hooks let it through)."""
@@ -452,6 +469,12 @@ class Session:
             if record is not None:
                 record("server", text)
             self._out.append(_ENCODED.get(text) or text.encode("utf-8") + b"\r\n")
+
+    def _send_fixed(self, reply: FixedReply) -> None:
+        """Queue a reply built once per server (the greeting, EHLO's nine lines)."""
+        if self._record is not None:
+            self._record("server", *reply.lines)
+        self._out.append(reply.octets)
 
     def _reply(self, reply: str) -> None:
         """Queue a reply, each line with its enhanced status code."""
@@ -575,7 +598,7 @@ class Session:
         self.envelope = Envelope()
         self.helo, self.extended = arg, True
         settings = self.settings
-        self._send(*(settings.ehlo_tls if self.tls else settings.ehlo_plain))
+        self._send_fixed(settings.ehlo_tls if self.tls else settings.ehlo_plain)
 
     def _do_RSET(self, arg: str | None) -> None:
         if arg:

@@ -37,7 +37,7 @@ from ._session import (
     Settings,
     StartTLS,
 )
-from ._view import HookAction, SessionView, StageHook
+from ._view import HookAction, SessionView, StageHook, StageHooks
 
 __all__ = ["SMTPConnection", "ServerContext"]
 
@@ -60,7 +60,7 @@ class ServerContext:
         tls_context: ssl.SSLContext | None = None,
         transcripts: TranscriptLog | None = None,
         auth_log: AuthLog | None = None,
-        hooks: list[StageHook] | None = None,
+        hooks: StageHooks | None = None,
         deliver: Callable[[Message], Awaitable[None] | None] | None = None,
         route: Callable[[Message, Any], str] | None = None,
     ) -> None:
@@ -72,7 +72,7 @@ class ServerContext:
         self.tls_context = tls_context
         self.transcripts = transcripts if transcripts is not None else TranscriptLog()
         self.auth_log = auth_log if auth_log is not None else AuthLog()
-        self.hooks: list[StageHook] = hooks if hooks is not None else []
+        self.hooks = hooks if hooks is not None else StageHooks()
         self.deliver = deliver if deliver is not None else _add_to(store)
         self.route = route
         """The mailbox of a delivered message, from it and the connection's transport (the
@@ -150,7 +150,7 @@ class SMTPConnection(asyncio.Protocol):
             session.start(
                 f"421 4.7.0 {context.settings.hostname} Too many connections, try again later"
             )
-        elif context.hooks:
+        elif context.hooks.wanted():
             self._stage("connect", None, session.start)
         else:
             session.start()
@@ -221,7 +221,7 @@ class SMTPConnection(asyncio.Protocol):
         if session is None or self._dropped:
             return
         next_event = session.next_event
-        hooks = self.context.hooks
+        hooks_wanted = self.context.hooks.wanted
         while not self._busy:
             event = next_event()
             if event is None:
@@ -229,7 +229,7 @@ class SMTPConnection(asyncio.Protocol):
             kind = type(event)
             if kind is Command:
                 assert isinstance(event, Command)
-                if not hooks:
+                if not hooks_wanted():
                     session.execute(event)  # no hook can drop the connection: go on
                     continue
                 self._stage(event.verb, event.arg, partial(session.execute, event))
@@ -306,7 +306,7 @@ class SMTPConnection(asyncio.Protocol):
 
     def _stage(self, stage: str, arg: Any, proceed: Callable[[], Any]) -> None:
         """Run the stage hooks, then *proceed* unless one of them answered."""
-        hooks = self.context.hooks
+        hooks = self.context.hooks.all  # a snapshot: a hook added meanwhile waits its turn
         view = self.view
         for index, hook in enumerate(hooks):
             try:
@@ -320,16 +320,21 @@ class SMTPConnection(asyncio.Protocol):
                 if self._act(outcome, stage):
                     return
                 continue
-            self._spawn(self._stage_async(stage, arg, outcome, index + 1, proceed))
+            self._spawn(self._stage_async(stage, arg, outcome, hooks[index + 1 :], proceed))
             return
         result = proceed()
         if result is not None:
             self._spawn(result)
 
     async def _stage_async(
-        self, stage: str, arg: Any, outcome: Any, index: int, proceed: Callable[[], Any]
+        self,
+        stage: str,
+        arg: Any,
+        outcome: Any,
+        rest: tuple[StageHook, ...],
+        proceed: Callable[[], Any],
     ) -> None:
-        hooks = self.context.hooks
+        index = 0
         try:
             while True:
                 if outcome is True:
@@ -346,9 +351,9 @@ class SMTPConnection(asyncio.Protocol):
                         return
                 elif outcome not in (None, False):
                     raise TypeError(f"a stage hook returns None or an HookAction, not {outcome!r}")
-                if index >= len(hooks):
+                if index >= len(rest):
                     break
-                outcome = hooks[index](self.view, stage, arg)  # type: ignore[arg-type]
+                outcome = rest[index](self.view, stage, arg)  # type: ignore[arg-type]
                 index += 1
         except Exception as error:
             self._hook_failed(stage, error)
@@ -415,7 +420,7 @@ class SMTPConnection(asyncio.Protocol):
         message.transcript = self.transcript
         if self.context.route is not None:  # mailbox rules (_routing)
             message.mailbox = self.context.route(message, self.transport)
-        if self.context.hooks:
+        if self.context.hooks.wanted():
             self._stage("DATA_END", message, partial(self._deliver, message))
         else:
             pending = self._deliver(message)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._session import Session
 
-__all__ = ["HookAction", "SessionView", "StageHook"]
+__all__ = ["HookAction", "SessionView", "StageHook", "StageHooks"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,40 @@ StageHook = Callable[[SessionView, str, Any], "HookResult | Awaitable[HookResult
 """``hook(view, stage, arg)``: stages are ``"connect"``, each command verb (``"EHLO"``,
 ``"MAIL"``, ...; *arg* is the command's argument) and ``"DATA_END"`` (*arg* is the
 :class:`~smtpmock.Message`, not stored yet). ``None``/``False``: nothing to do."""
+
+
+class StageHooks:
+    """The stage hooks of one server, in the order they were added.
+
+    A hook added with ``when=`` has nothing to do while ``when()`` is false: it would answer
+    ``None`` at every stage. The fault rules' hook is on every server and has nothing to do
+    until a rule is added; while no hook has anything to do (:meth:`wanted`), the engine runs
+    each command at once, with no stage machinery at all. Hooks may be added, and ``when()``
+    become true, from any thread: it applies from the next stage on.
+    """
+
+    def __init__(self) -> None:
+        self.all: tuple[StageHook, ...] = ()
+        """Every hook, in order (a new tuple at each :meth:`add`: a snapshot to iterate)."""
+        self._gates: tuple[Callable[[], object], ...] = ()
+        self._ungated = False
+
+    def add(self, hook: StageHook, *, when: Callable[[], object] | None = None) -> None:
+        """Add *hook* after the others; with *when*, it is skipped while ``when()`` is false."""
+        self.all = (*self.all, hook)
+        if when is None:
+            self._ungated = True
+        else:
+            self._gates = (*self._gates, when)
+
+    def wanted(self) -> bool:
+        """Whether a stage must run the hooks (some hook may have something to do)."""
+        if self._ungated:
+            return True
+        for gate in self._gates:  # noqa: SIM110 - no generator: this runs on every command
+            if gate():
+                return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self.all)
