@@ -22,7 +22,6 @@ so a start that fails changes nothing.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -35,7 +34,7 @@ from .._errors import ConfigurationError, StorageError, StorageFull, StorageUnav
 from .._message import Message
 from .._search import Search
 from ._base import Page, Retention, Store, Summary
-from ._records import envelope_record
+from ._records import envelope_record, to_json
 from ._sqlite_index import _BIT_TABLES, MAX_INDEX_LAG, SearchIndex, _rows_to_messages
 
 __all__ = ["MAX_INDEX_LAG", "SQLiteStore"]
@@ -622,7 +621,7 @@ class SQLiteStore(SearchIndex, Store):
                     message.id,
                     message.received_at.timestamp(),
                     message.size,
-                    json.dumps(envelope),
+                    to_json(envelope),
                     message.mailbox,
                 )
             )
