@@ -321,3 +321,48 @@ def test_stop_leaves_no_file_behind() -> None:
     assert (code, rest) == (0, "smtpmock: stopped (SIGINT)\n")
     assert not ca.parent.exists()  # the run-time TLS files (removed by an exit handler)
     assert not db.parent.exists()  # the temporary database
+
+
+def test_log_reporter_writes_every_line_in_order_and_counts_a_flood(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SMTP loop only appends to the reporter's deque; its thread writes what gathered.
+    import logging
+    import types
+
+    from smtpmock import Message, _cli
+    from smtpmock.store import MemoryStore
+
+    monkeypatch.setattr(_cli, "_LOG_PENDING", 50)
+    logger = logging.getLogger("smtpmock.test-reporter")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    lines: list[str] = []
+    written = threading.Event()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            written.wait(10)  # the first line waits, so that the flood below overflows
+            lines.append(record.getMessage())
+
+    handler = Collect()
+    logger.addHandler(handler)
+    store = MemoryStore()
+    reporter = _cli._Reporter(logger, types.SimpleNamespace(store=store))
+    try:
+        raw = b"Subject: s\r\n\r\nbody\r\n"
+        sent = [store.add(Message(raw, mail_from="a@x.org", rcpt_tos=["b@x.org"]))]
+        deadline = time.monotonic() + 10
+        while reporter.pending and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the thread has taken it (it then waits in the handler)
+        sent += [
+            store.add(Message(raw, mail_from="a@x.org", rcpt_tos=["b@x.org"])) for _ in range(80)
+        ]
+        written.set()
+    finally:
+        reporter.close()
+        logger.removeHandler(handler)
+    received = [line for line in lines if line.startswith("received ")]
+    assert [line.split()[1] for line in received] == [m.id for m in sent[:51]]
+    assert lines[-1] == "(30 log lines dropped: too many at once)"
+    assert not reporter.thread.is_alive()

@@ -441,6 +441,28 @@ def test_a_database_from_before_the_application_id_is_taken_and_marked(tmp_path:
         again.close()
 
 
+@pytest.mark.parametrize("how", ["delete", "evict", "clear"])
+def test_seq_is_never_given_twice_after_a_crash(tmp_path: Path, how: str) -> None:
+    # The highest seq is recorded by the deleting transaction itself (not on close): a
+    # process killed after deleting its newest messages reopens past them.
+    path = tmp_path / "mail.db"
+    retention = Retention(max_bytes=1) if how == "evict" else None  # each evicts itself
+    store = SQLiteStore(path, retention)
+    first = [store.add(_message(n)) for n in (1, 2, 3)]
+    if how == "delete":
+        store.delete([m.id for m in first[1:]])
+    elif how == "clear":
+        store.clear()
+    store._bits_save_open = lambda: None  # type: ignore[method-assign]  # as if killed
+    store.close()
+    again = SQLiteStore(path)
+    try:
+        assert again.last_seq == 3
+        assert again.add(_message(4)).seq == 4
+    finally:
+        again.close()
+
+
 def test_seq_is_never_given_twice_across_a_restart(tmp_path: Path) -> None:
     # Deleting the newest messages and reopening used to hand their seqs out again; the word
     # bitmaps saved on close still held the deleted messages' words for them, so the new

@@ -43,7 +43,7 @@ from email.message import Message as _StdMessage
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 if TYPE_CHECKING:
     from ._extract import VerificationCode
@@ -331,6 +331,9 @@ class Attachment:
         )
 
 
+_T = TypeVar("_T")
+
+
 class Headers(Mapping[str, str]):
     """Every header of a message, in order, with case-insensitive look-up.
 
@@ -347,6 +350,16 @@ class Headers(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         return self._index[name.lower()][0]
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str | _T) -> str | _T: ...
+    def get(self, name: str, default: object = None) -> object:
+        # Mapping.get through __getitem__ raises and catches a KeyError for each absent header
+        # (a message without a Subject: three look-ups per message indexed).
+        values = self._index.get(name.lower())
+        return values[0] if values else default
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()

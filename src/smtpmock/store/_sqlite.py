@@ -22,7 +22,6 @@ so a start that fails changes nothing.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -35,7 +34,7 @@ from .._errors import ConfigurationError, StorageError, StorageFull, StorageUnav
 from .._message import Message
 from .._search import Search
 from ._base import Page, Retention, Store, Summary
-from ._records import envelope_record
+from ._records import envelope_record, to_json
 from ._sqlite_index import _BIT_TABLES, MAX_INDEX_LAG, SearchIndex, _rows_to_messages
 
 __all__ = ["MAX_INDEX_LAG", "SQLiteStore"]
@@ -174,8 +173,9 @@ class SQLiteStore(SearchIndex, Store):
             ).fetchone()
             self._last_seq, self._count, self._bytes = int(row[0]), int(row[1]), int(row[2])
             # seq never goes back, also after the newest messages were deleted and the file
-            # reopened: the highest seq ever given (`seqmark`; for a file from before it, the
-            # block of word bitmaps saved on close, which may be past every stored message).
+            # reopened: the highest seq ever given (`seqmark`, written by every delete; for a
+            # file from before it, the block of word bitmaps saved on close, which may be past
+            # every stored message).
             for (mark,) in self._db.execute(
                 "SELECT last FROM seqmark UNION ALL SELECT upto FROM openblock"
             ):
@@ -621,7 +621,7 @@ class SQLiteStore(SearchIndex, Store):
                     message.id,
                     message.received_at.timestamp(),
                     message.size,
-                    json.dumps(envelope),
+                    to_json(envelope),
                     message.mailbox,
                 )
             )
@@ -633,9 +633,6 @@ class SQLiteStore(SearchIndex, Store):
             )
             db.executemany(
                 "INSERT INTO raw (seq, data) VALUES (?, ?)", [(m.seq, m.raw) for m in messages]
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO seqmark (id, last) VALUES (1, ?)", (messages[-1].seq,)
             )
             self._count += len(messages)
             self._bytes += sum(m.size for m in messages)
@@ -666,6 +663,8 @@ class SQLiteStore(SearchIndex, Store):
 
     def _delete_seqs(self, seqs: list[int]) -> None:
         db = self._db
+        if seqs:
+            self._mark_seq(max(seqs))
         for seq in seqs:
             size = db.execute("SELECT size FROM messages WHERE seq = ?", (seq,)).fetchone()
             if size is None:
@@ -675,6 +674,15 @@ class SQLiteStore(SearchIndex, Store):
             self._unindex(seq)
             self._count -= 1
             self._bytes -= int(size[0])
+
+    def _mark_seq(self, seq: int) -> None:
+        """Record, before messages are deleted, the highest seq ever given (at least *seq*, one
+        of theirs), in the deleting transaction: reopening numbers new messages after
+        ``max(MAX(seq), seqmark)``, so a deleted message's seq is never given again. (Written
+        on deletes only: a row per stored message was one more page in every commit of mail.)"""
+        self._db.execute(
+            "INSERT OR REPLACE INTO seqmark (id, last) VALUES (1, ?)", (max(self._last_seq, seq),)
+        )
 
     def _remove(self, ids: Iterable[str]) -> list[str]:
         removed: list[str] = []
@@ -689,6 +697,7 @@ class SQLiteStore(SearchIndex, Store):
     def _remove_all(self) -> int:
         count = self._count
         with self._write() as db:
+            self._mark_seq(self._last_seq)
             for table in (
                 "messages", "raw", "indexed", "texts", "terms", "suffixes", *_BIT_TABLES
             ):  # fmt: skip

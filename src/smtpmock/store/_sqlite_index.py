@@ -74,7 +74,7 @@ from .._message import Message
 from .._search import IndexFields, Search, index_fields, tokens
 from ._base import Page, Summary
 from ._bits import BlockBits, decode, page, range_mask
-from ._records import message_from_record, summary_from_record, summary_record
+from ._records import message_from_record, summary_from_record, summary_record, to_json
 from ._worker import ParseWorker, release_free_memory
 
 __all__ = ["MAX_INDEX_LAG", "SearchIndex"]
@@ -202,7 +202,7 @@ def _prepare(message: Message) -> tuple[int, IndexFields, str]:
         summary = Summary.of_envelope(message)
     else:
         summary = Summary.of(message, fields)
-    return message.seq, fields, json.dumps(summary_record(summary))
+    return message.seq, fields, to_json(summary_record(summary))
 
 
 class SearchIndex:
