@@ -339,9 +339,9 @@ INSERT INTO smtpmock_messages (id, received_at, size, envelope, summary, from_te
 SELECT id, received_at, size, envelope::json, summary::json, from_text, to_text, cc_text,
     bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline, mailbox,
     words::int[]
-FROM unnest(%s::text[], %s::float8[], %s::bigint[], %s::text[], %s::text[], %s::text[],
-    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-    %s::int[], %s::int[], %s::text[], %s::text[]) WITH ORDINALITY AS u(id, received_at, size,
+FROM unnest(%b::text[], %b::float8[], %b::bigint[], %b::text[], %b::text[], %b::text[],
+    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+    %b::int[], %b::int[], %b::text[], %b::text[]) WITH ORDINALITY AS u(id, received_at, size,
     envelope, summary, from_text, to_text, cc_text, bcc_text, reply_to_text, subject,
     message_id, free_text, attachments, inline, mailbox, words, ord)
 ORDER BY ord
@@ -560,8 +560,8 @@ class PostgresStore(Store):
                 seqs = {str(id): int(seq) for seq, id in cur.fetchall()}
                 ordered = [seqs[m.id] for m in messages]
                 conn.execute(
-                    "INSERT INTO smtpmock_raw (seq, data) SELECT * FROM unnest(%s::bigint[], "
-                    "%s::bytea[])",
+                    "INSERT INTO smtpmock_raw (seq, data) SELECT * FROM unnest(%b::bigint[], "
+                    "%b::bytea[])",
                     (ordered, [m.raw for m in messages]),
                 )
                 self._merge_words(conn)
