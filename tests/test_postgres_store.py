@@ -512,6 +512,33 @@ def test_messages_stored_before_the_word_index_are_indexed_by_the_migration(
         store.close()
 
 
+def test_counts_follow_every_change_made_by_any_instance(
+    open_store: Callable[..., PostgresStore],
+) -> None:
+    """A count of substring terms is kept for as long as the set of messages is the same
+    (PostgresStore._count): each change, made here or by another instance, is seen."""
+    a, b = open_store(), open_store()
+    first = a.add(mail(1, body="needle"))
+    second = a.add(mail(2, body="needle"))
+    assert b.count(parse("needle")) == 2
+    assert b.page(parse("needle")).total == 2
+    assert b.count(parse("needle is:unread")) == 2
+    a.mark_read([first.id])  # read state: the same messages, another unread count
+    assert b.count(parse("needle is:unread")) == 1
+    assert b.count(parse("needle")) == 2
+    # A removal and an addition leave as many messages as before: another set all the same.
+    a.delete([second.id])
+    a.add(mail(3, body="haystack"))
+    assert len(b) == 2
+    assert b.count(parse("needle")) == 1
+    assert b.count(parse("needle is:unread")) == 0
+    a.add(mail(4, body="needle"))
+    assert b.page(parse("needle")).total == 2
+    assert b.count(parse("needle is:unread")) == 1
+    assert b.count(parse("-needle")) == 1
+    assert b.count(parse("needle"), after=first.seq) == 1
+
+
 # ----------------------------------------------------------------------------- change feed
 
 
