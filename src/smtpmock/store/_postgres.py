@@ -383,6 +383,7 @@ RETURNING seq, id
 _IN_WORDS = "m.words && ?::int[]"
 
 _MESSAGE_COLUMNS = "m.seq, m.envelope, r.data, m.read, m.tags"
+_SUMMARY_COLUMNS = "m.seq, m.received_at, m.summary, m.read, m.tags"
 _FROM_MESSAGES = "smtpmock_messages m JOIN smtpmock_raw r ON r.seq = m.seq"
 
 
@@ -1042,6 +1043,34 @@ class PostgresStore(Store):
         with self._connection() as conn, conn.transaction():
             return self._count(conn, query, where, params, minus_read=unread)
 
+    def _count_with_page(
+        self,
+        conn: psycopg.Connection[Any],
+        query: Search | None,
+        where: str,
+        params: list[object],
+        *,
+        order: str,
+        start: int,
+        end: int | None,
+    ) -> tuple[int, list[int]]:
+        """The number of messages matching *where*, and the seqs of its page (positions
+        *start* to *end* in seq *order*), from one read of the matches: counting visits every
+        match anyway, and a second search for the page read the index again (half the time
+        of a search for a recipient at 100k messages) or walked seq order."""
+        self._plan(conn, query)
+        row = conn.execute(
+            "SELECT s.messages, s.generation, c.n, c.seqs FROM smtpmock_state s, "
+            f"(SELECT count(*) AS n, (array_agg(m.seq ORDER BY m.seq {order}))[%s:%s] AS seqs "
+            f"FROM smtpmock_messages m WHERE {where}) c",
+            [start + 1, end if end is not None else 2**31 - 1, *params],
+        ).fetchone()
+        assert row is not None
+        total = int(row[2])
+        if query and _only_text(query):  # for the count that follows (see _count)
+            self._counted = ((where, repr(params)), (int(row[0]), int(row[1])), total)
+        return total, [int(seq) for seq in row[3] or ()]
+
     def _count(
         self,
         conn: psycopg.Connection[Any],
@@ -1104,28 +1133,26 @@ class PostgresStore(Store):
     ) -> Page:
         where, params = self._where(query, after=after)
         order = "DESC" if newest_first else "ASC"
-        bounds = " LIMIT %s" if limit is not None else ""
-        page_params = [*params, start, *([limit] if limit is not None else [])]
         with self._connection() as conn, conn.transaction():
-            state = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
-            stored = int(state[0]) if state else 0
-            everything = not query and not after
-            total = stored if everything else self._count(conn, query, where, params)
-            if self._indexed(query):
-                # The count says which way is shorter (the planner's guess of how many match
-                # is often off by 10x): walking seq order and testing each message meets the
-                # page's last match after about (start + limit) * stored / total messages;
-                # collecting every match through the index reads total rows, then sorts them.
-                wanted = start + (limit if limit is not None else total)
-                if wanted * stored < total * total:
-                    conn.execute("SET LOCAL enable_bitmapscan = off")
-                else:
-                    conn.execute("SET LOCAL enable_indexscan = off")
-            rows = conn.execute(
-                f"SELECT m.seq, m.received_at, m.summary, m.read, m.tags FROM smtpmock_messages m "
-                f"WHERE {where} ORDER BY m.seq {order} OFFSET %s{bounds}",
-                page_params,
-            ).fetchall()
+            if not query and not after:
+                state = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
+                total = int(state[0]) if state else 0
+                bounds = " LIMIT %s" if limit is not None else ""
+                rows = conn.execute(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM smtpmock_messages m "
+                    f"ORDER BY m.seq {order} OFFSET %s{bounds}",
+                    [start, *([limit] if limit is not None else [])],
+                ).fetchall()
+            else:
+                end = start + limit if limit is not None else None
+                total, seqs = self._count_with_page(
+                    conn, query, where, params, order=order, start=start, end=end
+                )
+                rows = conn.execute(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM smtpmock_messages m "
+                    f"WHERE m.seq = ANY(%s) ORDER BY m.seq {order}",
+                    (seqs,),
+                ).fetchall()
         summaries = [
             replace(
                 summary_from_record(data, seq=int(seq), received_at=float(at)),
