@@ -196,10 +196,16 @@ _NOT_TEXT = frozenset({"has", "larger", "smaller", "after", "before", "is", "tag
 _UNREAD = Term("is", "unread", False)
 
 
-def _only_text(query: Search) -> bool:
-    """Whether *query* has substring terms only: its matches change only when messages are
-    added or removed (not when read state, tags or anything else changes)."""
-    return all(term.field not in _NOT_TEXT for term in query.terms)
+_MemoKey = tuple[tuple[Term, ...], int, "int | None"]
+
+
+def _memo_key(query: Search | None, after: int, before: int | None) -> _MemoKey | None:
+    """What names a count that PostgresStore._count may keep: a query of substring terms
+    only (its matches change only when messages are added or removed, not with read state
+    or tags) and its seq bounds; ``None`` for any other query."""
+    if not query or not all(term.field not in _NOT_TEXT for term in query.terms):
+        return None
+    return (query.terms, after, before)
 
 
 # The text columns a search reads (the field names of Search's text terms, mapped to columns).
@@ -423,7 +429,7 @@ class PostgresStore(Store):
         self._merge_allowed = True
         # The last count of a substring query: ((its SQL, its parameters), (message count,
         # generation) when counted, the count). See _count.
-        self._counted: tuple[tuple[str, str], tuple[int, int], int] = (("", ""), (-1, -1), 0)
+        self._counted: tuple[_MemoKey | None, tuple[int, int], int] = (None, (-1, -1), 0)
         self.trigram = False
         """Whether ``pg_trgm`` indexes serve substring search (else: scans)."""
         try:
@@ -1039,9 +1045,21 @@ class PostgresStore(Store):
         if unread:
             assert query is not None
             query = Search(query.query, tuple(t for t in query.terms if t != _UNREAD))
-        where, params = self._where(query, after=after, before=before)
+        key = _memo_key(query, after, before)
         with self._connection() as conn, conn.transaction():
-            return self._count(conn, query, where, params, minus_read=unread)
+            conn.execute("SET LOCAL enable_seqscan = off")  # the read messages: their index
+            counted = self._counted
+            if unread and key is not None and counted[0] == key:
+                # No read message and the same messages as at the last count: that count,
+                # without even looking the query's words up again.
+                row = conn.execute(
+                    "SELECT messages, generation, EXISTS (SELECT 1 FROM smtpmock_messages "
+                    "WHERE read) FROM smtpmock_state"
+                ).fetchone()
+                if row is not None and (int(row[0]), int(row[1])) == counted[1] and not row[2]:
+                    return counted[2]
+            where, params = self._where(query, after=after, before=before)
+            return self._count(conn, query, where, params, key=key, minus_read=unread)
 
     def _count_with_page(
         self,
@@ -1050,6 +1068,7 @@ class PostgresStore(Store):
         where: str,
         params: list[object],
         *,
+        key: _MemoKey | None,
         order: str,
         start: int,
         end: int | None,
@@ -1067,8 +1086,8 @@ class PostgresStore(Store):
         ).fetchone()
         assert row is not None
         total = int(row[2])
-        if query and _only_text(query):  # for the count that follows (see _count)
-            self._counted = ((where, repr(params)), (int(row[0]), int(row[1])), total)
+        if key is not None:  # for the count that follows (see _count)
+            self._counted = (key, (int(row[0]), int(row[1])), total)
         return total, [int(seq) for seq in row[3] or ()]
 
     def _count(
@@ -1078,6 +1097,7 @@ class PostgresStore(Store):
         where: str,
         params: list[object],
         *,
+        key: _MemoKey | None,
         minus_read: bool = False,
     ) -> int:
         """The messages matching *where* (minus the read ones among them, with *minus_read*).
@@ -1088,8 +1108,9 @@ class PostgresStore(Store):
         the set of messages is the same, and the state row's (message count, generation)
         names that set: messages are only added within a generation (each add raises the
         count), and every removal starts a new one. So the last such count is kept with the
-        pair, and reused when the statement that would count again reads the same pair;
-        one statement, one snapshot: the answer is as exact as a fresh count."""
+        pair (under *key*: the query's terms and seq bounds), and reused when the statement
+        that would count again reads the same pair; one statement, one snapshot: the answer
+        is as exact as a fresh count."""
         self._plan(conn, query)
         read_sql = ""
         read_params: list[object] = []
@@ -1102,7 +1123,6 @@ class PostgresStore(Store):
             )
             read_params = list(params)
             conn.execute("SET LOCAL enable_seqscan = off")
-        key = (where, repr(params)) if query and _only_text(query) else None
         counted = self._counted  # (replaced whole by other threads, never changed in place)
         memo = counted if key is not None and counted[0] == key else None
         stamp = memo[1] if memo is not None else (-1, -1)
@@ -1146,7 +1166,14 @@ class PostgresStore(Store):
             else:
                 end = start + limit if limit is not None else None
                 total, seqs = self._count_with_page(
-                    conn, query, where, params, order=order, start=start, end=end
+                    conn,
+                    query,
+                    where,
+                    params,
+                    key=_memo_key(query, after, None),
+                    order=order,
+                    start=start,
+                    end=end,
                 )
                 rows = conn.execute(
                     f"SELECT {_SUMMARY_COLUMNS} FROM smtpmock_messages m "
