@@ -183,8 +183,8 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
         "ALTER TABLE smtpmock_messages ADD COLUMN IF NOT EXISTS mailbox text "
         "NOT NULL DEFAULT 'default'",
         "CREATE INDEX IF NOT EXISTS smtpmock_messages_mailbox ON smtpmock_messages (mailbox, seq)",
-        "CREATE INDEX smtpmock_messages_read ON smtpmock_messages (seq) WHERE read",
-        "CREATE INDEX smtpmock_messages_tagged ON smtpmock_messages (seq) "
+        "CREATE INDEX IF NOT EXISTS smtpmock_messages_read ON smtpmock_messages (seq) WHERE read",
+        "CREATE INDEX IF NOT EXISTS smtpmock_messages_tagged ON smtpmock_messages (seq) "
         "WHERE cardinality(tags) > 0",
     ),
 )
