@@ -237,6 +237,16 @@ def main() -> None:
         appendix += [text] if text else []
         if not ok:
             failed.append("pathological (pathological.py)")
+    if "postgres" in parts:
+        log("postgres: serve on PostgreSQL beside serve on SQLite (postgres.py)")
+        from postgres import run_postgres
+
+        pg_rows, skipped = run_postgres(args.scale, budget=BUDGET["postgres"] * factor, log=log)
+        rows += pg_rows
+        if skipped is not None:
+            rows.append(Row("PostgreSQL", "", {}, notes=[f"skipped: {skipped}"]))
+            if os.environ.get("SMTPMOCK_REQUIRE_POSTGRES") == "1":
+                failed.append(f"postgres (postgres.py): {skipped}")
     elapsed = time.monotonic() - started
 
     command = "python benchmarks/run.py" + ("" if args.scale == "full" else " --scale small")

@@ -134,13 +134,23 @@ class PostgresServer:
 
 
 class LocalCluster:
-    """``initdb`` + ``pg_ctl`` in a temporary directory, reachable only by its unix socket."""
+    """``initdb`` + ``pg_ctl`` in a temporary directory, reachable only by its unix socket.
+
+    *root*: a directory to keep the cluster in instead (created by the first :meth:`start`,
+    started again by the next ones, never deleted: the benchmarks keep a filled database
+    there between runs)."""
 
     PORT = 5432  # names the socket file only: the socket directory is the cluster's own
 
-    def __init__(self, bindir: Path, *, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, bindir: Path, *, settings: dict[str, str] | None = None, root: Path | None = None
+    ) -> None:
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="smtpmock-pg-"))
+        self.kept = root is not None
+        if root is None:
+            root = Path(tempfile.mkdtemp(prefix="smtpmock-pg-"))
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
         self.data = self.root / "data"
         self.socket_dir = self.root
         self.log = self.root / "server.log"
@@ -176,11 +186,13 @@ class LocalCluster:
             raise RuntimeError(f"{tool} failed ({done.returncode}): {output}{log}")
 
     def start(self) -> LocalCluster:
-        self._run(
-            "initdb",
-            *("-D", str(self.data), "-U", "postgres", "--auth=trust"),
-            *("-E", "UTF8", "--locale=C", "--no-sync"),
-        )
+        if not (self.data / "PG_VERSION").exists():
+            self._run(
+                "initdb",
+                *("-D", str(self.data), "-U", "postgres", "--auth=trust"),
+                *("-E", "UTF8", "--locale=C", "--no-sync"),
+            )
+        # Appended at every start (a kept cluster's later settings win: the last line does).
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in self.settings.items())
         self._pg_ctl("start")
@@ -200,11 +212,13 @@ class LocalCluster:
         self._pg_ctl("start")
 
     def stop(self) -> None:
+        """Stop the server and delete the cluster (a kept one: stop it cleanly, keep it)."""
         try:
             if (self.data / "postmaster.pid").exists():
-                self._pg_ctl("stop", "-m", "immediate")
+                self._pg_ctl("stop", "-m", "fast" if self.kept else "immediate")
         finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+            if not self.kept:
+                shutil.rmtree(self.root, ignore_errors=True)
 
 
 def open_server() -> tuple[PostgresServer | None, str]:

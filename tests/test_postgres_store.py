@@ -129,6 +129,88 @@ def test_a_database_of_a_newer_smtpmock_is_refused_untouched(pg_url: str) -> Non
         PostgresStore(pg_url)
 
 
+def _back_to_schema_3(url: str, *, mailbox: bool) -> None:
+    """The database as smtpmock's schema 3 left it (with or without the mailbox column, which
+    that version added outside the numbered migrations)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP INDEX smtpmock_messages_read, smtpmock_messages_tagged")
+        if not mailbox:
+            conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN mailbox")
+        conn.execute("DELETE FROM smtpmock_schema WHERE version > 3")
+
+
+@pytest.mark.parametrize("mailbox", [True, False], ids=["with-mailbox", "without-mailbox"])
+def test_schema_3_is_migrated_by_instances_starting_together(pg_url: str, mailbox: bool) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        ids = [store.add(mail(n, subject=f"s{n}")).id for n in range(4)]
+        store.mark_read([ids[0]])
+        store.set_tags([ids[1]], ["urgent"])
+    finally:
+        store.close()
+    _back_to_schema_3(pg_url, mailbox=mailbox)
+    stores: list[PostgresStore] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            stores.append(PostgresStore(pg_url))
+        except BaseException as exc:  # pragma: no cover - the failure is asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        with psycopg.connect(pg_url) as conn:
+            versions = conn.execute("SELECT version FROM smtpmock_schema ORDER BY version")
+            assert [v for (v,) in versions] == [1, 2, 3, 4]
+            found = conn.execute(
+                "SELECT to_regclass('smtpmock_messages_read') IS NOT NULL, "
+                "to_regclass('smtpmock_messages_tagged') IS NOT NULL"
+            ).fetchone()
+        assert found == (True, True)
+        a, b = stores[0], stores[1]
+        assert a.unread_count() == 3
+        assert a.tags() == ["urgent"]
+        assert [m.mailbox for m in a.messages()] == ["default"] * 4
+        b.mark_read([ids[2]])
+        b.delete([ids[0]])  # a read message goes: the unread count stays
+        assert a.unread_count() == 2 == a.count(parse("is:unread"))
+        b.mark_read([ids[2]], read=False)
+        assert a.unread_count() == 3
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_opening_an_up_to_date_database_takes_no_lock_that_waits_for_writers(
+    pg_url: str,
+) -> None:
+    """Starting an instance beside one that is writing must not wait for (or deadlock) its
+    transactions: the schema is read from the catalog and no DDL runs."""
+    PostgresStore(pg_url).close()
+    with psycopg.connect(pg_url) as writer:
+        # A writer's locks, held: what an add_many of another instance holds while it runs.
+        writer.execute("LOCK TABLE smtpmock_messages, smtpmock_words IN ROW EXCLUSIVE MODE")
+        opened: list[PostgresStore] = []
+        thread = threading.Thread(target=lambda: opened.append(PostgresStore(pg_url)))
+        thread.start()
+        thread.join(20)
+        alive = thread.is_alive()
+        writer.rollback()  # lets a store that did wait finish opening
+        thread.join(20)
+    for store in opened:
+        store.close()
+    assert not alive, "opening the store waited for another instance's write"
+    assert len(opened) == 1
+
+
 def test_an_unreachable_database_is_a_clear_error_at_start(pg_server: PostgresServer) -> None:
     url = pg_server.url("no_such_database_here")
     with pytest.raises(StorageUnavailable, match="no_such_database_here"):
@@ -428,6 +510,33 @@ def test_messages_stored_before_the_word_index_are_indexed_by_the_migration(
         assert store.count(parse("alpha")) == 2
     finally:
         store.close()
+
+
+def test_counts_follow_every_change_made_by_any_instance(
+    open_store: Callable[..., PostgresStore],
+) -> None:
+    """A count of substring terms is kept for as long as the set of messages is the same
+    (PostgresStore._count): each change, made here or by another instance, is seen."""
+    a, b = open_store(), open_store()
+    first = a.add(mail(1, body="needle"))
+    second = a.add(mail(2, body="needle"))
+    assert b.count(parse("needle")) == 2
+    assert b.page(parse("needle")).total == 2
+    assert b.count(parse("needle is:unread")) == 2
+    a.mark_read([first.id])  # read state: the same messages, another unread count
+    assert b.count(parse("needle is:unread")) == 1
+    assert b.count(parse("needle")) == 2
+    # A removal and an addition leave as many messages as before: another set all the same.
+    a.delete([second.id])
+    a.add(mail(3, body="haystack"))
+    assert len(b) == 2
+    assert b.count(parse("needle")) == 1
+    assert b.count(parse("needle is:unread")) == 0
+    a.add(mail(4, body="needle"))
+    assert b.page(parse("needle")).total == 2
+    assert b.count(parse("needle is:unread")) == 1
+    assert b.count(parse("-needle")) == 1
+    assert b.count(parse("needle"), after=first.seq) == 1
 
 
 # ----------------------------------------------------------------------------- change feed

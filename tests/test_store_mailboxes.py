@@ -190,6 +190,8 @@ def test_postgres_database_without_the_column_is_migrated(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DROP INDEX smtpmock_messages_mailbox")
         conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN mailbox")
+        # Mailboxes came with schema 4 (PostgresStore's migrations): such a database is of 3.
+        conn.execute("DELETE FROM smtpmock_schema WHERE version > 3")
     store = PostgresStore(pg_url)
     try:
         assert [m.id for m in store.mailbox("default").messages()] == [kept.id]

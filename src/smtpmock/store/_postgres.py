@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, StorageFull, StorageUnavailable
 from .._message import Message
-from .._search import _WORD, Search, index_fields, tokens
+from .._search import _WORD, Search, Term, index_fields, tokens
 from ._base import UPDATED_IDS_MAX, Page, Retention, Store, StoreEvent, Summary
 from ._records import envelope_record, message_from_record, summary_from_record, summary_record
 
@@ -77,7 +77,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 log = logging.getLogger("smtpmock.store.postgres")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _LOCK_KEY = 0x736D_7470_6D6F_636B  # "smtpmock": the advisory lock taken around schema changes
 _MAX_PAYLOAD = 7000  # bytes of one NOTIFY payload (PostgreSQL's limit is 8000)
 _LISTEN_BACKOFF = (0.05, 2.0)  # first and longest wait between reconnections of the listener
@@ -173,13 +173,40 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
         "ALTER TABLE smtpmock_messages ADD COLUMN tags text[] NOT NULL DEFAULT '{}'",
         "CREATE INDEX smtpmock_messages_unread ON smtpmock_messages (seq) WHERE NOT read",
     ),
+    # 4: mailboxes; what every listing asks (the unread count, the tags in use) read from small
+    # partial indexes instead of the whole table (a scan: 200 ms at 100k messages). The unread
+    # count is the state row's message count minus the read messages, which are few (mail that
+    # a test marked read); the tagged messages likewise.
+    (
+        # Mailboxes (issue 28): created apart from the numbered migrations at first, at every
+        # start (so a database of schema 3 may have them already).
+        "ALTER TABLE smtpmock_messages ADD COLUMN IF NOT EXISTS mailbox text "
+        "NOT NULL DEFAULT 'default'",
+        "CREATE INDEX IF NOT EXISTS smtpmock_messages_mailbox ON smtpmock_messages (mailbox, seq)",
+        "CREATE INDEX IF NOT EXISTS smtpmock_messages_read ON smtpmock_messages (seq) WHERE read",
+        "CREATE INDEX IF NOT EXISTS smtpmock_messages_tagged ON smtpmock_messages (seq) "
+        "WHERE cardinality(tags) > 0",
+    ),
 )
 
 # Search terms that are not substring matches (no trigram index serves them; "is" and "tag":
 # read state and tags; "mailbox": an exact name, served by the (mailbox, seq) index).
 _NOT_TEXT = frozenset({"has", "larger", "smaller", "after", "before", "is", "tag", "mailbox"})
-# Matches beyond which a page is read in seq order with a test per message, not via the index.
-_DENSE = 2000
+
+_UNREAD = Term("is", "unread", False)
+
+
+_MemoKey = tuple[tuple[Term, ...], int, "int | None"]
+
+
+def _memo_key(query: Search | None, after: int, before: int | None) -> _MemoKey | None:
+    """What names a count that PostgresStore._count may keep: a query of substring terms
+    only (its matches change only when messages are added or removed, not with read state
+    or tags) and its seq bounds; ``None`` for any other query."""
+    if not query or not all(term.field not in _NOT_TEXT for term in query.terms):
+        return None
+    return (query.terms, after, before)
+
 
 # The text columns a search reads (the field names of Search's text terms, mapped to columns).
 _TEXT_COLUMNS = {
@@ -193,6 +220,15 @@ _TEXT_COLUMNS = {
     "addressed": "addressed",
     "free": "free_text",
 }
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Settings of every pooled connection. No JIT: its compilation (60-80 ms at each run)
+    was paid by the statements whose estimated cost passes ``jit_above_cost``, which the
+    ``enable_seqscan = off`` steering makes every one that reads the state row; smtpmock's
+    statements are short, so compiling them never pays."""
+    conn.execute("SET jit = off")
+    conn.commit()
 
 
 def _load_drivers() -> tuple[Any, Any]:
@@ -339,9 +375,9 @@ INSERT INTO smtpmock_messages (id, received_at, size, envelope, summary, from_te
 SELECT id, received_at, size, envelope::json, summary::json, from_text, to_text, cc_text,
     bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline, mailbox,
     words::int[]
-FROM unnest(%s::text[], %s::float8[], %s::bigint[], %s::text[], %s::text[], %s::text[],
-    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-    %s::int[], %s::int[], %s::text[], %s::text[]) WITH ORDINALITY AS u(id, received_at, size,
+FROM unnest(%b::text[], %b::float8[], %b::bigint[], %b::text[], %b::text[], %b::text[],
+    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+    %b::int[], %b::int[], %b::text[], %b::text[]) WITH ORDINALITY AS u(id, received_at, size,
     envelope, summary, from_text, to_text, cc_text, bcc_text, reply_to_text, subject,
     message_id, free_text, attachments, inline, mailbox, words, ord)
 ORDER BY ord
@@ -353,6 +389,7 @@ RETURNING seq, id
 _IN_WORDS = "m.words && ?::int[]"
 
 _MESSAGE_COLUMNS = "m.seq, m.envelope, r.data, m.read, m.tags"
+_SUMMARY_COLUMNS = "m.seq, m.received_at, m.summary, m.read, m.tags"
 _FROM_MESSAGES = "smtpmock_messages m JOIN smtpmock_raw r ON r.seq = m.seq"
 
 
@@ -390,6 +427,9 @@ class PostgresStore(Store):
         self._feed_seq = 0  # the highest seq the change feed has accounted for
         self._pending: list[Any] = []  # notifications read, not yet handled (feed thread)
         self._merge_allowed = True
+        # The last count of a substring query: ((its SQL, its parameters), (message count,
+        # generation) when counted, the count). See _count.
+        self._counted: tuple[_MemoKey | None, tuple[int, int], int] = (None, (-1, -1), 0)
         self.trigram = False
         """Whether ``pg_trgm`` indexes serve substring search (else: scans)."""
         try:
@@ -407,6 +447,7 @@ class PostgresStore(Store):
             reconnect_timeout=reconnect_timeout,
             name="smtpmock",
             kwargs={"connect_timeout": max(2, int(timeout))},
+            configure=_configure,
         )
         try:
             self._pool.open(wait=True, timeout=timeout)
@@ -463,7 +504,33 @@ class PostgresStore(Store):
 
     # --------------------------------------------------------------------- schema
 
+    def _up_to_date(self) -> bool:
+        """Whether the schema is this smtpmock's and every trigram index is there, read from
+        the catalog: the usual start, which then runs no DDL. (Even ``CREATE INDEX IF NOT
+        EXISTS`` locks the table first, in a mode that waits for every writer: an instance
+        starting beside one under load stalled its writes, or deadlocked one of them.)"""
+        trigram_indexes = [
+            "smtpmock_words_trgm",
+            *(f"smtpmock_messages_{c}_trgm" for c in _TEXT_COLUMNS.values() if c != "free_text"),
+        ]
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT to_regclass('smtpmock_schema') IS NOT NULL, "
+                "(SELECT count(*) FROM unnest(%s::text[]) AS i(name) "
+                "WHERE to_regclass(i.name) IS NOT NULL)",
+                (trigram_indexes,),
+            ).fetchone()
+            if row is None or not row[0] or int(row[1]) != len(trigram_indexes):
+                return False
+            version = conn.execute("SELECT max(version) FROM smtpmock_schema").fetchone()
+        if version is None or version[0] != SCHEMA_VERSION:
+            return False
+        self.trigram = True
+        return True
+
     def _migrate(self) -> None:
+        if self._up_to_date():
+            return
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             conn.execute("CREATE TABLE IF NOT EXISTS smtpmock_schema (version integer NOT NULL)")
@@ -481,16 +548,6 @@ class PostgresStore(Store):
                     else:
                         statement(conn)
                 conn.execute("INSERT INTO smtpmock_schema (version) VALUES (%s)", (number,))
-            # Mailboxes (issue 28), apart from the numbered migrations: idempotent, so a
-            # database of an earlier smtpmock keeps every message (in the default mailbox).
-            conn.execute(
-                "ALTER TABLE smtpmock_messages ADD COLUMN IF NOT EXISTS mailbox text "
-                "NOT NULL DEFAULT 'default'"
-            )
-            conn.execute(
-                "CREATE INDEX IF NOT EXISTS smtpmock_messages_mailbox "
-                "ON smtpmock_messages (mailbox, seq)"
-            )
             self.trigram = self._trigram_indexes(conn)
 
     def _trigram_indexes(self, conn: psycopg.Connection[Any]) -> bool:
@@ -560,8 +617,8 @@ class PostgresStore(Store):
                 seqs = {str(id): int(seq) for seq, id in cur.fetchall()}
                 ordered = [seqs[m.id] for m in messages]
                 conn.execute(
-                    "INSERT INTO smtpmock_raw (seq, data) SELECT * FROM unnest(%s::bigint[], "
-                    "%s::bytea[])",
+                    "INSERT INTO smtpmock_raw (seq, data) SELECT * FROM unnest(%b::bigint[], "
+                    "%b::bytea[])",
                     (ordered, [m.raw for m in messages]),
                 )
                 self._merge_words(conn)
@@ -806,16 +863,27 @@ class PostgresStore(Store):
             )
             self._updated_notes(conn, list(changes))
 
+    # The planner guesses that a third of the messages are tagged (it has no statistics for
+    # cardinality(tags)) and half are read, and would scan the table for both: the partial
+    # indexes (schema 4) hold only the tagged and the read messages, which are few.
+
     def tags(self) -> list[str]:
-        with self._connection() as conn:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
             rows = conn.execute(
                 "SELECT DISTINCT unnest(tags) FROM smtpmock_messages WHERE cardinality(tags) > 0"
             ).fetchall()
         return sorted(str(r[0]) for r in rows)
 
     def unread_count(self) -> int:
-        with self._connection() as conn:
-            row = conn.execute("SELECT count(*) FROM smtpmock_messages WHERE NOT read").fetchone()
+        # One statement, one snapshot: the state row's count is updated in the transactions
+        # that add and delete messages.
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
+            row = conn.execute(
+                "SELECT messages - (SELECT count(*) FROM smtpmock_messages WHERE read) "
+                "FROM smtpmock_state"
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def _deleted_notes(self, ids: list[str], generation: int) -> list[dict[str, Any]]:
@@ -970,17 +1038,109 @@ class PostgresStore(Store):
     ) -> int:
         if not query and not after and before is None:
             return len(self)
-        where, params = self._where(query, after=after, before=before)
-        with self._connection() as conn:
-            return self._count(conn, query, where, params)
+        # "X is:unread" (what the HTTP API asks after each page of X) is counted as X minus
+        # the read messages among X: the read messages are few, and X's count is usually the
+        # one the page just made (see _count).
+        unread = query is not None and _UNREAD in query.terms
+        if unread:
+            assert query is not None
+            query = Search(query.query, tuple(t for t in query.terms if t != _UNREAD))
+        key = _memo_key(query, after, before)
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")  # the read messages: their index
+            counted = self._counted
+            if unread and key is not None and counted[0] == key:
+                # No read message and the same messages as at the last count: that count,
+                # without even looking the query's words up again.
+                row = conn.execute(
+                    "SELECT messages, generation, EXISTS (SELECT 1 FROM smtpmock_messages "
+                    "WHERE read) FROM smtpmock_state"
+                ).fetchone()
+                if row is not None and (int(row[0]), int(row[1])) == counted[1] and not row[2]:
+                    return counted[2]
+            where, params = self._where(query, after=after, before=before)
+            return self._count(conn, query, where, params, key=key, minus_read=unread)
+
+    def _count_with_page(
+        self,
+        conn: psycopg.Connection[Any],
+        query: Search | None,
+        where: str,
+        params: list[object],
+        *,
+        key: _MemoKey | None,
+        order: str,
+        start: int,
+        end: int | None,
+    ) -> tuple[int, list[int]]:
+        """The number of messages matching *where*, and the seqs of its page (positions
+        *start* to *end* in seq *order*), from one read of the matches: counting visits every
+        match anyway, and a second search for the page read the index again (half the time
+        of a search for a recipient at 100k messages) or walked seq order."""
+        self._plan(conn, query)
+        row = conn.execute(
+            "SELECT s.messages, s.generation, c.n, c.seqs FROM smtpmock_state s, "
+            f"(SELECT count(*) AS n, (array_agg(m.seq ORDER BY m.seq {order}))[%s:%s] AS seqs "
+            f"FROM smtpmock_messages m WHERE {where}) c",
+            [start + 1, end if end is not None else 2**31 - 1, *params],
+        ).fetchone()
+        assert row is not None
+        total = int(row[2])
+        if key is not None:  # for the count that follows (see _count)
+            self._counted = (key, (int(row[0]), int(row[1])), total)
+        return total, [int(seq) for seq in row[3] or ()]
 
     def _count(
-        self, conn: psycopg.Connection[Any], query: Search | None, where: str, params: list[object]
+        self,
+        conn: psycopg.Connection[Any],
+        query: Search | None,
+        where: str,
+        params: list[object],
+        *,
+        key: _MemoKey | None,
+        minus_read: bool = False,
     ) -> int:
+        """The messages matching *where* (minus the read ones among them, with *minus_read*).
+
+        Counting a common word reads every message holding it (100k at 100k messages: a few
+        hundred ms), and the HTTP API counts each search twice (its page, then its unread
+        matches). A query of substring terms only matches the same messages as long as
+        the set of messages is the same, and the state row's (message count, generation)
+        names that set: messages are only added within a generation (each add raises the
+        count), and every removal starts a new one. So the last such count is kept with the
+        pair (under *key*: the query's terms and seq bounds), and reused when the statement
+        that would count again reads the same pair; one statement, one snapshot: the answer
+        is as exact as a fresh count."""
         self._plan(conn, query)
-        row = conn.execute(f"SELECT count(*) FROM smtpmock_messages m WHERE {where}", params)
-        found = row.fetchone()
-        return int(found[0]) if found else 0
+        read_sql = ""
+        read_params: list[object] = []
+        if minus_read:
+            # From the partial index of the read messages (the fence keeps the planner from
+            # starting with X instead), then X on those.
+            read_sql = (
+                ", (SELECT count(*) FROM (SELECT * FROM smtpmock_messages WHERE read "
+                f"OFFSET 0) m WHERE {where})"
+            )
+            read_params = list(params)
+            conn.execute("SET LOCAL enable_seqscan = off")
+        counted = self._counted  # (replaced whole by other threads, never changed in place)
+        memo = counted if key is not None and counted[0] == key else None
+        stamp = memo[1] if memo is not None else (-1, -1)
+        row = conn.execute(
+            "SELECT s.messages, s.generation, CASE WHEN s.messages = %s AND s.generation = %s "
+            f"THEN NULL ELSE (SELECT count(*) FROM smtpmock_messages m WHERE {where}) END"
+            f"{read_sql} FROM smtpmock_state s",
+            [*stamp, *params, *read_params],
+        ).fetchone()
+        assert row is not None
+        if row[2] is None:
+            assert memo is not None
+            total = memo[2]
+        else:
+            total = int(row[2])
+            if key is not None:
+                self._counted = (key, (int(row[0]), int(row[1])), total)
+        return total - int(row[3]) if minus_read else total
 
     def page(
         self,
@@ -993,24 +1153,33 @@ class PostgresStore(Store):
     ) -> Page:
         where, params = self._where(query, after=after)
         order = "DESC" if newest_first else "ASC"
-        bounds = " LIMIT %s" if limit is not None else ""
-        page_params = [*params, start, *([limit] if limit is not None else [])]
         with self._connection() as conn, conn.transaction():
             if not query and not after:
                 state = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
                 total = int(state[0]) if state else 0
+                bounds = " LIMIT %s" if limit is not None else ""
+                rows = conn.execute(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM smtpmock_messages m "
+                    f"ORDER BY m.seq {order} OFFSET %s{bounds}",
+                    [start, *([limit] if limit is not None else [])],
+                ).fetchall()
             else:
-                total = self._count(conn, query, where, params)
-            if self._indexed(query) and total > _DENSE:
-                # Many matches: walking seq order and testing each message finds a page after
-                # a few hundred tests; collecting every match through the index first would
-                # read them all.
-                conn.execute("SET LOCAL enable_bitmapscan = off")
-            rows = conn.execute(
-                f"SELECT m.seq, m.received_at, m.summary, m.read, m.tags FROM smtpmock_messages m "
-                f"WHERE {where} ORDER BY m.seq {order} OFFSET %s{bounds}",
-                page_params,
-            ).fetchall()
+                end = start + limit if limit is not None else None
+                total, seqs = self._count_with_page(
+                    conn,
+                    query,
+                    where,
+                    params,
+                    key=_memo_key(query, after, None),
+                    order=order,
+                    start=start,
+                    end=end,
+                )
+                rows = conn.execute(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM smtpmock_messages m "
+                    f"WHERE m.seq = ANY(%s) ORDER BY m.seq {order}",
+                    (seqs,),
+                ).fetchall()
         summaries = [
             replace(
                 summary_from_record(data, seq=int(seq), received_at=float(at)),
@@ -1156,9 +1325,16 @@ class PostgresStore(Store):
             self._publish_added(added)
 
     def _publish_added(self, seqs: list[int]) -> None:
-        found = self._messages(
-            f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.seq = ANY(%s) ORDER BY m.seq",
-            (seqs,),
+        # The messages are loaded only for someone to hear them (a waiter needs no more than
+        # the condition: it searches).
+        found = (
+            self._messages(
+                f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.seq = ANY(%s) "
+                "ORDER BY m.seq",
+                (seqs,),
+            )
+            if self._listeners
+            else []
         )
         with self.changed:
             self._last_seq = max(self._last_seq, seqs[-1])
@@ -1185,10 +1361,14 @@ class PostgresStore(Store):
             # Messages went away unseen: waits recount (ids unknown, so none are named).
             self._publish_removal(StoreEvent("deleted"), generation)
         if newest > self._feed_seq:
-            missed = self._messages(
-                f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.seq > %s AND "
-                f"m.seq <= %s ORDER BY m.seq DESC LIMIT {_CATCH_UP_LIMIT}",
-                (self._feed_seq, newest),
+            missed = (
+                []
+                if not self._listeners
+                else self._messages(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.seq > %s AND "
+                    f"m.seq <= %s ORDER BY m.seq DESC LIMIT {_CATCH_UP_LIMIT}",
+                    (self._feed_seq, newest),
+                )
             )
             self._feed_seq = newest
             with self.changed:
