@@ -70,11 +70,21 @@ def test_starttls_injection_in_a_second_segment() -> None:
         raw.send(b"STARTTLS\r\n")
         raw.send(b"NOOP\r\nMAIL FROM:<injected@example.com>\r\n")  # its own segment
         assert raw.reply() == (220, "220 2.0.0 Ready to start TLS")
-        raw.starttls(mock.client_ssl_context())
-        assert raw.command("MAIL FROM:<a@example.com>")[0] == 503  # EHLO first: a fresh start
-        assert raw.command("QUIT")[0] == 221
+        # Where the injected segment lands depends on timing: in the session's buffer (read
+        # with STARTTLS, then discarded), or still in the kernel once reading paused for the
+        # handshake, where the TLS layer reads it as a broken ClientHello and the handshake
+        # fails. Either way no injected command runs.
+        try:
+            raw.starttls(mock.client_ssl_context())
+        except OSError:  # ssl.SSLError, or the server's close
+            expected = ["EHLO", "STARTTLS"]
+        else:
+            assert raw.command("MAIL FROM:<a@example.com>")[0] == 503  # EHLO first: fresh
+            assert raw.command("QUIT")[0] == 221
+            expected = ["EHLO", "STARTTLS", "MAIL", "QUIT"]
     [session] = mock.wait_for_sessions(1)
-    assert session.commands == ["EHLO", "STARTTLS", "MAIL", "QUIT"]
+    assert session.commands == expected
+    assert not mock.messages
 
 
 def test_throttle_slows_both_directions(loop_name: str) -> None:
