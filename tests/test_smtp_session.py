@@ -127,6 +127,26 @@ def test_rset_before_starttls_when_required_is_530() -> None:
     assert codes(session.data_to_send()) == [250, 530, 530, 250]
 
 
+@pytest.mark.parametrize(
+    ("settings", "tls", "listed"),
+    [
+        (Settings(), False, set()),
+        (Settings(starttls=True), False, {"STARTTLS"}),
+        (Settings(starttls=True, auth_mechanisms=("PLAIN",)), True, {"AUTH"}),
+    ],
+)
+def test_help_lists_only_what_the_session_offers(
+    settings: Settings, tls: bool, listed: set[str]
+) -> None:
+    session = started(settings, tls=tls)
+    drive(session, b"HELP\r\n")
+    reply = session.data_to_send().decode()
+    assert reply.startswith("250 2.0.0 Supported commands: ")
+    verbs = set(reply.split(": ", 1)[1].split())
+    assert {"EHLO", "MAIL", "RCPT", "DATA", "QUIT"} <= verbs
+    assert verbs & {"AUTH", "STARTTLS"} == listed
+
+
 def test_starttls_discards_every_buffered_plaintext_byte() -> None:
     session = started(Settings(starttls=True))
     events = drive(session, b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@x.y>\r\n")

@@ -627,7 +627,13 @@ class Session:
         self._reply("502 5.5.1 EXPN not implemented")
 
     def _do_HELP(self, arg: str | None) -> None:
-        verbs = sorted(v for v in VERBS if v != "STARTTLS" or self.settings.starttls)
+        # only what this session offers: no AUTH without mechanisms, no STARTTLS once in TLS
+        hidden = set()
+        if not self.settings.starttls or self.tls:
+            hidden.add("STARTTLS")
+        if not self.settings.auth_mechanisms:
+            hidden.add("AUTH")
+        verbs = sorted(VERBS - hidden)
         if arg and arg.upper() in verbs:
             self._reply(f"250 2.0.0 Syntax: {_SYNTAX[arg.upper()]}")
         elif arg:
