@@ -88,24 +88,31 @@ class Recorder:
 # ----------------------------------------------------------------------------- schema
 
 
-def test_instances_starting_together_create_the_schema_once(pg_server: PostgresServer) -> None:
-    pg_url = pg_server.create_database()  # a new database: pg_trgm is created here too
+def _open_at_once(url: str, n: int) -> tuple[list[PostgresStore], list[BaseException]]:
+    """*n* stores opened on *url* by *n* threads released together (instances starting at
+    once): the stores that opened, and what the others raised."""
     stores: list[PostgresStore] = []
     errors: list[BaseException] = []
-    start = threading.Barrier(6)
+    start = threading.Barrier(n)
 
     def open_one() -> None:
         start.wait()
         try:
-            stores.append(PostgresStore(pg_url))
-        except BaseException as exc:  # pragma: no cover - the failure is asserted below
+            stores.append(PostgresStore(url))
+        except BaseException as exc:  # pragma: no cover - the failure is asserted by callers
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    threads = [threading.Thread(target=open_one) for _ in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return stores, errors
+
+
+def test_instances_starting_together_create_the_schema_once(pg_server: PostgresServer) -> None:
+    pg_url = pg_server.create_database()  # a new database: pg_trgm is created here too
+    stores, errors = _open_at_once(pg_url, 6)
     try:
         assert errors == []
         assert len(stores) == 6
@@ -149,22 +156,7 @@ def test_schema_3_is_migrated_by_instances_starting_together(pg_url: str, mailbo
     finally:
         store.close()
     _back_to_schema_3(pg_url, mailbox=mailbox)
-    stores: list[PostgresStore] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(3)
-
-    def open_one() -> None:
-        start.wait()
-        try:
-            stores.append(PostgresStore(pg_url))
-        except BaseException as exc:  # pragma: no cover - the failure is asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_one) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    stores, errors = _open_at_once(pg_url, 3)
     try:
         assert errors == []
         with psycopg.connect(pg_url) as conn:
