@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal, NamedTuple, Protocol
 
-from ._paths import parse_params, parse_path
+from ._paths import Path, parse_params, parse_path
 
 __all__ = [
     "AuthAttempted",
@@ -132,6 +132,8 @@ _DEFAULT_ENHANCED = {
     "554": "5.0.0",
     "555": "5.5.4",
 }
+_MAIL_SYNTAX = "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]"
+_RCPT_SYNTAX = "501 5.5.4 Syntax: RCPT TO:<address> [parameters]"
 _MAIL_PARAMS = frozenset({"BODY", "SMTPUTF8", "SIZE", "RET", "ENVID", "AUTH"})
 _RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
 _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
@@ -670,29 +672,16 @@ class Session:
         if refusal is not None:
             self._reply(refusal)
             return
-        syntax = "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]"
         if not arg or arg[:5].upper() != "FROM:":
-            self._reply(syntax)
+            self._reply(_MAIL_SYNTAX)
             return
         if self.envelope.mail_from is not None:
             self._reply("503 5.5.1 Error: nested MAIL command")
             return
-        path = parse_path(arg[5:])
-        if path.error == "syntax":
-            self._reply(syntax)
+        parsed = self._path_and_params(arg[5:], _MAIL_SYNTAX, self._check_mail_param)
+        if parsed is None:
             return
-        if path.error is not None:
-            self._reply("553 5.1.3 Error: malformed address")
-            return
-        params = parse_params(path.params)
-        if params is None or (params and not self.extended):
-            self._reply(syntax)
-            return
-        for name, value in params.items():
-            problem = self._check_mail_param(name, value)
-            if problem:
-                self._reply(problem)
-                return
+        path, params = parsed
         smtputf8 = "SMTPUTF8" in params
         if not path.address.isascii() and not smtputf8:
             self._reply("553 5.6.7 Error: non-ASCII address needs the SMTPUTF8 parameter")
@@ -707,6 +696,35 @@ class Session:
         envelope.mail_options = path.params.split()
         envelope.smtputf8 = smtputf8
         self._send("250 2.1.0 Sender OK")
+
+    def _path_and_params(
+        self,
+        text: str,
+        syntax: str,
+        check: Callable[[str, str | None], str | None],
+        *,
+        rcpt: bool = False,
+    ) -> tuple[Path, dict[str, str | None]] | None:
+        """The path and parameters after ``FROM:``/``TO:``, or ``None`` once refused (501 for
+        syntax, 553 for a malformed mailbox, or *check*'s refusal of a parameter). RCPT takes
+        ``<Postmaster>`` alone and never the null path."""
+        path = parse_path(text, allow_postmaster=rcpt)
+        if path.error == "syntax" or (rcpt and path.error is None and not path.address):
+            self._reply(syntax)
+            return None
+        if path.error is not None:
+            self._reply("553 5.1.3 Error: malformed address")
+            return None
+        params = parse_params(path.params)
+        if params is None or (params and not self.extended):
+            self._reply(syntax)
+            return None
+        for name, value in params.items():
+            problem = check(name, value)
+            if problem:
+                self._reply(problem)
+                return None
+        return path, params
 
     def _check_mail_param(self, name: str, value: str | None) -> str | None:
         if name not in _MAIL_PARAMS:
@@ -732,26 +750,13 @@ class Session:
         if envelope.mail_from is None:
             self._reply("503 5.5.1 Error: need MAIL command")
             return
-        syntax = "501 5.5.4 Syntax: RCPT TO:<address> [parameters]"
         if not arg or arg[:3].upper() != "TO:":
-            self._reply(syntax)
+            self._reply(_RCPT_SYNTAX)
             return
-        path = parse_path(arg[3:], allow_postmaster=True)
-        if path.error == "syntax" or (path.error is None and not path.address):
-            self._reply(syntax)
+        parsed = self._path_and_params(arg[3:], _RCPT_SYNTAX, _check_rcpt_param, rcpt=True)
+        if parsed is None:
             return
-        if path.error is not None:
-            self._reply("553 5.1.3 Error: malformed address")
-            return
-        params = parse_params(path.params)
-        if params is None or (params and not self.extended):
-            self._reply(syntax)
-            return
-        for name, value in params.items():
-            problem = _check_rcpt_param(name, value)
-            if problem:
-                self._reply(problem)
-                return
+        path, _ = parsed
         address = path.address
         if not address.isascii() and not envelope.smtputf8:
             self._reply("553 5.6.7 Error: non-ASCII address needs MAIL ... SMTPUTF8")
