@@ -29,6 +29,8 @@ from smtpmock import ConfigurationError, Message, Retention, StorageFull
 from smtpmock._search import parse
 from smtpmock.store import SQLiteStore, _sqlite
 
+from .indexer import stop_indexer
+
 
 def _message(n: int, *, body: int = 0, seed: int = 0) -> Message:
     """Message *n* with *body* random bytes as base64 text (many distinct words to index)."""
@@ -157,12 +159,7 @@ def test_reads_go_on_when_the_index_cannot_be_written(tmp_path: Path) -> None:
         store.add_many([_message(n, body=500) for n in range(10)])
         store.flush_index()
         # The background indexer is stopped, so the next messages stay unindexed.
-        closed, store._closed = store._closed, True
-        store._wake.set()
-        if store._indexer is not None:
-            store._indexer.join()
-            store._indexer = None
-        store._closed = closed
+        stop_indexer(store)
         store._indexer_idle = False  # (an add starts no indexer: it is "waiting for quiet")
         for n in range(10, 40):
             store.add(_message(n, body=500))
@@ -191,12 +188,7 @@ def test_read_state_and_tags_without_the_index_and_without_space(tmp_path: Path)
     try:
         store.add_many([_message(n, body=500) for n in range(10)])
         store.flush_index()
-        closed, store._closed = store._closed, True  # stop the indexer (as above)
-        store._wake.set()
-        if store._indexer is not None:
-            store._indexer.join()
-            store._indexer = None
-        store._closed = closed
+        stop_indexer(store)  # (as above)
         store._indexer_idle = False
         for n in range(10, 40):
             store.add(_message(n, body=500))

@@ -19,6 +19,7 @@ from smtpmock._search import index_fields, parse
 from smtpmock.store import Retention, SQLiteStore, _sqlite_index
 from smtpmock.store._bits import BlockBits, decode, encode, page, range_mask
 
+from .indexer import stop_indexer
 from .test_search_index import _corpus
 
 BLOCK = 16
@@ -73,16 +74,6 @@ def _assert_pages(store: SQLiteStore, messages: list[Message], queries: list[str
     assert not wrong, "\n".join(wrong)
 
 
-def _stop_indexer(store: SQLiteStore) -> None:
-    """Join the background indexer (it would rebuild the bitmaps on its own schedule)."""
-    closed, store._closed = store._closed, True
-    store._wake.set()
-    if store._indexer is not None:
-        store._indexer.join()
-        store._indexer = None
-    store._closed = closed
-
-
 def _filled(path: Path, messages: list[Message], *, killed: bool = False) -> None:
     """Store and index *messages* in the file *path*, then close the store, or (*killed*)
     end it as SIGKILL would: without writing out the block being filled."""
@@ -90,7 +81,7 @@ def _filled(path: Path, messages: list[Message], *, killed: bool = False) -> Non
     store.add_many(messages)
     store.flush_index()
     if killed:
-        _stop_indexer(store)
+        stop_indexer(store)
         store._db.close()
     else:
         store.close()
@@ -179,7 +170,7 @@ def test_a_reopened_file_rebuilds_the_block_being_filled(tmp_path: Path) -> None
         assert db.execute("SELECT block, upto FROM openblock").fetchall() == [(10, 170)]
     again = SQLiteStore(path)
     try:
-        _stop_indexer(again)  # hold the background rebuild back, to see the FTS5 fallback
+        stop_indexer(again)  # hold the background rebuild back, to see the FTS5 fallback
         assert again._acc is None  # block 10 (seqs 160..175) has messages: rebuilt later
         _assert_pages(again, corpus[:170], QUERIES)
         again.add_many(corpus[170:210])  # past the block: still answered through FTS5
@@ -283,7 +274,7 @@ def test_a_rebuild_cut_short_by_close_keeps_nothing_half_done(
     corpus = _corpus(110, seed=30)
     _filled(path, corpus, killed=True)  # block 1 is rebuilt from `texts` on the next open
     again = SQLiteStore(path)
-    _stop_indexer(again)
+    stop_indexer(again)
     read = BlockBits.add_texts
 
     def then_close(self: BlockBits, messages: list[tuple[int, str]]) -> None:
@@ -317,7 +308,7 @@ def test_needles_inside_too_many_words_for_fts5_are_counted_from_the_bitmaps(
     _filled(path, corpus[:170])  # block 10 is saved up to seq 170, and rebuilt on open
     store = SQLiteStore(path)
     try:
-        _stop_indexer(store)
+        stop_indexer(store)
         plans = {q: store._text_plan("free", q) for q in ("ka", "a", "lo", "mi")}
         assert all(p.fts is None and p.check for p in plans.values())  # no FTS5 expression
         assert all(len(p.words) > 7 for p in plans.values())  # several reads of `wordbits`
