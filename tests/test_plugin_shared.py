@@ -61,6 +61,20 @@ def _env(url: str, prefix: str, token: str, route_by: str) -> dict[str, str]:
     return env
 
 
+def _pytest(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run pytest with *args* in *cwd*: its exit status and its output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider"],
+        cwd=cwd,
+        check=False,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=300,
+    )
+    return proc.returncode, proc.stdout.decode()
+
+
 def test_two_parallel_xdist_runs_on_one_shared_server(tmp_path: Path) -> None:
     (tmp_path / "test_app.py").write_text(APP_TESTS)
     with Served(
@@ -138,17 +152,8 @@ def test_shared_mode_run_that_uses_no_fixture_sets_nothing(
     env = _env("http://127.0.0.1:9", "", "", "header")  # nothing listens there: never asked
     for name in ("SMTPMOCK_MAILBOX_PREFIX", "SMTPMOCK_TOKEN", "ROUTE_BY"):
         env.pop(name)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider"],
-        cwd=tmp_path,
-        check=False,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=300,
-    )
-    output = proc.stdout.decode()
-    assert proc.returncode == 0, output
+    code, output = _pytest(tmp_path, env, *args)
+    assert code == 0, output
     assert "1 passed" in output, output
 
 
@@ -158,17 +163,8 @@ def test_without_a_prefix_the_workers_of_one_run_share_its_session_id(tmp_path: 
         env = _env(served.url, "", "", "header")
         for name in ("SMTPMOCK_MAILBOX_PREFIX", "SMTPMOCK_TOKEN"):
             env.pop(name)
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider"],
-            cwd=tmp_path,
-            check=False,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=300,
-        )
-        output = proc.stdout.decode()
-        assert proc.returncode == 0, output
+        code, output = _pytest(tmp_path, env, "-n", "2")
+        assert code == 0, output
         with Client(served.url) as admin:
             boxes = admin.mailboxes()
     assert "default" not in boxes
