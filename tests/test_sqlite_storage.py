@@ -148,21 +148,31 @@ def test_a_page_limit_gives_storage_full_and_nothing_half_stored(tmp_path: Path)
         reopened.close()
 
 
-def test_reads_go_on_when_the_index_cannot_be_written(tmp_path: Path) -> None:
-    # Messages stored but not indexed yet when the space runs out: indexing them fails (the
-    # failure is SQLITE_FULL, not masked by a failed rollback), and every read still lists
-    # and finds them, without the index; once there is room the index catches up.
-    store = SQLiteStore(tmp_path / "mail.db")
+def _with_unindexed_tail(path: Path) -> tuple[SQLiteStore, list[BaseException]]:
+    """A store at *path* with 10 indexed messages and 30 more stored but not indexed (its
+    background indexer stopped), and the list its listener errors go to."""
+    store = SQLiteStore(path)
     errors: list[BaseException] = []
     store.on_listener_error = errors.append
     try:
         store.add_many([_message(n, body=500) for n in range(10)])
         store.flush_index()
-        # The background indexer is stopped, so the next messages stay unindexed.
         stop_indexer(store)
         store._indexer_idle = False  # (an add starts no indexer: it is "waiting for quiet")
         for n in range(10, 40):
             store.add(_message(n, body=500))
+    except BaseException:
+        store.close()
+        raise
+    return store, errors
+
+
+def test_reads_go_on_when_the_index_cannot_be_written(tmp_path: Path) -> None:
+    # Messages stored but not indexed yet when the space runs out: indexing them fails (the
+    # failure is SQLITE_FULL, not masked by a failed rollback), and every read still lists
+    # and finds them, without the index; once there is room the index catches up.
+    store, errors = _with_unindexed_tail(tmp_path / "mail.db")
+    try:
         pages = store._db.execute("PRAGMA page_count").fetchone()[0]
         store._db.execute(f"PRAGMA max_page_count = {pages}")
         acked = store.messages()
@@ -182,16 +192,8 @@ def test_read_state_and_tags_without_the_index_and_without_space(tmp_path: Path)
     # The messages the index could not take are read without it (the tail read): they carry
     # their read state and tags there too, and is:/tag: searches find them. A tag change that
     # finds no space is refused with StorageFull and changes nothing.
-    store = SQLiteStore(tmp_path / "mail.db")
-    errors: list[BaseException] = []
-    store.on_listener_error = errors.append
+    store, errors = _with_unindexed_tail(tmp_path / "mail.db")
     try:
-        store.add_many([_message(n, body=500) for n in range(10)])
-        store.flush_index()
-        stop_indexer(store)  # (as above)
-        store._indexer_idle = False
-        for n in range(10, 40):
-            store.add(_message(n, body=500))
         acked = store.messages()
         ids = [m.id for m in acked]
         assert store.mark_read([ids[12], ids[3]]) == 2  # unindexed, indexed
