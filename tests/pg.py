@@ -271,6 +271,19 @@ def postgres_store(retention: Any = None) -> Any:
     return store
 
 
+def back_to_schema_1(url: str) -> None:
+    """Leave the store at *url* as smtpmock's PostgreSQL schema 1 did: no word index
+    (migration 2), no read state or tags (3; their indexes go with the columns)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP INDEX smtpmock_messages_words")
+        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN words")
+        conn.execute("DROP TABLE smtpmock_words")
+        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN read, DROP COLUMN tags")
+        conn.execute("DELETE FROM smtpmock_schema WHERE version > 1")
+
+
 # --------------------------------------------------------------------------- pytest plugin
 
 

@@ -20,7 +20,7 @@ from smtpmock import Message, StorageUnavailable
 from smtpmock._inspect import Mailbox
 from smtpmock._search import parse
 from smtpmock.store import MemoryStore, Retention, StoreEvent
-from tests.pg import PostgresServer
+from tests.pg import PostgresServer, back_to_schema_1
 
 psycopg = pytest.importorskip("psycopg")  # the fixtures fail in CI before this skips
 
@@ -485,13 +485,7 @@ def test_messages_stored_before_the_word_index_are_indexed_by_the_migration(
         store.add(mail(2, subject="second", body="charlie delta"))
     finally:
         store.close()
-    with psycopg.connect(pg_url) as conn:  # back to schema 1, as an older smtpmock left it
-        conn.execute("DROP INDEX smtpmock_messages_words")
-        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN words")
-        conn.execute("DROP TABLE smtpmock_words")
-        # (and without schema 3's read state and tags; the index goes with its column)
-        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN read, DROP COLUMN tags")
-        conn.execute("DELETE FROM smtpmock_schema WHERE version > 1")
+    back_to_schema_1(pg_url)  # as an older smtpmock left it
     store = PostgresStore(pg_url)
     try:
         assert [m.subject for m in store.search(parse("rav"))] == ["first 1"]

@@ -12,6 +12,8 @@ from smtpmock import Message
 from smtpmock._search import parse
 from smtpmock.store import SQLiteStore, Store
 
+from .pg import back_to_schema_1
+
 
 def _mail(i: int) -> Message:
     return Message(f"Subject: old {i}\r\n\r\nbody {i}\r\n".encode(), mail_from="a@example.com")
@@ -66,19 +68,13 @@ def test_a_sqlite_file_of_schema_3_is_migrated(tmp_path: Path) -> None:
 
 
 def test_a_postgresql_store_of_schema_1_is_migrated(pg_url: str) -> None:
-    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("psycopg")
     from smtpmock.store._postgres import PostgresStore
 
     store = PostgresStore(pg_url)
     ids = [store.add(_mail(i)).id for i in range(3)]
     store.close()
-    with psycopg.connect(pg_url) as conn:
-        # schema 1: neither the word index (migration 2) nor read state and tags (3)
-        conn.execute("DROP INDEX smtpmock_messages_words")
-        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN words")
-        conn.execute("DROP TABLE smtpmock_words")
-        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN read, DROP COLUMN tags")
-        conn.execute("DELETE FROM smtpmock_schema WHERE version > 1")
+    back_to_schema_1(pg_url)
     store = PostgresStore(pg_url)
     try:
         _check_migrated(store, ids)
