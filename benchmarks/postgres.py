@@ -160,19 +160,22 @@ class Cluster:
         self.cluster.stop()
 
 
-class PostgresServeTarget(Target):
+class PostgresServeTarget(ServeTarget):
+    """``serve`` on a new database of the cluster at each start; its port and stored count
+    are read as for ``serve`` on SQLite (``ingest.ServeTarget``)."""
+
     name = PG
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.urls: list[str] = []  # the database of each server started
 
-    def available(self) -> str | None:
-        return serve_available()
-
     def start(self) -> ServerProcess:
         self.urls.append(self.cluster.database())
         return start_serve_on(self.urls[-1])
+
+    def cleanup(self) -> None:
+        """Nothing on disk here: the databases go with the cluster."""
 
     def stored(self) -> int:
         """Messages stored in the databases of the servers started so far."""
@@ -184,20 +187,6 @@ class PostgresServeTarget(Target):
                 row = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
             total += int(row[0]) if row else 0
         return total
-
-    def port(self, server: ServerProcess) -> int:
-        ports = serve_ports(server.lines)
-        assert ports is not None
-        return ports[0]
-
-    def count(self, server: ServerProcess) -> int | None:
-        ports = serve_ports(server.lines)
-        assert ports is not None
-        body = http_get_json(f"http://{HOST}:{ports[1]}/api/v1/messages?limit=1")
-        if isinstance(body, dict) and isinstance(body.get("total"), int):
-            return int(body["total"])
-        return None
-
 
 class SQLiteServeTarget(ServeTarget):
     name = SQLITE
