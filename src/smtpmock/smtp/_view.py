@@ -105,7 +105,8 @@ class StageHooks:
         self._ungated = False
 
     def add(self, hook: StageHook, *, when: Callable[[], object] | None = None) -> None:
-        """Add *hook* after the others; with *when*, it is skipped while ``when()`` is false."""
+        """Add *hook* after the others; with *when*, *hook* says it has nothing to do while
+        ``when()`` is false (it still runs, in its turn, when another hook makes a stage run)."""
         self.all = (*self.all, hook)
         if when is None:
             self._ungated = True
@@ -120,6 +121,3 @@ class StageHooks:
             if gate():
                 return True
         return False
-
-    def __len__(self) -> int:
-        return len(self.all)
