@@ -427,8 +427,8 @@ class PostgresStore(Store):
         self._feed_seq = 0  # the highest seq the change feed has accounted for
         self._pending: list[Any] = []  # notifications read, not yet handled (feed thread)
         self._merge_allowed = True
-        # The last count of a substring query: ((its SQL, its parameters), (message count,
-        # generation) when counted, the count). See _count.
+        # The last count of a substring query: (its _MemoKey: terms and seq bounds, (message
+        # count, generation) when counted, the count). See _count.
         self._counted: tuple[_MemoKey | None, tuple[int, int], int] = (None, (-1, -1), 0)
         self.trigram = False
         """Whether ``pg_trgm`` indexes serve substring search (else: scans)."""
@@ -1121,8 +1121,7 @@ class PostgresStore(Store):
                 ", (SELECT count(*) FROM (SELECT * FROM smtpmock_messages WHERE read "
                 f"OFFSET 0) m WHERE {where})"
             )
-            read_params = list(params)
-            conn.execute("SET LOCAL enable_seqscan = off")
+            read_params = list(params)  # (count() has set enable_seqscan off for this)
         counted = self._counted  # (replaced whole by other threads, never changed in place)
         memo = counted if key is not None and counted[0] == key else None
         stamp = memo[1] if memo is not None else (-1, -1)
