@@ -132,8 +132,8 @@ _DEFAULT_ENHANCED = {
     "554": "5.0.0",
     "555": "5.5.4",
 }
-_MAIL_SYNTAX = "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]"
-_RCPT_SYNTAX = "501 5.5.4 Syntax: RCPT TO:<address> [parameters]"
+_MAIL_SYNTAX = f"501 5.5.4 Syntax: {_SYNTAX['MAIL']}"
+_RCPT_SYNTAX = f"501 5.5.4 Syntax: {_SYNTAX['RCPT']}"
 _MAIL_PARAMS = frozenset({"BODY", "SMTPUTF8", "SIZE", "RET", "ENVID", "AUTH"})
 _RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
 _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
