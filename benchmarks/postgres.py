@@ -188,6 +188,7 @@ class PostgresServeTarget(ServeTarget):
             total += int(row[0]) if row else 0
         return total
 
+
 class SQLiteServeTarget(ServeTarget):
     name = SQLITE
 
