@@ -271,14 +271,33 @@ def postgres_store(retention: Any = None) -> Any:
     return store
 
 
+def back_to_schema_4(url: str) -> None:
+    """Leave the store at *url* as smtpmock's PostgreSQL schema 4 did: the word ids in the
+    messages table (migration 5 moves them to a table of their own)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("ALTER TABLE smtpmock_messages ADD COLUMN words integer[]")
+        conn.execute(
+            "UPDATE smtpmock_messages m SET words = t.words FROM smtpmock_terms t "
+            "WHERE t.seq = m.seq"
+        )
+        conn.execute("ALTER TABLE smtpmock_messages ALTER COLUMN words SET NOT NULL")
+        conn.execute(
+            "CREATE INDEX smtpmock_messages_words ON smtpmock_messages USING gin (words) "
+            "WITH (gin_pending_list_limit = 65536)"
+        )
+        conn.execute("DROP TABLE smtpmock_terms")
+        conn.execute("DELETE FROM smtpmock_schema WHERE version > 4")
+
+
 def back_to_schema_1(url: str) -> None:
     """Leave the store at *url* as smtpmock's PostgreSQL schema 1 did: no word index
     (migration 2), no read state or tags (3; their indexes go with the columns)."""
     import psycopg
 
     with psycopg.connect(url) as conn:
-        conn.execute("DROP INDEX smtpmock_messages_words")
-        conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN words")
+        conn.execute("DROP TABLE smtpmock_terms")
         conn.execute("DROP TABLE smtpmock_words")
         conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN read, DROP COLUMN tags")
         conn.execute("DELETE FROM smtpmock_schema WHERE version > 1")

@@ -20,7 +20,7 @@ from smtpmock import Message, StorageUnavailable
 from smtpmock._inspect import Mailbox
 from smtpmock._search import parse
 from smtpmock.store import MemoryStore, Retention, StoreEvent
-from tests.pg import PostgresServer, back_to_schema_1
+from tests.pg import PostgresServer, back_to_schema_1, back_to_schema_4
 
 psycopg = pytest.importorskip("psycopg")  # the fixtures fail in CI before this skips
 
@@ -139,6 +139,7 @@ def test_a_database_of_a_newer_smtpmock_is_refused_untouched(pg_url: str) -> Non
 def _back_to_schema_3(url: str, *, mailbox: bool) -> None:
     """The database as smtpmock's schema 3 left it (with or without the mailbox column, which
     that version added outside the numbered migrations)."""
+    back_to_schema_4(url)
     with psycopg.connect(url) as conn:
         conn.execute("DROP INDEX smtpmock_messages_read, smtpmock_messages_tagged")
         if not mailbox:
@@ -161,7 +162,7 @@ def test_schema_3_is_migrated_by_instances_starting_together(pg_url: str, mailbo
         assert errors == []
         with psycopg.connect(pg_url) as conn:
             versions = conn.execute("SELECT version FROM smtpmock_schema ORDER BY version")
-            assert [v for (v,) in versions] == [1, 2, 3, 4]
+            assert [v for (v,) in versions] == list(range(1, SCHEMA_VERSION + 1))
             found = conn.execute(
                 "SELECT to_regclass('smtpmock_messages_read') IS NOT NULL, "
                 "to_regclass('smtpmock_messages_tagged') IS NOT NULL"
@@ -256,14 +257,18 @@ def test_substring_search_uses_the_trigram_indexes(
     assert "smtpmock_messages_subject_trgm" in "\n".join(str(row[0]) for row in plan)
 
 
-def test_a_body_word_is_found_through_the_word_index(
+def test_an_address_is_looked_up_by_its_rarest_trigrams(
     open_store: Callable[..., PostgresStore], pg_url: str
 ) -> None:
-    """The condition the store writes for a free-text word (the ids of the vocabulary's words
-    containing it) reads the messages' word index, never the bodies."""
+    """``to:user17@example.com``: the trigrams every message holds (``exa``, ``com``, ``use``)
+    are not looked up, the rare ones are, and the needle itself is checked on what they
+    find; the count is exact."""
     store = open_store()
-    store.add_many([mail(i, body=f"lorem ipsum{i} dolor") for i in range(50)])
-    where, params = store._where(parse("psum4"))
+    store.add_many([mail(i, to=f"user{i}@example.com") for i in range(60)])
+    where, params = store._where(parse("to:user17@example.com"))
+    looked_up = {p for p in params if isinstance(p, str) and p.startswith("%")}
+    assert looked_up == {"%r17%", "%er1%"}  # 1 and 11 of the 60 recipients
+    assert "user17@example.com" in params  # the check
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET enable_seqscan = off")
         plan = "\n".join(
@@ -272,7 +277,31 @@ def test_a_body_word_is_found_through_the_word_index(
                 f"EXPLAIN SELECT count(*) FROM smtpmock_messages m WHERE {where}", params
             ).fetchall()
         )
-    assert "smtpmock_messages_words" in plan
+    assert "smtpmock_messages_to_text_trgm" in plan
+    assert store.count(parse("to:user17@example.com")) == 1
+    assert store.count(parse("to:r1")) == 11  # two characters: no trigram, LIKE whole
+    assert store.count(parse("to:user1")) == 11
+    assert store.count(parse("-to:user17@")) == 59
+
+
+def test_a_body_word_is_found_through_the_word_index(
+    open_store: Callable[..., PostgresStore], pg_url: str
+) -> None:
+    """The condition the store writes for a free-text word (the ids of the vocabulary's words
+    containing it) reads the word index, never the bodies."""
+    store = open_store()
+    store.add_many([mail(i, body=f"lorem ipsum{i} dolor") for i in range(50)])
+    where, params = store._where(parse("psum4"), terms=True)
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            str(row[0])
+            for row in conn.execute(
+                f"EXPLAIN SELECT count(*) FROM smtpmock_terms m WHERE {where}", params
+            ).fetchall()
+        )
+    assert "smtpmock_terms_words" in plan
+    assert "smtpmock_messages" not in plan  # a count of words reads the narrow table only
     assert "free_text" not in plan
     assert store.count(parse("psum4")) == 11  # ipsum4, ipsum40..49
 
@@ -409,6 +438,10 @@ _QUERIES = [
     "subject:CHLO\u00c9",
     "caf\u00e9",
     "to:bob.smith@example.com",
+    "to:smith@exam",
+    "-to:bob.smith@example.com",
+    "rder is:unread",
+    "-rder is:unread",
     "to:EXAMPLE",
     "from:alice",
     "-subject:order",
@@ -473,6 +506,60 @@ def test_search_agrees_with_the_memory_store(
     assert [m.id for m in store.search(search, after=1, before=3)] == [
         i for i in expected if i in ("id1", "id2")
     ]
+
+
+def test_schema_4_is_migrated_with_its_words_by_instances_starting_together(
+    pg_url: str,
+) -> None:
+    """Migration 5 moves the word ids of the stored messages to smtpmock_terms: word search
+    answers the same after it, on every instance, and for mail added later."""
+    store = PostgresStore(pg_url)
+    try:
+        for n, body in enumerate(["alpha bravo", "charlie alphabet", "delta"]):
+            store.add(mail(n, body=body))
+    finally:
+        store.close()
+    back_to_schema_4(pg_url)
+    stores, errors = _open_at_once(pg_url, 2)
+    try:
+        assert errors == []
+        a, b = stores
+        with psycopg.connect(pg_url) as conn:
+            column = conn.execute(
+                "SELECT count(*) FROM information_schema.columns "
+                "WHERE table_name = 'smtpmock_messages' AND column_name = 'words'"
+            ).fetchone()
+        assert column == (0,)
+        assert a.count(parse("alpha")) == 2
+        assert [s.subject for s in b.page(parse("lphab")).summaries] == ["hello 1"]
+        assert b.count(parse("-alpha is:unread")) == 1
+        b.add(mail(3, body="alpha again"))
+        assert a.count(parse("alpha")) == 3
+        b.delete([m.id for m in b.search(parse("alpha"))])
+        assert a.count(parse("alpha")) == 0
+        assert len(a) == 1
+    finally:
+        for store in stores:
+            store.close()
+
+
+@pytest.mark.parametrize("query", _QUERIES)
+def test_search_agrees_when_needles_are_in_many_words(
+    tricky: tuple[PostgresStore, MemoryStore], query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same answers when a needle's words are looked up in several index scans, and when
+    a needle in too many words is matched on the texts instead (PostgresStore._lookup)."""
+    from smtpmock.store import _postgres
+
+    store, memory = tricky
+    search = parse(query)
+    expected = [m.id for m in memory.messages() if search.matches(m)]
+    for many, scans in ((1, 128), (1000, 2)):
+        monkeypatch.setattr(_postgres, "_MANY_WORDS", many)
+        monkeypatch.setattr(_postgres, "_OVERLAP_SCANS", scans)
+        assert [m.id for m in store.search(search)] == expected
+        assert store.count(search) == len(expected)
+        assert store.page(search, start=0, limit=2).total == len(expected)
 
 
 def test_messages_stored_before_the_word_index_are_indexed_by_the_migration(

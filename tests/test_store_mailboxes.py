@@ -15,6 +15,7 @@ from smtpmock import Mailbox, MailboxNameError, Message, Retention
 from smtpmock._search import parse
 from smtpmock.store import MailboxStore, Store, StoreEvent
 from tests.conftest import StoreFactory
+from tests.pg import back_to_schema_4
 from tests.test_store_contract import _message
 
 BOXES = ("ci-1", "ci-2", "default")
@@ -187,6 +188,7 @@ def test_postgres_database_without_the_column_is_migrated(pg_url: str) -> None:
     store = PostgresStore(pg_url)
     kept = store.add(_message(1))
     store.close()
+    back_to_schema_4(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DROP INDEX smtpmock_messages_mailbox")
         conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN mailbox")

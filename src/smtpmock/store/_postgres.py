@@ -68,6 +68,7 @@ from .._message import Message
 from .._search import _WORD, Search, Term, index_fields, tokens
 from ._base import UPDATED_IDS_MAX, Page, Retention, Store, StoreEvent, Summary
 from ._records import envelope_record, message_from_record, summary_from_record, summary_record
+from ._trigrams import TrigramShares, rarest, windows
 
 if TYPE_CHECKING:
     import psycopg
@@ -77,7 +78,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 log = logging.getLogger("smtpmock.store.postgres")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _LOCK_KEY = 0x736D_7470_6D6F_636B  # "smtpmock": the advisory lock taken around schema changes
 _MAX_PAYLOAD = 7000  # bytes of one NOTIFY payload (PostgreSQL's limit is 8000)
 _LISTEN_BACKOFF = (0.05, 2.0)  # first and longest wait between reconnections of the listener
@@ -187,6 +188,27 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS smtpmock_messages_tagged ON smtpmock_messages (seq) "
         "WHERE cardinality(tags) > 0",
     ),
+    # 5: the word ids in a table of their own, beside each message's seq. A search for a
+    # common word counts its ~100k messages in the word index, then visits each heap page
+    # of those rows (PostgreSQL's bitmap scans always do): the messages table holds ~1.3 kB
+    # of summary and envelope per row (20k pages at 100k messages), this one 60 bytes (the
+    # ids themselves out of line, never read by a count): 700 pages, and a common word
+    # counted 4 to 7x faster.
+    (
+        """CREATE TABLE smtpmock_terms (
+            seq bigint PRIMARY KEY REFERENCES smtpmock_messages (seq) ON DELETE CASCADE,
+            words integer[] NOT NULL
+        )""",
+        # Out of line and uncompressed: ids do not compress, and the rows stay narrow.
+        "ALTER TABLE smtpmock_terms ALTER COLUMN words SET STORAGE EXTERNAL",
+        "INSERT INTO smtpmock_terms (seq, words) SELECT seq, words FROM smtpmock_messages",
+        "SET LOCAL maintenance_work_mem = '256MB'",  # the index of a large store: ~1 min
+        "CREATE INDEX smtpmock_terms_words ON smtpmock_terms USING gin (words) "
+        "WITH (gin_pending_list_limit = 65536)",
+        # (A database migrated with messages keeps their old ids on disk until those rows are
+        # rewritten: dropping a column does not rewrite the table.)
+        "ALTER TABLE smtpmock_messages DROP COLUMN words",
+    ),
 )
 
 # Search terms that are not substring matches (no trigram index serves them; "is" and "tag":
@@ -197,6 +219,23 @@ _UNREAD = Term("is", "unread", False)
 
 
 _MemoKey = tuple[tuple[Term, ...], int, "int | None"]
+_Lookup = dict[str, "list[int] | None"]  # PostgresStore._lookup: needle -> word ids
+
+
+def _words_only(query: Search | None, words: _Lookup) -> bool:
+    """Whether every term of *query* is a free-text needle of word characters answered by the
+    word index alone (*words*: its lookup), none negated: then counts and pages read
+    ``smtpmock_terms`` only (a negated one there would test every row's ids)."""
+    if not query:
+        return False
+    return all(
+        term.field == "" and not term.negated and words.get(_text(term.value.lower())) is not None
+        for term in query.terms
+    )
+
+
+def _source(terms: bool) -> str:
+    return "smtpmock_terms m" if terms else "smtpmock_messages m"
 
 
 def _memo_key(query: Search | None, after: int, before: int | None) -> _MemoKey | None:
@@ -220,6 +259,10 @@ _TEXT_COLUMNS = {
     "addressed": "addressed",
     "free": "free_text",
 }
+
+# The columns whose trigrams _substring samples (those with a trigram index).
+_SAMPLED_COLUMNS = tuple(column for column in _TEXT_COLUMNS.values() if column != "free_text")
+_SAMPLE_ROWS = 2_000
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -371,22 +414,47 @@ class _Row:
 _INSERT = """
 INSERT INTO smtpmock_messages (id, received_at, size, envelope, summary, from_text, to_text,
     cc_text, bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline,
-    mailbox, words)
+    mailbox)
 SELECT id, received_at, size, envelope::json, summary::json, from_text, to_text, cc_text,
-    bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline, mailbox,
-    words::int[]
+    bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline, mailbox
 FROM unnest(%b::text[], %b::float8[], %b::bigint[], %b::text[], %b::text[], %b::text[],
     %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
-    %b::int[], %b::int[], %b::text[], %b::text[]) WITH ORDINALITY AS u(id, received_at, size,
+    %b::int[], %b::int[], %b::text[]) WITH ORDINALITY AS u(id, received_at, size,
     envelope, summary, from_text, to_text, cc_text, bcc_text, reply_to_text, subject,
-    message_id, free_text, attachments, inline, mailbox, words, ord)
+    message_id, free_text, attachments, inline, mailbox, ord)
 ORDER BY ord
 RETURNING seq, id
 """
 
-# The messages holding one of some words (their ids, looked up first: given the array, the
-# planner sees how common they are, and walks seq order only for common ones).
-_IN_WORDS = "m.words && ?::int[]"
+_MANY_WORDS = 1_000  # a needle in more words is matched on the texts (PostgresStore._lookup)
+_OVERLAP_SCANS = 128  # index scans at most for one needle's words (_overlap)
+
+
+def _overlap(ids: list[int], *, terms: bool) -> tuple[str, list[object]]:
+    """The messages holding one of the words *ids*: over the messages, or over
+    ``smtpmock_terms`` (as ``m``) when a query has only words (:func:`_words_only`).
+
+    One ``words && ids`` costs GIN time in proportion to the ids times the messages found
+    (it takes the least of all the ids' lists at each step): 110 ms for the 125 words that
+    hold ``jorlo`` (99.8k messages at 100k). One scan per id (or per group of ids, up to
+    ``_OVERLAP_SCANS`` scans), each reading its lists once into a bitmap, PostgreSQL then
+    ORing the bitmaps: 60 ms."""
+    size = max(1, -(-len(ids) // _OVERLAP_SCANS))
+    groups: list[object] = [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
+    column = "m.words" if terms else "t.words"
+    sql = " OR ".join([f"{column} && ?::int[]"] * len(groups))
+    if len(groups) > 1:
+        sql = f"({sql})"
+    if not terms:
+        # The matches found once, through the index, then joined (a hash join, negated or
+        # not): the fence keeps the planner from testing each message's ids instead, which
+        # it thinks cheap and which reads them out of TOAST: 60 us a message, 6 s at 100k.
+        sql = (
+            f"EXISTS (SELECT 1 FROM (SELECT t.seq FROM smtpmock_terms t WHERE {sql} "
+            "OFFSET 0) w WHERE w.seq = m.seq)"
+        )
+    return sql, groups
+
 
 _MESSAGE_COLUMNS = "m.seq, m.envelope, r.data, m.read, m.tags"
 _SUMMARY_COLUMNS = "m.seq, m.received_at, m.summary, m.read, m.tags"
@@ -430,6 +498,8 @@ class PostgresStore(Store):
         # The last count of a substring query: (its _MemoKey: terms and seq bounds, (message
         # count, generation) when counted, the count). See _count.
         self._counted: tuple[_MemoKey | None, tuple[int, int], int] = (None, (-1, -1), 0)
+        # The trigram sample of _substring, and the highest seq when it was taken.
+        self._shares: tuple[TrigramShares | None, int] = (None, 0)
         self.trigram = False
         """Whether ``pg_trgm`` indexes serve substring search (else: scans)."""
         try:
@@ -613,9 +683,14 @@ class PostgresStore(Store):
                 assert state is not None
                 ids = _word_ids(conn, sorted(set().union(*(r.words for r in rows))))
                 words = [_id_array(r.words, ids) for r in rows]
-                cur = conn.execute(_INSERT, [*(list(c) for c in columns), words])
+                cur = conn.execute(_INSERT, [list(c) for c in columns])
                 seqs = {str(id): int(seq) for seq, id in cur.fetchall()}
                 ordered = [seqs[m.id] for m in messages]
+                conn.execute(
+                    "INSERT INTO smtpmock_terms (seq, words) SELECT seq, words::int[] "
+                    "FROM unnest(%b::bigint[], %b::text[]) AS u(seq, words)",
+                    (ordered, words),
+                )
                 conn.execute(
                     "INSERT INTO smtpmock_raw (seq, data) SELECT * FROM unnest(%b::bigint[], "
                     "%b::bytea[])",
@@ -657,11 +732,11 @@ class PostgresStore(Store):
             return
         try:
             with conn.transaction():
-                conn.execute("SELECT gin_clean_pending_list('smtpmock_messages_words')")
+                conn.execute("SELECT gin_clean_pending_list('smtpmock_terms_words')")
         except self._psycopg.errors.InsufficientPrivilege:
             self._merge_allowed = False
             log.warning(
-                "%s: not the owner of smtpmock_messages_words, so GIN's pending list is left "
+                "%s: not the owner of smtpmock_terms_words, so GIN's pending list is left "
                 "to autovacuum (searches may be slower after bursts of mail)",
                 self.description,
             )
@@ -748,11 +823,19 @@ class PostgresStore(Store):
     def delete_matching(self, query: Search) -> int:
         """Delete the messages matching *query* in one statement; return how many there were."""
         where, params = self._where(query)
-        return self._delete_where(where, params)
+        return self._delete_where(where, params, query=query)
 
-    def _delete_where(self, where: str, params: list[object], mailbox: str | None = None) -> int:
+    def _delete_where(
+        self,
+        where: str,
+        params: list[object],
+        mailbox: str | None = None,
+        *,
+        query: Search | None = None,
+    ) -> int:
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT 1 FROM smtpmock_state FOR UPDATE")  # the writers' lock first
+            self._plan(conn, query)
             rows = conn.execute(
                 f"DELETE FROM smtpmock_messages m WHERE {where} RETURNING m.id, m.size",
                 params,
@@ -779,6 +862,7 @@ class PostgresStore(Store):
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT 1 FROM smtpmock_state FOR UPDATE")
             conn.execute("DELETE FROM smtpmock_raw")
+            conn.execute("DELETE FROM smtpmock_terms")
             cur = conn.execute("DELETE FROM smtpmock_messages")
             count = max(cur.rowcount, 0)
             state = conn.execute(
@@ -915,10 +999,19 @@ class PostgresStore(Store):
     # --------------------------------------------------------------------- reads
 
     def _where(
-        self, query: Search | None, *, after: int = 0, before: int | None = None
+        self,
+        query: Search | None,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        terms: bool = False,
+        words: _Lookup | None = None,
     ) -> tuple[str, list[object]]:
         """A condition over ``smtpmock_messages m`` (and its parameters) for *query* and the
-        seq bounds."""
+        seq bounds; with *terms*, over ``smtpmock_terms m`` (a query of words only). *words*:
+        the query's :meth:`_lookup`, when the caller has made it."""
+        if words is None:
+            words = self._lookup(query)
         clauses: list[str] = []
         params: list[object] = []
         if after:
@@ -931,19 +1024,23 @@ class PostgresStore(Store):
 
             def text_sql(field: str, needle: str) -> tuple[str, list[object]]:
                 needle = _text(needle)
-                like = f"m.{_TEXT_COLUMNS[field]} LIKE ?"
                 if field != "free":
-                    return like, [_like(needle)]
+                    return self._substring(_TEXT_COLUMNS[field], needle)
+                like = f"m.{_TEXT_COLUMNS[field]} LIKE ?"
                 if _WORD.fullmatch(needle):
                     # Inside one word: the messages holding a word that contains it (exact).
-                    return _IN_WORDS, [self._words_containing(needle)]
+                    ids = words[needle]
+                    if ids is None:
+                        return "strpos(m.free_text, ?) > 0", [needle]
+                    return _overlap(ids, terms=terms)
                 parts = tokens(needle)
-                if not parts:
+                ids = words.get(max(parts, key=len)) if parts else None
+                if ids is None:
                     return like, [_like(needle)]
                 # Across words: its longest word part lies inside one word of every match
                 # (narrows through the word index); the text itself decides.
-                ids = self._words_containing(max(parts, key=len))
-                return f"{_IN_WORDS} AND {like}", [ids, _like(needle)]
+                sql, ids_params = _overlap(ids, terms=terms)
+                return f"{sql} AND {like}", [*ids_params, _like(needle)]
 
             sql, query_params = query.sql(text_sql, _state_sql)
             # Search.sql writes "?" placeholders and bare column names (unambiguous here: the
@@ -951,6 +1048,64 @@ class PostgresStore(Store):
             clauses.append(sql.replace("?", "%s"))
             params.extend(query_params)
         return (" AND ".join(clauses) or "true"), params
+
+    def _lookup(self, query: Search | None) -> _Lookup:
+        """The ids of the words containing each free-text needle of *query* (a needle across
+        words: its longest word), from the vocabulary; ``None`` for a needle in more than
+        ``_MANY_WORDS`` words (``zq`` in 100k ``zqref{n}x``), which is matched on the texts:
+        GIN spends time in proportion to the ids times the messages found (2 minutes there),
+        reading the texts a second or two."""
+        found: _Lookup = {}
+        for term in query.terms if query else ():
+            if term.field:
+                continue
+            needle = _text(term.value.lower())
+            if not _WORD.fullmatch(needle):
+                needle = max(tokens(needle), key=len, default="")
+            if needle and needle not in found:
+                ids = self._words_containing(needle)
+                found[needle] = ids if len(ids) <= _MANY_WORDS else None
+        return found
+
+    def _substring(self, column: str, needle: str) -> tuple[str, list[object]]:
+        """A condition for *needle* inside *column*: the rarest of its trigrams looked up
+        through the column's trigram index, then the needle itself checked (see
+        ``_trigrams``); or ``LIKE`` whole, when there is nothing to leave out."""
+        found = windows(needle)
+        if self.trigram and len(found) >= 2:
+            shares = self._trigram_shares()
+            picked = rarest({window: shares.share(column, window) for window in found})
+            if picked:
+                looked_up = " AND ".join([f"m.{column} LIKE ?"] * len(picked))
+                return f"({looked_up} AND strpos(m.{column}, ?) > 0)", [
+                    *(f"%{window}%" for window in picked),
+                    needle,
+                ]
+        return f"m.{column} LIKE ?", [_like(needle)]
+
+    def _trigram_shares(self) -> TrigramShares:
+        """The sample that steers :meth:`_substring`, taken again when the store has grown
+        by half since (a few ms: ~2,000 rows of the short columns, from random pages)."""
+        shares, sampled_at = self._shares
+        if shares is not None and self._last_seq <= sampled_at * 1.5 + _SAMPLE_ROWS:
+            return shares
+        columns = ", ".join(_SAMPLED_COLUMNS)
+        with self._connection() as conn:
+            state = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
+            stored = int(state[0]) if state else 0
+            if stored <= 2 * _SAMPLE_ROWS:
+                sample = f"SELECT {columns} FROM smtpmock_messages ORDER BY seq DESC LIMIT %s"
+                params: list[object] = [_SAMPLE_ROWS]
+            else:
+                sample = (
+                    f"SELECT {columns} FROM smtpmock_messages TABLESAMPLE SYSTEM (%s::real) "
+                    "LIMIT %s"
+                )
+                params = [150.0 * _SAMPLE_ROWS / stored, _SAMPLE_ROWS]
+            rows = conn.execute(sample, params).fetchall()
+        shares = TrigramShares(_SAMPLED_COLUMNS, rows)
+        self._shares = (shares, self._last_seq)
+        return shares
 
     def _messages(self, sql: str, params: Sequence[object] = ()) -> list[Message]:
         with self._connection() as conn:
@@ -1002,12 +1157,20 @@ class PostgresStore(Store):
         return found[0] if found else None
 
     def _indexed(self, query: Search | None) -> bool:
-        """Whether a trigram index can narrow *query*: a positive substring term of at least
-        three characters (shorter needles give pg_trgm no trigram to look up)."""
-        if not self.trigram or not query:
+        """Whether an index serves *query*: a free-text term (the word index, which nothing
+        must replace by a scan of ``smtpmock_terms``: it would read every message's ids out
+        of TOAST), or a positive substring term of at least three characters (shorter needles
+        give pg_trgm no trigram to look up)."""
+        if not query:
             return False
         return any(
-            not term.negated and term.field not in _NOT_TEXT and len(term.value) >= 3
+            term.field == ""
+            or (
+                self.trigram
+                and not term.negated
+                and term.field not in _NOT_TEXT
+                and len(term.value) >= 3
+            )
             for term in query.terms
         )
 
@@ -1058,8 +1221,10 @@ class PostgresStore(Store):
                 ).fetchone()
                 if row is not None and (int(row[0]), int(row[1])) == counted[1] and not row[2]:
                     return counted[2]
-            where, params = self._where(query, after=after, before=before)
-            return self._count(conn, query, where, params, key=key, minus_read=unread)
+            words = self._lookup(query)
+            terms = _words_only(query, words)
+            where, params = self._where(query, after=after, before=before, terms=terms, words=words)
+            return self._count(conn, query, where, params, terms=terms, key=key, minus_read=unread)
 
     def _count_with_page(
         self,
@@ -1068,6 +1233,7 @@ class PostgresStore(Store):
         where: str,
         params: list[object],
         *,
+        terms: bool,
         key: _MemoKey | None,
         order: str,
         start: int,
@@ -1081,7 +1247,7 @@ class PostgresStore(Store):
         row = conn.execute(
             "SELECT s.messages, s.generation, c.n, c.seqs FROM smtpmock_state s, "
             f"(SELECT count(*) AS n, (array_agg(m.seq ORDER BY m.seq {order}))[%s:%s] AS seqs "
-            f"FROM smtpmock_messages m WHERE {where}) c",
+            f"FROM {_source(terms)} WHERE {where}) c",
             [start + 1, end if end is not None else 2**31 - 1, *params],
         ).fetchone()
         assert row is not None
@@ -1097,6 +1263,7 @@ class PostgresStore(Store):
         where: str,
         params: list[object],
         *,
+        terms: bool,
         key: _MemoKey | None,
         minus_read: bool = False,
     ) -> int:
@@ -1116,10 +1283,11 @@ class PostgresStore(Store):
         read_params: list[object] = []
         if minus_read:
             # From the partial index of the read messages (the fence keeps the planner from
-            # starting with X instead), then X on those.
+            # starting with X instead), then X on each of those.
             read_sql = (
-                ", (SELECT count(*) FROM (SELECT * FROM smtpmock_messages WHERE read "
-                f"OFFSET 0) m WHERE {where})"
+                ", (SELECT count(*) FROM (SELECT seq FROM smtpmock_messages WHERE read "
+                f"OFFSET 0) r WHERE EXISTS (SELECT 1 FROM {_source(terms)} "
+                f"WHERE m.seq = r.seq AND {where}))"
             )
             read_params = list(params)  # (count() has set enable_seqscan off for this)
         counted = self._counted  # (replaced whole by other threads, never changed in place)
@@ -1127,7 +1295,7 @@ class PostgresStore(Store):
         stamp = memo[1] if memo is not None else (-1, -1)
         row = conn.execute(
             "SELECT s.messages, s.generation, CASE WHEN s.messages = %s AND s.generation = %s "
-            f"THEN NULL ELSE (SELECT count(*) FROM smtpmock_messages m WHERE {where}) END"
+            f"THEN NULL ELSE (SELECT count(*) FROM {_source(terms)} WHERE {where}) END"
             f"{read_sql} FROM smtpmock_state s",
             [*stamp, *params, *read_params],
         ).fetchone()
@@ -1150,7 +1318,9 @@ class PostgresStore(Store):
         after: int = 0,
         newest_first: bool = True,
     ) -> Page:
-        where, params = self._where(query, after=after)
+        words = self._lookup(query)
+        terms = _words_only(query, words)
+        where, params = self._where(query, after=after, terms=terms, words=words)
         order = "DESC" if newest_first else "ASC"
         with self._connection() as conn, conn.transaction():
             if not query and not after:
@@ -1169,6 +1339,7 @@ class PostgresStore(Store):
                     query,
                     where,
                     params,
+                    terms=terms,
                     key=_memo_key(query, after, None),
                     order=order,
                     start=start,
