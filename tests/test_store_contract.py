@@ -391,6 +391,31 @@ def test_read_state_in_searches_summaries_and_pages(corpus: tuple[Store, list[Me
     assert {s.id for s in invoices.summaries if s.read} == {messages[i].id for i in both}
 
 
+@pytest.mark.parametrize("query", [None, *QUERIES, "-invoice is:unread", "tag:vip ef-1"])
+@pytest.mark.parametrize(("start", "limit"), [(0, 50), (2, 3), (0, None), (40, 5)])
+def test_a_listing_is_the_page_and_the_figures_beside_it(
+    corpus: tuple[Store, list[Message]], query: str | None, start: int, limit: int | None
+) -> None:
+    """``listing()`` gives what the separate reads give (a backend may answer it at once)."""
+    store, messages = corpus
+    read = {i for i in range(N) if i % 3 == 0}
+    store.mark_read([messages[i].id for i in read])
+    store.set_tags([messages[i].id for i in (1, 4, 12)], ["vip"])
+    store.set_tags([messages[5].id], ["later", "vip"])
+    search = parse(query) if query is not None else None
+    listing = store.listing(search, start=start, limit=limit)
+    page = store.page(search, start=start, limit=limit)
+    assert listing.page.total == page.total
+    assert [s.id for s in listing.page.summaries] == [s.id for s in page.summaries]
+    assert [(s.read, s.tags) for s in listing.page.summaries] == [
+        (s.read, s.tags) for s in page.summaries
+    ]
+    found = store.search(search) if search is not None else store.messages()
+    assert listing.unread_matches == sum(1 for m in found if not m.read)
+    assert (listing.stored, listing.unread) == (N, N - len(read))
+    assert listing.tags == ["later", "vip"] == store.tags()
+
+
 def test_tags_set_renamed_deleted_and_searched(corpus: tuple[Store, list[Message]]) -> None:
     store, messages = corpus
     assert store.tags() == []

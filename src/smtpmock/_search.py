@@ -370,6 +370,11 @@ class Search:
         return " AND ".join(clauses), params
 
 
+def unread_among(search: Search) -> Search:
+    """*search* and ``is:unread`` (Mailpit's ``messages_unread`` of a search)."""
+    return Search(f"{search.query} is:unread", (*search.terms, Term("is", "unread", False)))
+
+
 def parse(query: str | None) -> Search:
     """Parse a search string; raise :class:`SearchError` when it cannot be understood.
 

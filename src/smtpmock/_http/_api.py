@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from .._errors import ConfigurationError
 from .._message import Message
-from .._search import Search, SearchError, Term, parse
+from .._search import Search, SearchError, parse
 from .._version import smtpmock_version
 from ..store import Store, StoreEvent
 from ._bodies import MAX_INT, FaultRuleBody
@@ -255,11 +255,6 @@ class _Metrics:
                 self.deleted += len(event.ids)
 
 
-def unread_among(search: Search) -> Search:
-    """*search* and ``is:unread`` (Mailpit's ``messages_unread`` of a search)."""
-    return Search(f"{search.query} is:unread", (*search.terms, Term("is", "unread", False)))
-
-
 def _bad(text: str, status: int = 400) -> Response:
     return error_response(text, status)
 
@@ -369,16 +364,16 @@ def create_app(
         return found.total, [summary_json(s) for s in found.summaries]
 
     def listing(search: Search | None, start: int, limit: int) -> dict[str, Any]:
-        count, summaries = page(search, start, limit)
-        unread = store.unread_count()
+        found = store.listing(search, start=start, limit=limit)
+        summaries = [summary_json(s) for s in found.page.summaries]
         return {
-            "total": len(store),
-            "unread": unread,
-            "messages_count": count,
+            "total": found.stored,
+            "unread": found.unread,
+            "messages_count": found.page.total,
             "count": len(summaries),  # Mailpit's legacy field: messages in this page
-            "messages_unread": store.count(unread_among(search)) if search else unread,
+            "messages_unread": found.unread_matches,
             "start": start,
-            "tags": store.tags(),
+            "tags": found.tags,
             "messages": summaries,
         }
 

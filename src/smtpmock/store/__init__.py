@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ConfigurationError
-from ._base import Page, Retention, Store, StoreEvent, Summary
+from ._base import Listing, Page, Retention, Store, StoreEvent, Summary
 from ._mailbox import MailboxStore
 from ._memory import MemoryStore
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._sqlite import SQLiteStore
 
 __all__ = [
+    "Listing",
     "MailboxStore",
     "MemoryStore",
     "Page",

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from .._errors import ConfigurationError
 from .._message import Address, Message
+from .._search import unread_among
 
 if TYPE_CHECKING:
     from .._search import IndexFields, Search
@@ -55,6 +56,7 @@ __all__ = [
     "UPDATED_IDS_MAX",
     "GroupCommit",
     "Listener",
+    "Listing",
     "Page",
     "Retention",
     "Store",
@@ -256,6 +258,19 @@ class Page:
     summaries: list[Summary]
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What a view of a mailbox shows: a :class:`Page` of a listing or a search, how many of
+    its matches are unread, and the store's own figures beside it (the messages stored, the
+    unread among them, every tag in use)."""
+
+    page: Page
+    unread_matches: int
+    stored: int
+    unread: int
+    tags: list[str]
+
+
 class Store(ABC):
     """The interface of every message store.
 
@@ -384,6 +399,17 @@ class Store(ABC):
             found.reverse()
         cut = found[start:] if limit is None else found[start : start + limit]
         return Page(len(found), [Summary.of(m) for m in cut])
+
+    def listing(
+        self, query: Search | None = None, *, start: int = 0, limit: int | None = 50
+    ) -> Listing:
+        """:meth:`page` (newest first) with the figures a view shows beside it (see
+        :class:`Listing`). A backend that can answers it from one snapshot, in one round
+        trip: here it is the separate reads."""
+        page = self.page(query, start=start, limit=limit)
+        unread = self.unread_count()
+        matches = self.count(unread_among(query)) if query else unread
+        return Listing(page, matches, len(self), unread, self.tags())
 
     @property
     def total_bytes(self) -> int:
