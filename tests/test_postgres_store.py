@@ -284,6 +284,32 @@ def test_an_address_is_looked_up_by_its_rarest_trigrams(
     assert store.count(parse("-to:user17@")) == 59
 
 
+def test_a_subject_word_is_counted_through_the_subject_word_index(
+    open_store: Callable[..., PostgresStore], pg_url: str
+) -> None:
+    """``subject:braka``: the subject words' ids (exact, no recheck of each subject); a
+    needle across words still goes through the trigrams of the subject column."""
+    store = open_store()
+    subjects = ["brakaze order", "abrakadabra", "order braka", "nothing here"]
+    store.add_many([mail(i, subject=subjects[i % 4], body="braka in the body") for i in range(40)])
+    query = parse("subject:braka")
+    where, params = store._where(query, terms=True)
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            str(row[0])
+            for row in conn.execute(
+                f"EXPLAIN SELECT count(*) FROM smtpmock_terms m WHERE {where}", params
+            ).fetchall()
+        )
+    assert "smtpmock_terms_subject_words" in plan
+    assert store.count(query) == 30  # not the 4th subject (its body holds braka: not counted)
+    assert store.listing(query, limit=5).page.total == 30
+    assert store.count(parse('subject:"order braka"')) == 10
+    assert store.count(parse("subject:braka -subject:order")) == 10
+    assert store.count(parse("subject:braka is:unread")) == 30
+
+
 def test_a_body_word_is_found_through_the_word_index(
     open_store: Callable[..., PostgresStore], pg_url: str
 ) -> None:
@@ -436,6 +462,10 @@ _QUERIES = [
     "back\\slash",
     "subject:r\u00e9sum\u00e9",
     "subject:CHLO\u00c9",
+    "subject:rder",
+    "subject:sum\u00e9",
+    "-subject:rder",
+    "subject:rder rder",
     "caf\u00e9",
     "to:bob.smith@example.com",
     "to:smith@exam",

@@ -16,16 +16,19 @@ searchable fields (:func:`~smtpmock._search.index_fields`) and its list entry (a
 Search. The one query language (:class:`~smtpmock._search.Search`) is compiled to SQL over the
 lower-cased text columns: a substring term is ``column LIKE '%needle%'`` (the needle
 lower-cased and its wildcards escaped), which is Python's ``needle in text`` on the same text
-(the other backends' semantics), and which ``pg_trgm``'s GIN indexes answer. Free text (the
-bodies: 10 KiB where addresses are 50 bytes) goes through a word vocabulary instead, as in the
-SQLite store: ``smtpmock_words`` holds each distinct word (:func:`~smtpmock._search.tokens`)
-once, and each message the ``int[]`` of its words' ids (a GIN index). A needle of word
-characters only lies inside one word of every text containing it, so it is answered exactly
-by ``word LIKE`` on the vocabulary, then ``words && ids`` on the messages, reading no body; a
-needle across words is narrowed the same way by its longest word and the text decides. When
-the extension cannot be created (no ``postgresql-contrib``, no right to create it), the same
-queries run as scans, and a log line says so. Counts are ``count(*)`` (exact); pages are newest
-first.
+(the other backends' semantics), and which ``pg_trgm``'s GIN indexes answer; only the rarest
+trigrams of a needle are looked up, the needle itself is then checked (``_trigrams.py``).
+Free text (the bodies: 10 KiB where addresses are 50 bytes) and subjects go through a word
+vocabulary instead, as in the SQLite store: ``smtpmock_words`` holds each distinct word
+(:func:`~smtpmock._search.tokens`) once, and ``smtpmock_terms`` the ``int[]`` of each
+message's words' ids and of its subject's (GIN indexes), in rows narrow enough that counting
+100k matches reads 1,300 pages, not the messages' 20k. A needle of word characters only lies
+inside one word of every text containing it, so it is answered exactly by ``word LIKE`` on
+the vocabulary, then ``words && ids``, reading no body; a free-text needle across words is
+narrowed the same way by its longest word and the text decides; a needle inside more than
+``_MANY_WORDS`` words is matched on the texts. When the extension cannot be created (no
+``postgresql-contrib``, no right to create it), the same queries run as scans, and a log line
+says so. Counts are ``count(*)`` (exact); pages are newest first.
 
 Change feed. Every write sends a ``NOTIFY`` in its transaction (delivered at commit, in commit
 order) carrying kinds, seqs, ids and the shared generation, never message contents. Each
@@ -102,6 +105,27 @@ def _index_words(conn: psycopg.Connection[Any]) -> None:
         conn.execute(
             "UPDATE smtpmock_messages m SET words = u.words::int[] "
             "FROM unnest(%s::bigint[], %s::text[]) AS u(seq, words) WHERE m.seq = u.seq",
+            ([int(seq) for seq, _ in rows], [_id_array(w, ids) for w in words]),
+        )
+
+
+def _index_subjects(conn: psycopg.Connection[Any]) -> None:
+    """Migration 5's data step: the ids of the subject words of the messages stored before
+    it (every one is in the vocabulary already: the free text holds the subject)."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT seq, subject FROM smtpmock_messages WHERE seq > %s ORDER BY seq LIMIT 5000",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return
+        last = int(rows[-1][0])
+        words = [_words(str(subject)) for _, subject in rows]
+        ids = _word_ids(conn, sorted(set().union(*words)))
+        conn.execute(
+            "UPDATE smtpmock_terms t SET subject_words = u.words::int[] "
+            "FROM unnest(%s::bigint[], %s::text[]) AS u(seq, words) WHERE t.seq = u.seq",
             ([int(seq) for seq, _ in rows], [_id_array(w, ids) for w in words]),
         )
 
@@ -188,23 +212,29 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS smtpmock_messages_tagged ON smtpmock_messages (seq) "
         "WHERE cardinality(tags) > 0",
     ),
-    # 5: the word ids in a table of their own, beside each message's seq. A search for a
-    # common word counts its ~100k messages in the word index, then visits each heap page
-    # of those rows (PostgreSQL's bitmap scans always do): the messages table holds ~1.3 kB
-    # of summary and envelope per row (20k pages at 100k messages), this one 60 bytes (the
-    # ids themselves out of line, never read by a count): 700 pages, and a common word
-    # counted 4 to 7x faster.
+    # 5: the word ids in a table of their own, beside each message's seq, and those of the
+    # subject's words apart. A search for a common word counts its ~100k messages in the
+    # word index, then visits each heap page of those rows (PostgreSQL's bitmap scans always
+    # do): the messages table holds ~1.3 kB of summary and envelope per row (20k pages at
+    # 100k messages), this one ~100 bytes (the ids of the words out of line, never read by a
+    # count): 1,300 pages, and a common word counted 4 to 7x faster. A subject word is
+    # counted the same way, exactly (no trigram recheck of each subject).
     (
         """CREATE TABLE smtpmock_terms (
             seq bigint PRIMARY KEY REFERENCES smtpmock_messages (seq) ON DELETE CASCADE,
-            words integer[] NOT NULL
+            words integer[] NOT NULL,
+            subject_words integer[] NOT NULL DEFAULT '{}'
         )""",
         # Out of line and uncompressed: ids do not compress, and the rows stay narrow.
         "ALTER TABLE smtpmock_terms ALTER COLUMN words SET STORAGE EXTERNAL",
         "INSERT INTO smtpmock_terms (seq, words) SELECT seq, words FROM smtpmock_messages",
+        _index_subjects,
         "SET LOCAL maintenance_work_mem = '256MB'",  # the index of a large store: ~1 min
         "CREATE INDEX smtpmock_terms_words ON smtpmock_terms USING gin (words) "
         "WITH (gin_pending_list_limit = 65536)",
+        # ~5 entries a message: inserted in place (no pending list for searches to read).
+        "CREATE INDEX smtpmock_terms_subject_words ON smtpmock_terms USING gin (subject_words) "
+        "WITH (fastupdate = off)",
         # (A database migrated with messages keeps their old ids on disk until those rows are
         # rewritten: dropping a column does not rewrite the table.)
         "ALTER TABLE smtpmock_messages DROP COLUMN words",
@@ -229,7 +259,10 @@ def _words_only(query: Search | None, words: _Lookup) -> bool:
     if not query:
         return False
     return all(
-        term.field == "" and not term.negated and words.get(_text(term.value.lower())) is not None
+        term.field.lower() in _WORD_FIELDS
+        and not term.negated
+        and _WORD.fullmatch(needle := _text(term.value.lower())) is not None
+        and words.get(needle) is not None
         for term in query.terms
     )
 
@@ -292,8 +325,13 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     """Settings of every pooled connection. No JIT: its compilation (60-80 ms at each run)
     was paid by the statements whose estimated cost passes ``jit_above_cost``, which the
     ``enable_seqscan = off`` steering makes every one that reads the state row; smtpmock's
-    statements are short, so compiling them never pays."""
+    statements are short, so compiling them never pays. No parallel workers either: the
+    planner took them for the tags of every listing at 100k messages (it guesses a third of
+    the messages tagged), and starting them cost 25 ms where the read takes 0.1; the scans
+    they would speed up (a needle in thousands of words) are rare, and the instances sharing
+    a database would share its few workers."""
     conn.execute("SET jit = off")
+    conn.execute("SET max_parallel_workers_per_gather = 0")
     conn.commit()
 
 
@@ -400,7 +438,7 @@ def _like(needle: str) -> str:
 class _Row:
     """One message as its columns (computed before the transaction)."""
 
-    __slots__ = ("message", "values", "words")
+    __slots__ = ("message", "subject_words", "values", "words")
 
     def __init__(self, message: Message) -> None:
         self.message = message
@@ -414,6 +452,7 @@ class _Row:
         summary = summary_record(Summary.of(message, fields))
         free_text = _text(fields.free_text)
         self.words = _words(free_text)
+        self.subject_words = _words(_text(fields.subject))
         self.values: tuple[object, ...] = (
             message.id,
             fields.received_at,
@@ -449,12 +488,14 @@ ORDER BY ord
 RETURNING seq, id
 """
 
+_WORD_FIELDS = frozenset({"", "subject"})  # search fields with word ids (free text, subject)
 _MANY_WORDS = 1_000  # a needle in more words is matched on the texts (PostgresStore._lookup)
 _OVERLAP_SCANS = 128  # index scans at most for one needle's words (_overlap)
 
 
-def _overlap(ids: list[int], *, terms: bool) -> tuple[str, list[object]]:
-    """The messages holding one of the words *ids*: over the messages, or over
+def _overlap(ids: list[int], *, terms: bool, column: str = "words") -> tuple[str, list[object]]:
+    """The messages holding one of the words *ids* (in *column* of ``smtpmock_terms``: the
+    free text's ``words`` or the ``subject_words``): over the messages, or over
     ``smtpmock_terms`` (as ``m``) when a query has only words (:func:`_words_only`).
 
     One ``words && ids`` costs GIN time in proportion to the ids times the messages found
@@ -464,8 +505,8 @@ def _overlap(ids: list[int], *, terms: bool) -> tuple[str, list[object]]:
     ORing the bitmaps: 60 ms."""
     size = max(1, -(-len(ids) // _OVERLAP_SCANS))
     groups: list[object] = [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
-    column = "m.words" if terms else "t.words"
-    sql = " OR ".join([f"{column} && ?::int[]"] * len(groups))
+    held = f"m.{column}" if terms else f"t.{column}"
+    sql = " OR ".join([f"{held} && ?::int[]"] * len(groups))
     if len(groups) > 1:
         sql = f"({sql})"
     if not terms:
@@ -704,15 +745,19 @@ class PostgresStore(Store):
                     (len(messages), added_bytes),
                 ).fetchone()
                 assert state is not None
-                ids = _word_ids(conn, sorted(set().union(*(r.words for r in rows))))
+                ids = _word_ids(
+                    conn, sorted(set().union(*(r.words | r.subject_words for r in rows)))
+                )
                 words = [_id_array(r.words, ids) for r in rows]
+                subjects = [_id_array(r.subject_words, ids) for r in rows]
                 cur = conn.execute(_INSERT, [list(c) for c in columns])
                 seqs = {str(id): int(seq) for seq, id in cur.fetchall()}
                 ordered = [seqs[m.id] for m in messages]
                 conn.execute(
-                    "INSERT INTO smtpmock_terms (seq, words) SELECT seq, words::int[] "
-                    "FROM unnest(%b::bigint[], %b::text[]) AS u(seq, words)",
-                    (ordered, words),
+                    "INSERT INTO smtpmock_terms (seq, words, subject_words) "
+                    "SELECT seq, words::int[], subject::int[] "
+                    "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS u(seq, words, subject)",
+                    (ordered, words, subjects),
                 )
                 conn.execute(
                     "INSERT INTO smtpmock_raw (seq, data) SELECT * FROM unnest(%b::bigint[], "
@@ -1047,6 +1092,10 @@ class PostgresStore(Store):
 
             def text_sql(field: str, needle: str) -> tuple[str, list[object]]:
                 needle = _text(needle)
+                if field == "subject" and _WORD.fullmatch(needle):
+                    ids = words.get(needle)
+                    if ids is not None:  # exact: the needle lies inside one subject word
+                        return _overlap(ids, terms=terms, column="subject_words")
                 if field != "free":
                     return self._substring(_TEXT_COLUMNS[field], needle)
                 like = f"m.{_TEXT_COLUMNS[field]} LIKE ?"
@@ -1073,17 +1122,21 @@ class PostgresStore(Store):
         return (" AND ".join(clauses) or "true"), params
 
     def _lookup(self, query: Search | None) -> _Lookup:
-        """The ids of the words containing each free-text needle of *query* (a needle across
-        words: its longest word), from the vocabulary; ``None`` for a needle in more than
+        """The ids of the words containing each free-text or subject needle of *query* (a
+        free-text needle across words: its longest word), from the vocabulary (every word of
+        every stored free text, the subject's included); ``None`` for a needle in more than
         ``_MANY_WORDS`` words (``zq`` in 100k ``zqref{n}x``), which is matched on the texts:
         GIN spends time in proportion to the ids times the messages found (2 minutes there),
         reading the texts a second or two."""
         found: _Lookup = {}
         for term in query.terms if query else ():
-            if term.field:
+            field = term.field.lower()
+            if field not in _WORD_FIELDS:
                 continue
             needle = _text(term.value.lower())
             if not _WORD.fullmatch(needle):
+                if field:  # a subject needle across words: its trigrams
+                    continue
                 needle = max(tokens(needle), key=len, default="")
             if needle and needle not in found:
                 ids = self._words_containing(needle)
@@ -1187,7 +1240,7 @@ class PostgresStore(Store):
         if not query:
             return False
         return any(
-            term.field == ""
+            term.field.lower() in _WORD_FIELDS
             or (
                 self.trigram
                 and not term.negated
