@@ -164,6 +164,8 @@ def test_search_count_and_page_are_exact(corpus: tuple[Store, list[Message]], qu
     assert [s.id for s in second.summaries] == ids[::-1][4:8]
     oldest = store.page(search, limit=None, newest_first=False)
     assert [s.id for s in oldest.summaries] == ids
+    oldest_second = store.page(search, start=2, limit=3, newest_first=False)
+    assert [s.id for s in oldest_second.summaries] == ids[2:5]
     assert store.page(search, start=len(want) + 5).summaries == []
     # Bounds on seq.
     middle = messages[N // 2].seq

@@ -283,6 +283,21 @@ def _matching(where: str, *, terms: bool, join: str = "") -> str:
     return f"smtpmock_messages m{join} WHERE {where}"
 
 
+def _page_seqs(*, newest_first: bool, start: int, end: int | None) -> tuple[str, list[object]]:
+    """An aggregate of the matches' ``m.seq``: those at positions *start* to *end* (in any
+    order: the page's rows are then read in order). Aggregated in ascending seq order even
+    for the newest first, the tail taken: the matches come in the table's order, which is
+    seq order where nothing was deleted, and a sorted input is seen so in one pass (sorting
+    100k seqs the other way took 11 ms)."""
+    last = end if end is not None else 2**31 - 1
+    if newest_first:
+        return "(array_agg(m.seq ORDER BY m.seq))[count(*) - %s + 1 : count(*) - %s]", [
+            last,
+            start,
+        ]
+    return "(array_agg(m.seq ORDER BY m.seq))[%s : %s]", [start + 1, last]
+
+
 def _memo_key(query: Search | None, after: int, before: int | None) -> _MemoKey | None:
     """What names a count that PostgresStore._count may keep: a query of substring terms
     only (its matches change only when messages are added or removed, not with read state
@@ -1349,11 +1364,12 @@ class PostgresStore(Store):
         match anyway, and a second search for the page read the index again (half the time
         of a search for a recipient at 100k messages) or walked seq order."""
         self._plan(conn, query)
+        seqs_sql, seqs_params = _page_seqs(newest_first=order == "DESC", start=start, end=end)
         row = conn.execute(
             "SELECT s.messages, s.generation, c.n, c.seqs FROM smtpmock_state s, "
-            f"(SELECT count(*) AS n, (array_agg(m.seq ORDER BY m.seq {order}))[%s:%s] AS seqs "
+            f"(SELECT count(*) AS n, {seqs_sql} AS seqs "
             f"FROM {_matching(where, terms=terms)}) c",
-            [start + 1, end if end is not None else 2**31 - 1, *params],
+            [*seqs_params, *params],
         ).fetchone()
         assert row is not None
         total = int(row[2])
@@ -1483,14 +1499,14 @@ class PostgresStore(Store):
                     " LEFT JOIN (SELECT seq FROM smtpmock_messages WHERE read OFFSET 0) r "
                     "ON r.seq = m.seq"
                 )
+            end = start + limit if limit is not None else None
+            seqs_sql, seqs_params = _page_seqs(newest_first=True, start=start, end=end)
             sql = (
                 f"{figures}c.n, c.read_n, c.seqs FROM smtpmock_state s, (SELECT count(*) AS n, "
-                f"count(*) FILTER (WHERE {read}) AS read_n, "
-                "(array_agg(m.seq ORDER BY m.seq DESC))[%s:%s] AS seqs "
+                f"count(*) FILTER (WHERE {read}) AS read_n, {seqs_sql} AS seqs "
                 f"FROM {_matching(where, terms=terms, join=join)}) c"
             )
-            end = start + limit if limit is not None else 2**31 - 1
-            args = [start + 1, end, *params]
+            args = [*seqs_params, *params]
         with self._connection() as conn, conn.transaction():
             # The partial indexes of the read and the tagged messages; the query's own.
             conn.execute("SET LOCAL enable_seqscan = off")
