@@ -63,7 +63,6 @@ import selectors
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, StorageFull, StorageUnavailable
@@ -328,10 +327,8 @@ _SAMPLE_ROWS = 2_000
 def _summaries(rows: Iterable[Sequence[Any]]) -> list[Summary]:
     """The summaries of rows of ``_SUMMARY_COLUMNS``."""
     return [
-        replace(
-            summary_from_record(data, seq=int(seq), received_at=float(at)),
-            read=bool(read),
-            tags=tuple(tags),
+        summary_from_record(
+            data, seq=int(seq), received_at=float(at), read=bool(read), tags=tuple(tags)
         )
         for seq, at, data, read, tags in rows
     ]
@@ -1137,13 +1134,13 @@ class PostgresStore(Store):
             params.extend(query_params)
         return (" AND ".join(clauses) or "true"), params
 
-    def _lookup(self, query: Search | None) -> _Lookup:
+    def _lookup(self, query: Search | None, conn: psycopg.Connection[Any] | None = None) -> _Lookup:
         """The ids of the words containing each free-text or subject needle of *query* (a
         free-text needle across words: its longest word), from the vocabulary (every word of
         every stored free text, the subject's included); ``None`` for a needle in more than
         ``_MANY_WORDS`` words (``zq`` in 100k ``zqref{n}x``), which is matched on the texts:
         GIN spends time in proportion to the ids times the messages found (2 minutes there),
-        reading the texts a second or two."""
+        reading the texts a second or two. *conn*: the caller's connection, if it has one."""
         found: _Lookup = {}
         for term in query.terms if query else ():
             field = term.field.lower()
@@ -1155,7 +1152,7 @@ class PostgresStore(Store):
                     continue
                 needle = max(tokens(needle), key=len, default="")
             if needle and needle not in found:
-                ids = self._words_containing(needle)
+                ids = self._words_containing(needle, conn)
                 found[needle] = ids if len(ids) <= _MANY_WORDS else None
         return found
 
@@ -1218,13 +1215,17 @@ class PostgresStore(Store):
         message.tags = tuple(tags)
         return message
 
-    def _words_containing(self, needle: str) -> list[int]:
+    def _words_containing(
+        self, needle: str, conn: psycopg.Connection[Any] | None = None
+    ) -> list[int]:
         """The ids of the vocabulary's words that contain *needle*. Every word of a message
         committed before this runs is there (words commit with their messages)."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT id FROM smtpmock_words WHERE word LIKE %s", (_like(needle),)
-            ).fetchall()
+        if conn is None:
+            with self._connection() as own:
+                return self._words_containing(needle, own)
+        rows = conn.execute(
+            "SELECT id FROM smtpmock_words WHERE word LIKE %s", (_like(needle),)
+        ).fetchall()
         return [int(row[0]) for row in rows]
 
     def messages(self) -> list[Message]:
@@ -1297,10 +1298,10 @@ class PostgresStore(Store):
             return [self._message(*row) for row in rows]
         # With words: the matches first (as pages and counts find them), then their rows, by
         # seq (where a nested loop is what is wanted).
-        words = self._lookup(query)
-        terms = _words_only(query, words)
-        where, params = self._where(query, after=after, before=before, terms=terms, words=words)
         with self._connection() as conn, conn.transaction():
+            words = self._lookup(query, conn)
+            terms = _words_only(query, words)
+            where, params = self._where(query, after=after, before=before, terms=terms, words=words)
             self._plan(conn, query)
             seqs = [
                 int(row[0])
@@ -1341,7 +1342,7 @@ class PostgresStore(Store):
                 ).fetchone()
                 if row is not None and (int(row[0]), int(row[1])) == counted[1] and not row[2]:
                     return counted[2]
-            words = self._lookup(query)
+            words = self._lookup(query, conn)
             terms = _words_only(query, words)
             where, params = self._where(query, after=after, before=before, terms=terms, words=words)
             return self._count(conn, query, where, params, terms=terms, key=key, minus_read=unread)
@@ -1439,9 +1440,6 @@ class PostgresStore(Store):
         after: int = 0,
         newest_first: bool = True,
     ) -> Page:
-        words = self._lookup(query)
-        terms = _words_only(query, words)
-        where, params = self._where(query, after=after, terms=terms, words=words)
         order = "DESC" if newest_first else "ASC"
         with self._connection() as conn, conn.transaction():
             if not query and not after:
@@ -1454,6 +1452,9 @@ class PostgresStore(Store):
                     [start, *([limit] if limit is not None else [])],
                 ).fetchall()
             else:
+                words = self._lookup(query, conn)
+                terms = _words_only(query, words)
+                where, params = self._where(query, after=after, terms=terms, words=words)
                 end = start + limit if limit is not None else None
                 total, seqs = self._count_with_page(
                     conn,
@@ -1475,9 +1476,30 @@ class PostgresStore(Store):
         """One transaction of two statements: the figures, the tags and the page's seqs from
         one read of the matches, then the page's summaries (the separate reads take five
         pool connections and seven round trips: ~3 ms more at 100k messages)."""
-        words = self._lookup(query)
-        terms = _words_only(query, words)
-        where, params = self._where(query, terms=terms, words=words)
+        with self._connection() as conn, conn.transaction():
+            sql, args = self._listing_sql(conn, query, start, limit)
+            # The partial indexes of the read and the tagged messages; the query's own.
+            conn.execute("SET LOCAL enable_seqscan = off")
+            self._plan(conn, query)
+            row = conn.execute(sql, args).fetchone()
+            assert row is not None
+            stored, read_count, tags, total, read_matches, seqs = row
+            rows = self._summary_rows(conn, [int(seq) for seq in seqs or ()], "DESC")
+        stored, read_count = int(stored), int(read_count)
+        page = Page(int(total), _summaries(rows))
+        unread = stored - read_count
+        unread_matches = int(total) - int(read_matches) if query else unread
+        return Listing(page, unread_matches, stored, unread, sorted(str(t) for t in tags))
+
+    def _listing_sql(
+        self,
+        conn: psycopg.Connection[Any],
+        query: Search | None,
+        start: int,
+        limit: int | None,
+    ) -> tuple[str, list[object]]:
+        """:meth:`listing`'s statement: the state's figures, the tags, the matches' count,
+        their read ones and the page's seqs."""
         figures = (
             "SELECT s.messages, (SELECT count(*) FROM smtpmock_messages WHERE read), "
             "ARRAY(SELECT DISTINCT unnest(tags) FROM smtpmock_messages "
@@ -1490,6 +1512,9 @@ class PostgresStore(Store):
             )
             args: list[object] = [start, limit]
         else:
+            words = self._lookup(query, conn)
+            terms = _words_only(query, words)
+            where, params = self._where(query, terms=terms, words=words)
             # The read matches: few, as the read messages are. Over smtpmock_terms (no read
             # column), a hash join with the read ones (from their partial index).
             read, join = ("m.read", "")
@@ -1507,19 +1532,7 @@ class PostgresStore(Store):
                 f"FROM {_matching(where, terms=terms, join=join)}) c"
             )
             args = [*seqs_params, *params]
-        with self._connection() as conn, conn.transaction():
-            # The partial indexes of the read and the tagged messages; the query's own.
-            conn.execute("SET LOCAL enable_seqscan = off")
-            self._plan(conn, query)
-            row = conn.execute(sql, args).fetchone()
-            assert row is not None
-            stored, read_count, tags, total, read_matches, seqs = row
-            rows = self._summary_rows(conn, [int(seq) for seq in seqs or ()], "DESC")
-        stored, read_count = int(stored), int(read_count)
-        page = Page(int(total), _summaries(rows))
-        unread = stored - read_count
-        unread_matches = int(total) - int(read_matches) if query else unread
-        return Listing(page, unread_matches, stored, unread, sorted(str(t) for t in tags))
+        return sql, args
 
     @staticmethod
     def _summary_rows(

@@ -114,11 +114,16 @@ def summary_record(summary: Summary) -> dict[str, Any]:
 
 
 def summary_from_record(
-    data: dict[str, Any], *, seq: int | None = None, received_at: float | None = None
+    data: dict[str, Any],
+    *,
+    seq: int | None = None,
+    received_at: float | None = None,
+    read: bool = False,
+    tags: tuple[str, ...] = (),
 ) -> Summary:
-    """The :class:`Summary` that :func:`summary_record` wrote (*seq*, *received_at*: the
-    store's own columns, which win; a record written for a message whose parsing failed has
-    only the envelope's keys)."""
+    """The :class:`Summary` that :func:`summary_record` wrote (*seq*, *received_at*, *read*,
+    *tags*: the store's own columns, which win; a record written for a message whose parsing
+    failed has only the envelope's keys)."""
     created = data.get("Created")
     if received_at is not None:
         when = _dt.datetime.fromtimestamp(received_at, _dt.timezone.utc)
@@ -145,5 +150,7 @@ def summary_from_record(
         inline=int(data.get("Inline") or 0),
         snippet=str(data.get("Snippet") or ""),
         auth_user=data.get("Username") or None,
+        read=read,
+        tags=tags,
         mailbox=str(data.get("Mailbox") or "default"),
     )
