@@ -205,6 +205,32 @@ def test_postgres_database_without_the_column_is_migrated(pg_url: str) -> None:
         store.close()
 
 
+@pytest.mark.parametrize("query", [None, "invoice", "-invoice", "subject:urgent is:unread"])
+def test_a_view_lists_its_own_messages_with_its_own_figures(
+    store_factory: StoreFactory, query: str | None
+) -> None:
+    """``listing()`` of a view: its page, its unread matches, the number of its messages, its
+    unread ones and its tags, as the view's separate reads give them (a backend may answer it
+    at once)."""
+    store = store_factory()
+    by_box = _fill(store, 30)
+    store.mark_read([m.id for m in by_box["ci-1"][::3]] + [m.id for m in by_box["ci-2"][:2]])
+    store.set_tags([by_box["ci-1"][1].id], ["mine"])
+    store.set_tags([by_box["ci-2"][0].id], ["theirs"])
+    search = parse(query) if query is not None else None
+    view = store.mailbox("ci-1")
+    for start, limit in ((0, 50), (1, 3), (0, None)):
+        listing = view.listing(search, start=start, limit=limit)
+        page = view.page(search, start=start, limit=limit)
+        assert [s.id for s in listing.page.summaries] == [s.id for s in page.summaries]
+        assert listing.page.total == page.total
+        assert {s.mailbox for s in listing.page.summaries} <= {"ci-1"}
+        found = view.search(search) if search is not None else view.messages()
+        assert listing.unread_matches == sum(1 for m in found if not m.read)
+        assert (listing.stored, listing.unread) == (len(view), view.unread_count()) == (10, 6)
+        assert listing.tags == view.tags() == ["mine"]
+
+
 def test_read_state_and_tags_are_scoped(store_factory: StoreFactory) -> None:
     """A view marks, tags, renames and deletes tags of its own messages only; its tag list and
     unread count are its mailbox's; a search of the view for state terms stays in it."""

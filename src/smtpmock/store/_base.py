@@ -271,6 +271,16 @@ class Listing:
     tags: list[str]
 
 
+def separate_listing(
+    store: Store, query: Search | None, *, start: int, limit: int | None
+) -> Listing:
+    """:meth:`Store.listing` from *store*'s separate reads."""
+    page = store.page(query, start=start, limit=limit)
+    unread = store.unread_count()
+    matches = store.count(unread_among(query)) if query else unread
+    return Listing(page, matches, len(store), unread, store.tags())
+
+
 class Store(ABC):
     """The interface of every message store.
 
@@ -406,10 +416,14 @@ class Store(ABC):
         """:meth:`page` (newest first) with the figures a view shows beside it (see
         :class:`Listing`). A backend that can answers it from one snapshot, in one round
         trip: here it is the separate reads."""
-        page = self.page(query, start=start, limit=limit)
-        unread = self.unread_count()
-        matches = self.count(unread_among(query)) if query else unread
-        return Listing(page, matches, len(self), unread, self.tags())
+        return separate_listing(self, query, start=start, limit=limit)
+
+    def _mailbox_listing(
+        self, name: str, query: Search | None, *, start: int, limit: int | None
+    ) -> Listing:
+        """:meth:`listing` of mailbox *name*'s view (its figures its own): the view's
+        separate reads here, at once where a backend can."""
+        return separate_listing(self.mailbox(name), query, start=start, limit=limit)
 
     @property
     def total_bytes(self) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from .._search import Search, Term, check_mailbox_name
-from ._base import UPDATED_IDS_MAX, Listener, Page, Store, StoreEvent
+from ._base import UPDATED_IDS_MAX, Listener, Listing, Page, Store, StoreEvent
 
 if TYPE_CHECKING:
     from .._message import Message
@@ -139,6 +139,16 @@ class MailboxStore(Store):
         return self.parent.page(
             self.scoped(query), start=start, limit=limit, after=after, newest_first=newest_first
         )
+
+    def listing(
+        self, query: Search | None = None, *, start: int = 0, limit: int | None = 50
+    ) -> Listing:
+        return self.parent._mailbox_listing(self.name, query, start=start, limit=limit)
+
+    def _mailbox_listing(
+        self, name: str, query: Search | None, *, start: int, limit: int | None
+    ) -> Listing:
+        return self.mailbox(name).listing(query, start=start, limit=limit)
 
     @property
     def total_bytes(self) -> int:

@@ -1476,11 +1476,28 @@ class PostgresStore(Store):
         """One transaction of two statements: the figures, the tags and the page's seqs from
         one read of the matches, then the page's summaries (the separate reads take five
         pool connections and seven round trips: ~3 ms more at 100k messages)."""
+        return self._listing(query, start=start, limit=limit, mailbox=None)
+
+    def _mailbox_listing(
+        self, name: str, query: Search | None, *, start: int, limit: int | None
+    ) -> Listing:
+        return self._listing(query, start=start, limit=limit, mailbox=name)
+
+    def _listing(
+        self, query: Search | None, *, start: int, limit: int | None, mailbox: str | None
+    ) -> Listing:
+        """:meth:`listing`, of mailbox *mailbox* only (its figures too) when given."""
+        if mailbox is not None:  # the view's matches: the query in the mailbox
+            term = Term("mailbox", mailbox, False)
+            text = f"{query.query} mailbox:{mailbox}" if query else f"mailbox:{mailbox}"
+            matches: Search | None = Search(text, (*(query.terms if query else ()), term))
+        else:
+            matches = query
         with self._connection() as conn, conn.transaction():
-            sql, args = self._listing_sql(conn, query, start, limit)
+            sql, args = self._listing_sql(conn, matches, start, limit, mailbox=mailbox)
             # The partial indexes of the read and the tagged messages; the query's own.
             conn.execute("SET LOCAL enable_seqscan = off")
-            self._plan(conn, query)
+            self._plan(conn, matches)
             row = conn.execute(sql, args).fetchone()
             assert row is not None
             stored, read_count, tags, total, read_matches, seqs = row
@@ -1497,42 +1514,53 @@ class PostgresStore(Store):
         query: Search | None,
         start: int,
         limit: int | None,
+        *,
+        mailbox: str | None,
     ) -> tuple[str, list[object]]:
-        """:meth:`listing`'s statement: the state's figures, the tags, the matches' count,
-        their read ones and the page's seqs."""
+        """:meth:`_listing`'s statement: the figures (those of *mailbox* when given: then
+        *query* holds its ``mailbox:`` term), the tags, the matches' count, their read ones
+        and the page's seqs."""
+        within, within_params = ("", []) if mailbox is None else (" AND mailbox = %s", [mailbox])
         figures = (
-            "SELECT s.messages, (SELECT count(*) FROM smtpmock_messages WHERE read), "
+            f"(SELECT count(*) FROM smtpmock_messages WHERE read{within}), "
             "ARRAY(SELECT DISTINCT unnest(tags) FROM smtpmock_messages "
-            "WHERE cardinality(tags) > 0), "
+            f"WHERE cardinality(tags) > 0{within}), "
         )
+        figures_params: list[object] = [*within_params, *within_params]
         if not query:
             sql = (
-                f"{figures}s.messages, 0, ARRAY(SELECT seq FROM smtpmock_messages "
-                "ORDER BY seq DESC OFFSET %s LIMIT %s) FROM smtpmock_state s"
+                f"SELECT s.messages, {figures}s.messages, 0, ARRAY(SELECT seq FROM "
+                "smtpmock_messages ORDER BY seq DESC OFFSET %s LIMIT %s) FROM smtpmock_state s"
             )
-            args: list[object] = [start, limit]
-        else:
-            words = self._lookup(query, conn)
-            terms = _words_only(query, words)
-            where, params = self._where(query, terms=terms, words=words)
-            # The read matches: few, as the read messages are. Over smtpmock_terms (no read
-            # column), a hash join with the read ones (from their partial index).
-            read, join = ("m.read", "")
-            if terms:
-                read = "r.seq IS NOT NULL"
-                join = (
-                    " LEFT JOIN (SELECT seq FROM smtpmock_messages WHERE read OFFSET 0) r "
-                    "ON r.seq = m.seq"
-                )
-            end = start + limit if limit is not None else None
-            seqs_sql, seqs_params = _page_seqs(newest_first=True, start=start, end=end)
-            sql = (
-                f"{figures}c.n, c.read_n, c.seqs FROM smtpmock_state s, (SELECT count(*) AS n, "
-                f"count(*) FILTER (WHERE {read}) AS read_n, {seqs_sql} AS seqs "
-                f"FROM {_matching(where, terms=terms, join=join)}) c"
+            return sql, [*figures_params, start, limit]
+        words = self._lookup(query, conn)
+        terms = _words_only(query, words)
+        where, params = self._where(query, terms=terms, words=words)
+        # The read matches: few, as the read messages are. Over smtpmock_terms (no read
+        # column), a hash join with the read ones (from their partial index).
+        read, join = ("m.read", "")
+        if terms:
+            read = "r.seq IS NOT NULL"
+            join = (
+                " LEFT JOIN (SELECT seq FROM smtpmock_messages WHERE read OFFSET 0) r "
+                "ON r.seq = m.seq"
             )
-            args = [*seqs_params, *params]
-        return sql, args
+        end = start + limit if limit is not None else None
+        seqs_sql, seqs_params = _page_seqs(newest_first=True, start=start, end=end)
+        # The messages stored: the state's count, or the mailbox's (its matches, when the
+        # query is the mailbox alone).
+        stored, stored_params = "s.messages", []
+        if mailbox is not None and len(query.terms) == 1:
+            stored = "c.n"
+        elif mailbox is not None:
+            stored = "(SELECT count(*) FROM smtpmock_messages WHERE mailbox = %s)"
+            stored_params = [mailbox]
+        sql = (
+            f"SELECT {stored}, {figures}c.n, c.read_n, c.seqs FROM smtpmock_state s, "
+            f"(SELECT count(*) AS n, count(*) FILTER (WHERE {read}) AS read_n, "
+            f"{seqs_sql} AS seqs FROM {_matching(where, terms=terms, join=join)}) c"
+        )
+        return sql, [*stored_params, *figures_params, *seqs_params, *params]
 
     @staticmethod
     def _summary_rows(
