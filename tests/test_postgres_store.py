@@ -243,6 +243,39 @@ def test_without_pg_trgm_search_still_works_and_a_log_line_says_so(
             conn.execute("DROP ROLE smtpmock_plain")
 
 
+def test_a_role_that_does_not_own_the_word_index_still_stores_and_finds_everything(
+    pg_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tables made by the database's owner, used by a role granted their rows only: it
+    may not merge the word index's pending list (gin_clean_pending_list is the owner's), so
+    it leaves that to autovacuum and says so once; every add still commits, every search
+    is still exact."""
+    url = pg_server.create_database()
+    PostgresStore(url).close()  # the schema, owned by the admin role
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS smtpmock_writer")
+        conn.execute("CREATE ROLE smtpmock_writer LOGIN")
+        conn.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO smtpmock_writer"
+        )
+        conn.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO smtpmock_writer")
+    writer_url = psycopg.conninfo.make_conninfo(url, user="smtpmock_writer")
+    with caplog.at_level(logging.WARNING, logger="smtpmock.store.postgres"):
+        store = PostgresStore(writer_url)
+    try:
+        assert "not the owner of smtpmock_terms_words" in caplog.text
+        for n in range(3):
+            store.add(mail(n, subject=f"order{n}", body=f"lorem ipsum{n}"))
+        assert store.count(parse("psum")) == 3
+        assert store.count(parse("subject:order1")) == 1
+        assert caplog.text.count("not the owner") == 1
+    finally:
+        store.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY smtpmock_writer")
+            conn.execute("DROP ROLE smtpmock_writer")
+
+
 def test_substring_search_uses_the_trigram_indexes(
     open_store: Callable[..., PostgresStore], pg_url: str
 ) -> None:

@@ -407,15 +407,15 @@ def _word_ids(conn: psycopg.Connection[Any], words: list[str]) -> dict[str, int]
     row lock (every writer does), so concurrent writers never insert the same word at once."""
     if not words:
         return {}
-    conn.execute(
-        "INSERT INTO smtpmock_words (word) SELECT unnest(%s::text[]) "
-        "ON CONFLICT ((md5(word))) DO NOTHING",
-        (words,),
-    )
+    # One statement: the words known before it (its snapshot: every earlier writer has
+    # committed) and those it adds (which it sees through RETURNING only).
     rows = conn.execute(
-        "SELECT w.word, w.id FROM unnest(%s::text[]) AS u(word) "
-        "JOIN smtpmock_words w ON md5(w.word) = md5(u.word)",
-        (words,),
+        "WITH added AS (INSERT INTO smtpmock_words (word) SELECT unnest(%b::text[]) "
+        "ON CONFLICT ((md5(word))) DO NOTHING RETURNING word, id) "
+        "SELECT w.word, w.id FROM unnest(%b::text[]) AS u(word) "
+        "JOIN smtpmock_words w ON md5(w.word) = md5(u.word) "
+        "UNION ALL SELECT word, id FROM added",
+        (words, words),
     ).fetchall()
     return {str(word): int(id) for word, id in rows}
 
@@ -486,19 +486,33 @@ class _Row:
         )
 
 
+# The messages, their word ids and their bytes: one statement (seqs assigned in the order
+# given; the other tables take them through RETURNING).
 _INSERT = """
-INSERT INTO smtpmock_messages (id, received_at, size, envelope, summary, from_text, to_text,
-    cc_text, bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline,
-    mailbox)
-SELECT id, received_at, size, envelope::json, summary::json, from_text, to_text, cc_text,
-    bcc_text, reply_to_text, subject, message_id, free_text, attachments, inline, mailbox
-FROM unnest(%b::text[], %b::float8[], %b::bigint[], %b::text[], %b::text[], %b::text[],
-    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
-    %b::int[], %b::int[], %b::text[]) WITH ORDINALITY AS u(id, received_at, size,
-    envelope, summary, from_text, to_text, cc_text, bcc_text, reply_to_text, subject,
-    message_id, free_text, attachments, inline, mailbox, ord)
-ORDER BY ord
-RETURNING seq, id
+WITH m AS (
+    INSERT INTO smtpmock_messages (id, received_at, size, envelope, summary, from_text,
+        to_text, cc_text, bcc_text, reply_to_text, subject, message_id, free_text,
+        attachments, inline, mailbox)
+    SELECT id, received_at, size, envelope::json, summary::json, from_text, to_text,
+        cc_text, bcc_text, reply_to_text, subject, message_id, free_text, attachments,
+        inline, mailbox
+    FROM unnest(%b::text[], %b::float8[], %b::bigint[], %b::text[], %b::text[], %b::text[],
+        %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+        %b::int[], %b::int[], %b::text[]) WITH ORDINALITY AS u(id, received_at, size,
+        envelope, summary, from_text, to_text, cc_text, bcc_text, reply_to_text, subject,
+        message_id, free_text, attachments, inline, mailbox, ord)
+    ORDER BY ord
+    RETURNING seq, id
+), u AS (
+    SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[])
+        AS u(id, words, subject, data)
+), t AS (
+    INSERT INTO smtpmock_terms (seq, words, subject_words)
+    SELECT m.seq, u.words::int[], u.subject::int[] FROM m JOIN u ON u.id = m.id
+), r AS (
+    INSERT INTO smtpmock_raw (seq, data) SELECT m.seq, u.data FROM m JOIN u ON u.id = m.id
+)
+SELECT seq, id FROM m
 """
 
 _WORD_FIELDS = frozenset({"", "subject"})  # search fields with word ids (free text, subject)
@@ -608,10 +622,16 @@ class PostgresStore(Store):
             with self._connection() as conn:
                 row = conn.execute(
                     "SELECT generation, (SELECT coalesce(max(seq), 0) FROM smtpmock_messages),"
-                    " current_schema() FROM smtpmock_state"
+                    " current_schema(), coalesce((SELECT pg_has_role(current_user, relowner, "
+                    "'USAGE') FROM pg_class WHERE oid = to_regclass('smtpmock_terms_words')), "
+                    "false) FROM smtpmock_state"
                 ).fetchone()
             assert row is not None
             self.generation, self._last_seq = int(row[0]), int(row[1])
+            # gin_clean_pending_list is the index owner's (or a member's) only.
+            self._merge_allowed = bool(row[3])
+            if not self._merge_allowed:
+                self._not_merging()
             self._channel = _channel(str(row[2]))
             self._feed_seq = self._last_seq
         except BaseException:
@@ -763,20 +783,18 @@ class PostgresStore(Store):
                 )
                 words = [_id_array(r.words, ids) for r in rows]
                 subjects = [_id_array(r.subject_words, ids) for r in rows]
-                cur = conn.execute(_INSERT, [list(c) for c in columns])
+                cur = conn.execute(
+                    _INSERT,
+                    [
+                        *(list(c) for c in columns),
+                        [m.id for m in messages],
+                        words,
+                        subjects,
+                        [m.raw for m in messages],
+                    ],
+                )
                 seqs = {str(id): int(seq) for seq, id in cur.fetchall()}
                 ordered = [seqs[m.id] for m in messages]
-                conn.execute(
-                    "INSERT INTO smtpmock_terms (seq, words, subject_words) "
-                    "SELECT seq, words::int[], subject::int[] "
-                    "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS u(seq, words, subject)",
-                    (ordered, words, subjects),
-                )
-                conn.execute(
-                    "INSERT INTO smtpmock_raw (seq, data) SELECT * FROM unnest(%b::bigint[], "
-                    "%b::bytea[])",
-                    (ordered, [m.raw for m in messages]),
-                )
                 self._merge_words(conn)
                 evicted, generation = self._enforce(conn, int(state[0]), int(state[1]))
                 if generation is None:
@@ -812,15 +830,20 @@ class PostgresStore(Store):
         if not self._merge_allowed:
             return
         try:
-            with conn.transaction():
-                conn.execute("SELECT gin_clean_pending_list('smtpmock_terms_words')")
-        except self._psycopg.errors.InsufficientPrivilege:
+            conn.execute("SELECT gin_clean_pending_list('smtpmock_terms_words')")
+        except self._psycopg.errors.InsufficientPrivilege as exc:
+            # The ownership checked at start changed since: this add fails (the transaction
+            # is aborted; the SMTP side answers 451, the sender retries), the next ones skip.
             self._merge_allowed = False
-            log.warning(
-                "%s: not the owner of smtpmock_terms_words, so GIN's pending list is left "
-                "to autovacuum (searches may be slower after bursts of mail)",
-                self.description,
-            )
+            self._not_merging()
+            raise StorageUnavailable(f"{self.description}: {exc}".strip()) from exc
+
+    def _not_merging(self) -> None:
+        log.warning(
+            "%s: not the owner of smtpmock_terms_words, so GIN's pending list is left to "
+            "autovacuum (searches may be slower after bursts of mail)",
+            self.description,
+        )
 
     def _enforce(
         self, conn: psycopg.Connection[Any], count: int, total: int
