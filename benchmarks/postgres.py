@@ -33,7 +33,9 @@ parts: ``ingest``, ``instances``, ``wake``, ``search``.
    PostgreSQL; then ``VACUUM (ANALYZE)`` (what autovacuum does in a while), two ``serve``
    instances on it, the last 1,000 over SMTP (half to each), and the HTTP searches of
    ``search.py`` (recipient, subject word, body word, rare body word), alternating between
-   the instances, every match count checked against the corpus; p50/p99 per kind (targets
+   the instances, every match count checked against the corpus, in two passes (the first on
+   the cluster as started, its caches cold; the second, other queries, after the first's
+   800); p50/p99 per kind and pass (targets
    p99 < 20 ms for recipient and subject word, < 100 ms for a common body word), and the
    database's own time per search (``pg_stat_statements``: planning and execution of every
    statement, summed; much less sensitive to the machine's load than the latency over HTTP;
@@ -612,60 +614,67 @@ def search_rows(
 
         apis = [HTTP(ports_of(a)[1]), HTTP(ports_of(b)[1])]
         try:
-            per_kind = queries_for(corpus, stored, seed=5)
             limit = 20.0 if scale == "full" else 5.0
-            for kind, queries in per_kind.items():
-                times.reset()
-                # The queries alternate between the instances (each half in turn).
-                halves = [search_latencies(api, queries[k::2], limit / 2) for k, api in
-                          enumerate(apis)]  # fmt: skip
-                result, cut = halves[0]
-                other, cut_b = halves[1]
-                result.times += other.times
-                result.wrong += other.wrong
-                result.asked += other.asked
-                cut = cut or cut_b
-                statements = times.read()
-                server_ms = sum(t for t, _, _, _ in statements) / max(1, result.asked)
-                for pct in (50, 99):
-                    rows.append(
-                        Row(
-                            f"PostgreSQL: search {kind} at {label}, p{pct}",
-                            "ms",
-                            {PG: percentile(result.times, pct) if result.times else None},
-                            higher_is_better=False,
+            # Two passes: the first on the cluster as started (its caches cold), the second,
+            # other queries (another seed), once serve and PostgreSQL have run a while.
+            for seed, phase in ((5, ""), (6, ", second pass")):
+                per_kind = queries_for(corpus, stored, seed=seed)
+                for kind, queries in per_kind.items():
+                    times.reset()
+                    # The queries alternate between the instances (each half in turn).
+                    halves = [search_latencies(api, queries[k::2], limit / 2) for k, api in
+                              enumerate(apis)]  # fmt: skip
+                    result, cut = halves[0]
+                    other, cut_b = halves[1]
+                    result.times += other.times
+                    result.wrong += other.wrong
+                    result.asked += other.asked
+                    cut = cut or cut_b
+                    statements = times.read()
+                    server_ms = sum(t for t, _, _, _ in statements) / max(1, result.asked)
+                    for pct in (50, 99):
+                        rows.append(
+                            Row(
+                                f"PostgreSQL: search {kind} at {label}{phase}, p{pct}",
+                                "ms",
+                                {PG: percentile(result.times, pct) if result.times else None},
+                                higher_is_better=False,
+                            )
                         )
+                    target = SEARCH_TARGETS_MS.get(kind)
+                    p99 = percentile(result.times, 99) if result.times else float("inf")
+                    note = (
+                        f"{result.asked} queries over HTTP, half to each instance, "
+                        f"{len(result.wrong)} wrong counts"
                     )
-                target = SEARCH_TARGETS_MS.get(kind)
-                p99 = percentile(result.times, 99) if result.times else float("inf")
-                note = (
-                    f"{result.asked} queries over HTTP, half to each instance, "
-                    f"{len(result.wrong)} wrong counts"
-                )
-                if target is not None:
-                    note += f"; target p99 < {target:g} ms" + ("" if p99 < target else " (missed)")
-                if cut:
-                    note += "; cut short by its time limit"
-                if result.wrong:
-                    note += f"; e.g. {result.wrong[0]}"
-                rows[-1].notes.append(note)
-                server_row = Row(
-                    f"PostgreSQL: search {kind} at {label}, database time per search",
-                    "ms",
-                    {PG: server_ms if result.asked else None},
-                    higher_is_better=False,
-                )
-                server_row.notes.append(
-                    "pg_stat_statements: planning + execution of every statement the searches "
-                    "ran, summed, per HTTP search; the slowest statement took "
-                    f"{max((m for _, _, m, _ in statements), default=0.0):.1f} ms"
-                )
-                rows.append(server_row)
-                for total, calls, worst, query in statements[:4]:
-                    log(
-                        f"postgres: {kind}: {total / max(1, calls):.2f} ms x {calls} "
-                        f"(max {worst:.1f}): {' '.join(query.split())[:150]}"
+                    if phase:
+                        note += "; after the first pass's 800 searches (other queries)"
+                    if target is not None:
+                        note += f"; target p99 < {target:g} ms" + (
+                            "" if p99 < target else " (missed)"
+                        )
+                    if cut:
+                        note += "; cut short by its time limit"
+                    if result.wrong:
+                        note += f"; e.g. {result.wrong[0]}"
+                    rows[-1].notes.append(note)
+                    server_row = Row(
+                        f"PostgreSQL: search {kind} at {label}{phase}, database time per search",
+                        "ms",
+                        {PG: server_ms if result.asked else None},
+                        higher_is_better=False,
                     )
+                    server_row.notes.append(
+                        "pg_stat_statements: planning + execution of every statement the searches "
+                        "ran, summed, per HTTP search; the slowest statement took "
+                        f"{max((m for _, _, m, _ in statements), default=0.0):.1f} ms"
+                    )
+                    rows.append(server_row)
+                    for total, calls, worst, query in statements[:4]:
+                        log(
+                            f"postgres: {kind}: {total / max(1, calls):.2f} ms x {calls} "
+                            f"(max {worst:.1f}): {' '.join(query.split())[:150]}"
+                        )
         finally:
             for api in apis:
                 api.close()
