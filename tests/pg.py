@@ -273,7 +273,8 @@ def postgres_store(retention: Any = None) -> Any:
 
 def back_to_schema_4(url: str) -> None:
     """Leave the store at *url* as smtpmock's PostgreSQL schema 4 did: the word ids in the
-    messages table (migration 5 moves them to a table of their own)."""
+    messages table (migration 5 moves them to a table of their own), no subject flag on the
+    vocabulary."""
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -288,6 +289,7 @@ def back_to_schema_4(url: str) -> None:
             "WITH (gin_pending_list_limit = 65536)"
         )
         conn.execute("DROP TABLE smtpmock_terms")
+        conn.execute("ALTER TABLE smtpmock_words DROP COLUMN in_subject")
         conn.execute("DELETE FROM smtpmock_schema WHERE version > 4")
 
 

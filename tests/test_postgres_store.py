@@ -324,8 +324,15 @@ def test_a_subject_word_is_counted_through_the_subject_word_index(
     needle across words still goes through the trigrams of the subject column."""
     store = open_store()
     subjects = ["brakaze order", "abrakadabra", "order braka", "nothing here"]
-    store.add_many([mail(i, subject=subjects[i % 4], body="braka in the body") for i in range(40)])
+    store.add_many(
+        [mail(i, subject=subjects[i % 4], body="braka xbrakax in the body") for i in range(40)]
+    )
     query = parse("subject:braka")
+    # The subject's needle looks up the words seen in a subject only (not xbrakax).
+    looked_up = store._lookup(query)[("subject", "braka")]
+    assert looked_up is not None
+    assert sorted(looked_up) == sorted(store._words_containing("braka", subject=True))
+    assert len(looked_up) == 3 < len(store._words_containing("braka"))
     where, params = store._where(query, terms=True)
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET enable_seqscan = off")
@@ -635,6 +642,7 @@ def test_schema_4_is_migrated_with_its_words_by_instances_starting_together(
             ).fetchone()
         assert column == (0,)
         assert a.count(parse("alpha")) == 2
+        assert a.count(parse("subject:hello")) == 3  # the migrated subjects' words
         assert [s.subject for s in b.page(parse("lphab")).summaries] == ["hello 1"]
         assert b.count(parse("-alpha is:unread")) == 1
         b.add(mail(3, body="alpha again"))
