@@ -370,6 +370,13 @@ class Search:
         return " AND ".join(clauses), params
 
 
+def in_mailbox(search: Search | None, name: str) -> Search:
+    """*search* (``None``: everything) narrowed to mailbox *name*."""
+    if search is None or not search.terms:
+        return Search(f"mailbox:{name}", (Term("mailbox", name, False),))
+    return Search(f"{search.query} mailbox:{name}", (*search.terms, Term("mailbox", name, False)))
+
+
 def unread_among(search: Search) -> Search:
     """*search* and ``is:unread`` (Mailpit's ``messages_unread`` of a search)."""
     return Search(f"{search.query} is:unread", (*search.terms, Term("is", "unread", False)))

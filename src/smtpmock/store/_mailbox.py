@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from .._search import Search, Term, check_mailbox_name
+from .._search import Search, Term, check_mailbox_name, in_mailbox
 from ._base import UPDATED_IDS_MAX, Listener, Listing, Page, Store, StoreEvent
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ class MailboxStore(Store):
         self.retention = parent.retention
         self.changed: threading.Condition = parent.changed
         self.on_listener_error = parent.on_listener_error
-        self._term = Term("mailbox", self.name, False)
 
     def __repr__(self) -> str:
         return f"<MailboxStore {self.name!r} of {self.parent!r}>"
@@ -61,9 +60,7 @@ class MailboxStore(Store):
 
     def scoped(self, query: Search | None) -> Search:
         """*query* (``None``: everything) narrowed to this mailbox."""
-        if query is None or not query.terms:
-            return Search(f"mailbox:{self.name}", (self._term,))
-        return Search(f"{query.query} mailbox:{self.name}", (*query.terms, self._term))
+        return in_mailbox(query, self.name)
 
     # --- writes ---------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, StorageFull, StorageUnavailable
 from .._message import Message
-from .._search import _WORD, Search, Term, index_fields, tokens
+from .._search import _WORD, Search, Term, in_mailbox, index_fields, tokens
 from ._base import UPDATED_IDS_MAX, Listing, Page, Retention, Store, StoreEvent, Summary
 from ._records import envelope_record, message_from_record, summary_from_record, summary_record
 from ._trigrams import TrigramShares, rarest, windows
@@ -335,8 +335,9 @@ _TEXT_COLUMNS = {
     "free": "free_text",
 }
 
-# The columns whose trigrams _substring samples (those with a trigram index).
-_SAMPLED_COLUMNS = tuple(column for column in _TEXT_COLUMNS.values() if column != "free_text")
+# The columns with a trigram index (free text has the word index instead); _substring
+# samples their trigrams.
+_TRIGRAM_COLUMNS = tuple(column for column in _TEXT_COLUMNS.values() if column != "free_text")
 _SAMPLE_ROWS = 2_000
 
 
@@ -701,7 +702,7 @@ class PostgresStore(Store):
         starting beside one under load stalled its writes, or deadlocked one of them.)"""
         trigram_indexes = [
             "smtpmock_words_trgm",
-            *(f"smtpmock_messages_{c}_trgm" for c in _TEXT_COLUMNS.values() if c != "free_text"),
+            *(f"smtpmock_messages_{column}_trgm" for column in _TRIGRAM_COLUMNS),
         ]
         with self._connection() as conn:
             row = conn.execute(
@@ -750,9 +751,7 @@ class PostgresStore(Store):
                     "CREATE INDEX IF NOT EXISTS smtpmock_words_trgm "
                     "ON smtpmock_words USING gin (word gin_trgm_ops)"
                 )
-                for column in _TEXT_COLUMNS.values():
-                    if column == "free_text":
-                        continue  # the word index serves it
+                for column in _TRIGRAM_COLUMNS:
                     conn.execute(
                         f"CREATE INDEX IF NOT EXISTS smtpmock_messages_{column}_trgm "
                         f"ON smtpmock_messages USING gin ({column} gin_trgm_ops) "
@@ -1182,6 +1181,21 @@ class PostgresStore(Store):
             params.extend(query_params)
         return (" AND ".join(clauses) or "true"), params
 
+    def _conditions(
+        self,
+        conn: psycopg.Connection[Any],
+        query: Search | None,
+        *,
+        after: int = 0,
+        before: int | None = None,
+    ) -> tuple[str, list[object], bool]:
+        """:meth:`_where` for *query*, its words looked up on *conn*: over ``smtpmock_terms``
+        when the query has only words (the third value says so), else over the messages."""
+        words = self._lookup(query, conn)
+        terms = _words_only(query, words)
+        where, params = self._where(query, after=after, before=before, terms=terms, words=words)
+        return where, params, terms
+
     def _lookup(self, query: Search | None, conn: psycopg.Connection[Any] | None = None) -> _Lookup:
         """The ids of the words containing each free-text or subject needle of *query* (a
         free-text needle across words: its longest word), from the vocabulary (every word of
@@ -1227,7 +1241,7 @@ class PostgresStore(Store):
         shares, sampled_at = self._shares
         if shares is not None and self._last_seq <= sampled_at * 1.5 + _SAMPLE_ROWS:
             return shares
-        columns = ", ".join(_SAMPLED_COLUMNS)
+        columns = ", ".join(_TRIGRAM_COLUMNS)
         with self._connection() as conn:
             state = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
             stored = int(state[0]) if state else 0
@@ -1241,7 +1255,7 @@ class PostgresStore(Store):
                 )
                 params = [150.0 * _SAMPLE_ROWS / stored, _SAMPLE_ROWS]
             rows = conn.execute(sample, params).fetchall()
-        shares = TrigramShares(_SAMPLED_COLUMNS, rows)
+        shares = TrigramShares(_TRIGRAM_COLUMNS, rows)
         self._shares = (shares, self._last_seq)
         return shares
 
@@ -1308,15 +1322,12 @@ class PostgresStore(Store):
         give pg_trgm no trigram to look up)."""
         if not query:
             return False
-        return any(
-            term.field.lower() in _WORD_FIELDS
-            or (
-                self.trigram
-                and not term.negated
-                and term.field not in _NOT_TEXT
-                and len(term.value) >= 3
+        return _has_words(query) or (
+            self.trigram
+            and any(
+                not term.negated and term.field not in _NOT_TEXT and len(term.value) >= 3
+                for term in query.terms
             )
-            for term in query.terms
         )
 
     def _plan(self, conn: psycopg.Connection[Any], query: Search | None) -> None:
@@ -1351,9 +1362,7 @@ class PostgresStore(Store):
         # With words: the matches first (as pages and counts find them), then their rows, by
         # seq (where a nested loop is what is wanted).
         with self._connection() as conn, conn.transaction():
-            words = self._lookup(query, conn)
-            terms = _words_only(query, words)
-            where, params = self._where(query, after=after, before=before, terms=terms, words=words)
+            where, params, terms = self._conditions(conn, query, after=after, before=before)
             self._plan(conn, query)
             seqs = [
                 int(row[0])
@@ -1394,9 +1403,7 @@ class PostgresStore(Store):
                 ).fetchone()
                 if row is not None and (int(row[0]), int(row[1])) == counted[1] and not row[2]:
                     return counted[2]
-            words = self._lookup(query, conn)
-            terms = _words_only(query, words)
-            where, params = self._where(query, after=after, before=before, terms=terms, words=words)
+            where, params, terms = self._conditions(conn, query, after=after, before=before)
             return self._count(conn, query, where, params, terms=terms, key=key, minus_read=unread)
 
     def _count_with_page(
@@ -1504,9 +1511,7 @@ class PostgresStore(Store):
                     [start, *([limit] if limit is not None else [])],
                 ).fetchall()
             else:
-                words = self._lookup(query, conn)
-                terms = _words_only(query, words)
-                where, params = self._where(query, after=after, terms=terms, words=words)
+                where, params, terms = self._conditions(conn, query, after=after)
                 end = start + limit if limit is not None else None
                 total, seqs = self._count_with_page(
                     conn,
@@ -1539,21 +1544,13 @@ class PostgresStore(Store):
         self, query: Search | None, *, start: int, limit: int | None, mailbox: str | None
     ) -> Listing:
         """:meth:`listing`, of mailbox *mailbox* only (its figures too) when given."""
-        if mailbox is not None:  # the view's matches: the query in the mailbox
-            term = Term("mailbox", mailbox, False)
-            text = f"{query.query} mailbox:{mailbox}" if query else f"mailbox:{mailbox}"
-            matches: Search | None = Search(text, (*(query.terms if query else ()), term))
-        else:
-            matches = query
+        # The view's matches: the query in the mailbox.
+        matches = in_mailbox(query, mailbox) if mailbox is not None else query
         with self._connection() as conn, conn.transaction():
-            # One snapshot for the statements below (whether any message is read decides the
-            # shape of the next one).
+            # One snapshot for the statements below (what _listing_sql reads decides the shape
+            # of the listing's statement).
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            read = conn.execute("SELECT EXISTS (SELECT 1 FROM smtpmock_messages WHERE read)")
-            any_read = bool((read.fetchone() or (True,))[0])
-            sql, args = self._listing_sql(
-                conn, matches, start, limit, mailbox=mailbox, any_read=any_read
-            )
+            sql, args = self._listing_sql(conn, matches, start, limit, mailbox=mailbox)
             # The partial indexes of the read and the tagged messages; the query's own.
             conn.execute("SET LOCAL enable_seqscan = off")
             self._plan(conn, matches)
@@ -1575,11 +1572,10 @@ class PostgresStore(Store):
         limit: int | None,
         *,
         mailbox: str | None,
-        any_read: bool = True,
     ) -> tuple[str, list[object]]:
         """:meth:`_listing`'s statement: the figures (those of *mailbox* when given: then
         *query* holds its ``mailbox:`` term), the tags, the matches' count, their read ones
-        (*any_read*: whether there may be any) and the page's seqs."""
+        and the page's seqs."""
         within, within_params = ("", []) if mailbox is None else (" AND mailbox = %s", [mailbox])
         figures = (
             f"(SELECT count(*) FROM smtpmock_messages WHERE read{within}), "
@@ -1593,14 +1589,12 @@ class PostgresStore(Store):
                 "smtpmock_messages ORDER BY seq DESC OFFSET %s LIMIT %s) FROM smtpmock_state s"
             )
             return sql, [*figures_params, start, limit]
-        words = self._lookup(query, conn)
-        terms = _words_only(query, words)
-        where, params = self._where(query, terms=terms, words=words)
+        where, params, terms = self._conditions(conn, query)
         # The read matches: few, as the read messages are. Over smtpmock_terms (no read
         # column), a hash join with the read ones (from their partial index), when there is
         # one (the join took 2 ms for 12k matches, 4 for 100k).
         read, join = ("m.read", "")
-        if terms and not any_read:
+        if terms and not self._any_read(conn):
             read = "false"
         elif terms:
             read = "r.seq IS NOT NULL"
@@ -1624,6 +1618,11 @@ class PostgresStore(Store):
             f"{seqs_sql} AS seqs FROM {_matching(where, terms=terms, join=join)}) c"
         )
         return sql, [*stored_params, *figures_params, *seqs_params, *params]
+
+    @staticmethod
+    def _any_read(conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM smtpmock_messages WHERE read)").fetchone()
+        return bool(row is None or row[0])
 
     @staticmethod
     def _summary_rows(
