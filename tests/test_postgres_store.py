@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -276,18 +276,25 @@ def test_a_role_that_does_not_own_the_word_index_still_stores_and_finds_everythi
             conn.execute("DROP ROLE smtpmock_writer")
 
 
+def _count_plan(pg_url: str, table: str, where: str, params: Sequence[object] | None = None) -> str:
+    """The plan PostgreSQL makes for counting the rows of *table* (as ``m``) matching *where*,
+    with scans steered off as the store steers them."""
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        rows = conn.execute(
+            f"EXPLAIN SELECT count(*) FROM {table} m WHERE {where}", params
+        ).fetchall()
+    return "\n".join(str(row[0]) for row in rows)
+
+
 def test_substring_search_uses_the_trigram_indexes(
     open_store: Callable[..., PostgresStore], pg_url: str
 ) -> None:
     store = open_store()
     assert store.trigram is True
     store.add_many([mail(i, subject=f"order {i}") for i in range(50)])
-    with psycopg.connect(pg_url) as conn:
-        conn.execute("SET enable_seqscan = off")
-        plan = conn.execute(
-            "EXPLAIN SELECT count(*) FROM smtpmock_messages WHERE subject LIKE '%order 4%'"
-        ).fetchall()
-    assert "smtpmock_messages_subject_trgm" in "\n".join(str(row[0]) for row in plan)
+    plan = _count_plan(pg_url, "smtpmock_messages", "subject LIKE '%order 4%'")
+    assert "smtpmock_messages_subject_trgm" in plan
 
 
 def test_an_address_is_looked_up_by_its_rarest_trigrams(
@@ -302,15 +309,9 @@ def test_an_address_is_looked_up_by_its_rarest_trigrams(
     looked_up = {p for p in params if isinstance(p, str) and p.startswith("%")}
     assert looked_up == {"%r17%", "%er1%"}  # 1 and 11 of the 60 recipients
     assert "user17@example.com" in params  # the check
-    with psycopg.connect(pg_url) as conn:
-        conn.execute("SET enable_seqscan = off")
-        plan = "\n".join(
-            str(row[0])
-            for row in conn.execute(
-                f"EXPLAIN SELECT count(*) FROM smtpmock_messages m WHERE {where}", params
-            ).fetchall()
-        )
-    assert "smtpmock_messages_to_text_trgm" in plan
+    assert "smtpmock_messages_to_text_trgm" in _count_plan(
+        pg_url, "smtpmock_messages", where, params
+    )
     assert store.count(parse("to:user17@example.com")) == 1
     assert store.count(parse("to:r1")) == 11  # two characters: no trigram, LIKE whole
     assert store.count(parse("to:user1")) == 11
@@ -334,14 +335,7 @@ def test_a_subject_word_is_counted_through_the_subject_word_index(
     assert sorted(looked_up) == sorted(store._words_containing("braka", subject=True))
     assert len(looked_up) == 3 < len(store._words_containing("braka"))
     where, params = store._where(query, terms=True)
-    with psycopg.connect(pg_url) as conn:
-        conn.execute("SET enable_seqscan = off")
-        plan = "\n".join(
-            str(row[0])
-            for row in conn.execute(
-                f"EXPLAIN SELECT count(*) FROM smtpmock_terms m WHERE {where}", params
-            ).fetchall()
-        )
+    plan = _count_plan(pg_url, "smtpmock_terms", where, params)
     assert "smtpmock_terms_subject_words" in plan
     assert store.count(query) == 30  # not the 4th subject (its body holds braka: not counted)
     assert store.listing(query, limit=5).page.total == 30
@@ -399,14 +393,7 @@ def test_a_body_word_is_found_through_the_word_index(
     store = open_store()
     store.add_many([mail(i, body=f"lorem ipsum{i} dolor") for i in range(50)])
     where, params = store._where(parse("psum4"), terms=True)
-    with psycopg.connect(pg_url) as conn:
-        conn.execute("SET enable_seqscan = off")
-        plan = "\n".join(
-            str(row[0])
-            for row in conn.execute(
-                f"EXPLAIN SELECT count(*) FROM smtpmock_terms m WHERE {where}", params
-            ).fetchall()
-        )
+    plan = _count_plan(pg_url, "smtpmock_terms", where, params)
     assert "smtpmock_terms_words" in plan
     assert "smtpmock_messages" not in plan  # a count of words reads the narrow table only
     assert "free_text" not in plan
