@@ -271,6 +271,25 @@ def postgres_store(retention: Any = None) -> Any:
     return store
 
 
+def _undo_schema_6(conn: Any) -> None:
+    """Take migration 6 back (the word postings): only where they hold no message yet."""
+    frozen = conn.execute("SELECT frozen FROM smtpmock_state").fetchone()
+    assert frozen[0] == 0, "the postings hold messages: their ids are not in smtpmock_terms"
+    conn.execute("DROP TRIGGER smtpmock_messages_gone ON smtpmock_messages")
+    conn.execute("DROP FUNCTION smtpmock_note_gone()")
+    conn.execute("DROP TABLE smtpmock_postings, smtpmock_blocks, smtpmock_gone")
+    conn.execute("ALTER TABLE smtpmock_state DROP COLUMN frozen")
+
+
+def back_to_schema_5(url: str) -> None:
+    """Leave the store at *url* as smtpmock's PostgreSQL schema 5 did: no word postings."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        _undo_schema_6(conn)
+        conn.execute("DELETE FROM smtpmock_schema WHERE version > 5")
+
+
 def back_to_schema_4(url: str) -> None:
     """Leave the store at *url* as smtpmock's PostgreSQL schema 4 did: the word ids in the
     messages table (migration 5 moves them to a table of their own), no subject flag on the
@@ -278,6 +297,7 @@ def back_to_schema_4(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url) as conn:
+        _undo_schema_6(conn)
         conn.execute("ALTER TABLE smtpmock_messages ADD COLUMN words integer[]")
         conn.execute(
             "UPDATE smtpmock_messages m SET words = t.words FROM smtpmock_terms t "
@@ -299,6 +319,7 @@ def back_to_schema_1(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url) as conn:
+        _undo_schema_6(conn)
         conn.execute("DROP TABLE smtpmock_terms")
         conn.execute("DROP TABLE smtpmock_words")
         conn.execute("ALTER TABLE smtpmock_messages DROP COLUMN read, DROP COLUMN tags")

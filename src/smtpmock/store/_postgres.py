@@ -75,13 +75,17 @@ from ._trigrams import TrigramShares, rarest, windows
 if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
+    from pyroaring import BitMap
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 log = logging.getLogger("smtpmock.store.postgres")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _LOCK_KEY = 0x736D_7470_6D6F_636B  # "smtpmock": the advisory lock taken around schema changes
+_MERGE_KEY = _LOCK_KEY + 1  # held by the instance writing word postings (_postings)
+_MERGE_INTERVAL = 60.0  # seconds between merge rounds when no add asks for one (gone seqs)
+_MERGE_BACKOFF = (1.0, 30.0)  # first and longest wait after a failed merge round
 _MAX_PAYLOAD = 7000  # bytes of one NOTIFY payload (PostgreSQL's limit is 8000)
 _LISTEN_BACKOFF = (0.05, 2.0)  # first and longest wait between reconnections of the listener
 _HEALTH_INTERVAL = 15.0  # seconds of silence after which the listener checks its connection
@@ -253,6 +257,38 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
         # rewritten: dropping a column does not rewrite the table.)
         "ALTER TABLE smtpmock_messages DROP COLUMN words",
     ),
+    # 6: word postings, per block of seqs, as bitmaps (``_postings``): a needle's words ORed
+    # at memory speed where GIN reads each (message, word) entry; F, the seqs up to which
+    # the postings hold the words (those above stay in smtpmock_terms); the seqs deleted,
+    # noted by a trigger whatever deletes them (the postings are never rewritten).
+    (
+        "ALTER TABLE smtpmock_state ADD COLUMN frozen bigint NOT NULL DEFAULT 0",
+        """CREATE TABLE smtpmock_postings (
+            word integer NOT NULL,
+            block bigint NOT NULL,
+            seqs bytea NOT NULL,
+            PRIMARY KEY (word, block)
+        )""",
+        # Compressed bitmaps already: never compressed again.
+        "ALTER TABLE smtpmock_postings ALTER COLUMN seqs SET STORAGE EXTERNAL",
+        """CREATE TABLE smtpmock_blocks (
+            hi bigint PRIMARY KEY,
+            lo bigint NOT NULL,
+            dead bytea
+        )""",
+        "CREATE TABLE smtpmock_gone (seq bigint PRIMARY KEY)",
+        # SET search_path FROM CURRENT: the store's own schema, whichever session deletes.
+        """CREATE FUNCTION smtpmock_note_gone() RETURNS trigger LANGUAGE plpgsql
+            SET search_path FROM CURRENT AS $$
+        BEGIN
+            INSERT INTO smtpmock_gone (seq) SELECT seq FROM removed ON CONFLICT DO NOTHING;
+            RETURN NULL;
+        END
+        $$""",
+        "CREATE TRIGGER smtpmock_messages_gone AFTER DELETE ON smtpmock_messages "
+        "REFERENCING OLD TABLE AS removed FOR EACH STATEMENT "
+        "EXECUTE FUNCTION smtpmock_note_gone()",
+    ),
 )
 
 # Search terms that are not substring matches (no trigram index serves them; "is" and "tag":
@@ -265,6 +301,8 @@ _UNREAD = Term("is", "unread", False)
 _MemoKey = tuple[tuple[Term, ...], int, "int | None"]
 # PostgresStore._lookup: (field: "" or "subject", needle) -> the ids of its words
 _Lookup = dict[tuple[str, str], "list[int] | None"]
+# PostgresStore._frozen_words: F, and each free-text needle's messages up to F
+_Frozen = tuple[int, dict[str, "BitMap"]]
 
 
 def _words_only(query: Search | None, words: _Lookup) -> bool:
@@ -365,16 +403,18 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
-def _load_drivers() -> tuple[Any, Any]:
+def _load_drivers() -> tuple[Any, Any, Any]:
     try:
         import psycopg
         import psycopg_pool
+
+        from . import _postings
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise ConfigurationError(
-            "a postgresql:// store needs psycopg 3 and psycopg_pool: "
+            "a postgresql:// store needs psycopg 3, psycopg_pool and pyroaring: "
             "pip install 'smtpmock[postgres]'"
         ) from exc
-    return psycopg, psycopg_pool
+    return psycopg, psycopg_pool, _postings
 
 
 def describe_url(url: str) -> str:
@@ -544,7 +584,9 @@ _MANY_WORDS = 1_000  # a needle in more words is matched on the texts (PostgresS
 _OVERLAP_SCANS = 128  # index scans at most for one needle's words (_overlap)
 
 
-def _overlap(ids: list[int], *, terms: bool, column: str = "words") -> tuple[str, list[object]]:
+def _overlap(
+    ids: list[int], *, terms: bool, column: str = "words", above: int = 0
+) -> tuple[str, list[object]]:
     """The messages holding one of the words *ids* (in *column* of ``smtpmock_terms``: the
     free text's ``words`` or the ``subject_words``): over the messages, or over
     ``smtpmock_terms`` (as ``m``) when a query has only words (:func:`_words_only`).
@@ -553,7 +595,10 @@ def _overlap(ids: list[int], *, terms: bool, column: str = "words") -> tuple[str
     (it takes the least of all the ids' lists at each step): 110 ms for the 125 words that
     hold ``jorlo`` (99.8k messages at 100k). One scan per id (or per group of ids, up to
     ``_OVERLAP_SCANS`` scans), each reading its lists once into a bitmap, PostgreSQL then
-    ORing the bitmaps: 60 ms."""
+    ORing the bitmaps: 60 ms.
+
+    *above*: only the messages above this seq (those at or below are in the postings, see
+    ``_postings``); over ``smtpmock_terms`` the caller bounds the seqs itself."""
     size = max(1, -(-len(ids) // _OVERLAP_SCANS))
     groups: list[object] = [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
     held = f"m.{column}" if terms else f"t.{column}"
@@ -564,8 +609,9 @@ def _overlap(ids: list[int], *, terms: bool, column: str = "words") -> tuple[str
         # The matches found once, through the index, then joined (a hash join, negated or
         # not): the fence keeps the planner from testing each message's ids instead, which
         # it thinks cheap and which reads them out of TOAST: 60 us a message, 6 s at 100k.
+        bound = f"t.seq > {int(above)} AND " if above else ""
         sql = (
-            f"EXISTS (SELECT 1 FROM (SELECT t.seq FROM smtpmock_terms t WHERE {sql} "
+            f"EXISTS (SELECT 1 FROM (SELECT t.seq FROM smtpmock_terms t WHERE {bound}{sql} "
             "OFFSET 0) w WHERE w.seq = m.seq)"
         )
     return sql, groups
@@ -598,7 +644,9 @@ class PostgresStore(Store):
         reconnect_timeout: float = 5.0,
     ) -> None:
         super().__init__(retention)
-        pg, pool = _load_drivers()
+        pg, pool, postings = _load_drivers()
+        self._postings = postings
+        self._block: int = postings.BLOCK
         self.url = url
         self.description = describe_url(url)
         self._psycopg = pg
@@ -648,10 +696,11 @@ class PostgresStore(Store):
                     "SELECT generation, (SELECT coalesce(max(seq), 0) FROM smtpmock_messages),"
                     " current_schema(), coalesce((SELECT pg_has_role(current_user, relowner, "
                     "'USAGE') FROM pg_class WHERE oid = to_regclass('smtpmock_terms_words')), "
-                    "false) FROM smtpmock_state"
+                    "false), frozen FROM smtpmock_state"
                 ).fetchone()
             assert row is not None
             self.generation, self._last_seq = int(row[0]), int(row[1])
+            self._frozen_seen = int(row[4])  # F, as this instance last saw it
             # gin_clean_pending_list is the index owner's (or a member's) only.
             self._merge_allowed = bool(row[3])
             if not self._merge_allowed:
@@ -667,6 +716,16 @@ class PostgresStore(Store):
             target=self._listen, name="smtpmock-postgres-listen", daemon=True
         )
         self._listener.start()
+        # The word postings' writer (_postings): asked by adds that fill a block, and at
+        # start (a migrated store, or a round an earlier process did not finish).
+        self._merge_wake = threading.Event()
+        self._merge_wake.set()
+        self._merge_conn: psycopg.Connection[Any] | None = None
+        self._emptied_last = False
+        self._merger = threading.Thread(
+            target=self._merge_loop, name="smtpmock-postgres-merge", daemon=True
+        )
+        self._merger.start()
 
     # --------------------------------------------------------------------- connections
 
@@ -835,6 +894,8 @@ class PostgresStore(Store):
             raise
         for message, seq in zip(messages, ordered, strict=True):
             message.seq = seq
+        if ordered[-1] - self._frozen_seen >= self._block:
+            self._merge_wake.set()
         with self.changed:
             self._last_seq = max(self._last_seq, ordered[-1])
             self._remember_local(ordered)
@@ -950,19 +1011,25 @@ class PostgresStore(Store):
 
     def delete_matching(self, query: Search) -> int:
         """Delete the messages matching *query* in one statement; return how many there were."""
-        where, params = self._where(query)
-        return self._delete_where(where, params, query=query)
+        return self._delete_where(None, [], query=query)
 
     def _delete_where(
         self,
-        where: str,
+        where: str | None,
         params: list[object],
         mailbox: str | None = None,
         *,
         query: Search | None = None,
     ) -> int:
+        """Delete the messages matching *where* (``None``: *query*'s condition, made under
+        the lock: F cannot move while it is held)."""
         with self._connection() as conn, conn.transaction():
             conn.execute("SELECT 1 FROM smtpmock_state FOR UPDATE")  # the writers' lock first
+            if where is None:
+                words = self._lookup(query, conn)
+                where, params = self._where(
+                    query, words=words, frozen=self._frozen_words(conn, words)
+                )
             self._plan(conn, query)
             rows = conn.execute(
                 f"DELETE FROM smtpmock_messages m WHERE {where} RETURNING m.id, m.size",
@@ -993,6 +1060,13 @@ class PostgresStore(Store):
             conn.execute("DELETE FROM smtpmock_terms")
             cur = conn.execute("DELETE FROM smtpmock_messages")
             count = max(cur.rowcount, 0)
+            # The postings too: nothing up to F is left. (The gone seqs above F stay: a block
+            # being written from a snapshot taken before this needs them.)
+            conn.execute("DELETE FROM smtpmock_postings")
+            conn.execute("DELETE FROM smtpmock_blocks")
+            conn.execute(
+                "DELETE FROM smtpmock_gone WHERE seq <= (SELECT frozen FROM smtpmock_state)"
+            )
             state = conn.execute(
                 "UPDATE smtpmock_state SET messages = 0, bytes = 0, "
                 "generation = generation + 1 RETURNING generation"
@@ -1005,6 +1079,85 @@ class PostgresStore(Store):
             self.changed.notify_all()
         self._emit(StoreEvent("cleared"))
         return count
+
+    # --------------------------------------------------------------------- word postings
+
+    def _merge_loop(self) -> None:
+        """Write the word postings of every full block (``_postings``), in the background: a
+        round when an add has filled a block, and every minute (for the gone seqs)."""
+        delay = _MERGE_BACKOFF[0]
+        while not self._closing.is_set():
+            self._merge_wake.wait(_MERGE_INTERVAL)
+            if self._closing.is_set():
+                return
+            self._merge_wake.clear()
+            try:
+                self._merge()
+            except Exception as exc:  # the database lost, a statement cancelled: retried
+                if self._closing.is_set():
+                    return
+                log.warning(
+                    "%s: writing word postings failed (%s); retrying in %gs",
+                    self.description,
+                    str(exc).strip() or exc.__class__.__name__,
+                    delay,
+                )
+                self._closing.wait(delay)
+                delay = min(delay * 2, _MERGE_BACKOFF[1])
+                self._merge_wake.set()
+            else:
+                delay = _MERGE_BACKOFF[0]
+
+    def _merge(self) -> None:
+        """One round, on a connection of its own, if no other instance is having one: the
+        full blocks above F written, their terms rows emptied (then VACUUM, so that the word
+        index forgets them), the gone seqs folded (:func:`_postings.compact`)."""
+        postings = self._postings
+        with self._psycopg.connect(
+            self._conninfo, autocommit=True, connect_timeout=max(2, int(self._timeout))
+        ) as conn:
+            _configure(conn)
+            self._merge_conn = conn
+            try:
+                locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_MERGE_KEY,)).fetchone()
+                if not locked or not locked[0]:
+                    return
+                wrote = False
+                try:
+                    last = conn.execute(
+                        "SELECT lo, hi FROM smtpmock_blocks ORDER BY hi DESC LIMIT 1"
+                    ).fetchone()
+                    if last is not None and not self._emptied_last:
+                        # A round cut short between writing a block and emptying its rows.
+                        postings.empty_terms(conn, int(last[0]), int(last[1]))
+                    self._emptied_last = True
+                    while not self._closing.is_set():
+                        row = conn.execute(
+                            "SELECT frozen, (SELECT coalesce(max(seq), 0) FROM "
+                            "smtpmock_messages) FROM smtpmock_state"
+                        ).fetchone()
+                        assert row is not None
+                        lo, latest = int(row[0]), int(row[1])
+                        self._frozen_seen = lo
+                        hi = lo + self._block
+                        # Every seq up to the highest committed one is final (commit order).
+                        if latest < hi or hi > postings.MAX_SEQ:
+                            break
+                        block = postings.build(conn, lo, hi)
+                        if self._closing.is_set() or not postings.freeze(conn, lo, hi, block):
+                            continue
+                        postings.empty_terms(conn, lo, hi)
+                        self._frozen_seen = hi
+                        wrote = True
+                    gone = conn.execute("SELECT EXISTS (SELECT 1 FROM smtpmock_gone)").fetchone()
+                    if gone and gone[0]:
+                        postings.compact(conn)
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_MERGE_KEY,))
+                if wrote and self._merge_allowed and not self._closing.is_set():
+                    conn.execute("VACUUM (ANALYZE) smtpmock_terms")
+            finally:
+                self._merge_conn = None
 
     # --------------------------------------------------------------------- read state, tags
 
@@ -1134,12 +1287,16 @@ class PostgresStore(Store):
         before: int | None = None,
         terms: bool = False,
         words: _Lookup | None = None,
+        frozen: _Frozen | None = None,
     ) -> tuple[str, list[object]]:
         """A condition over ``smtpmock_messages m`` (and its parameters) for *query* and the
-        seq bounds; with *terms*, over ``smtpmock_terms m`` (a query of words only). *words*:
-        the query's :meth:`_lookup`, when the caller has made it."""
+        seq bounds; with *terms*, over ``smtpmock_terms m`` (a query of words only: the
+        messages above F, the caller adds those up to it). *words*: the query's
+        :meth:`_lookup`, when the caller has made it; *frozen*: its :meth:`_frozen_words`
+        (read in the same snapshot as the condition is), when there are postings."""
         if words is None:
             words = self._lookup(query)
+        upto, held = frozen if frozen is not None and not terms else (0, {})
         clauses: list[str] = []
         params: list[object] = []
         if after:
@@ -1149,6 +1306,17 @@ class PostgresStore(Store):
             clauses.append("m.seq <= %s")
             params.append(before)
         if query:
+
+            def word_sql(key: str, ids: list[int]) -> tuple[str, list[object]]:
+                """The messages holding one of the words *ids* of needle *key*: those up to F
+                from the postings (their seqs as an array), the others through the index."""
+                if not upto:
+                    return _overlap(ids, terms=terms)
+                tail, tail_params = _overlap(ids, terms=False, above=upto)
+                return f"(m.seq IN (SELECT unnest(?::bigint[])) OR {tail})", [
+                    list(held[key]),
+                    *tail_params,
+                ]
 
             def text_sql(field: str, needle: str) -> tuple[str, list[object]]:
                 needle = _text(needle)
@@ -1164,14 +1332,15 @@ class PostgresStore(Store):
                     ids = words[("", needle)]
                     if ids is None:
                         return "strpos(m.free_text, ?) > 0", [needle]
-                    return _overlap(ids, terms=terms)
+                    return word_sql(needle, ids)
                 parts = tokens(needle)
-                ids = words.get(("", max(parts, key=len))) if parts else None
+                longest = max(parts, key=len) if parts else ""
+                ids = words.get(("", longest)) if parts else None
                 if ids is None:
                     return like, [_like(needle)]
                 # Across words: its longest word part lies inside one word of every match
                 # (narrows through the word index); the text itself decides.
-                sql, ids_params = _overlap(ids, terms=terms)
+                sql, ids_params = word_sql(longest, ids)
                 return f"{sql} AND {like}", [*ids_params, _like(needle)]
 
             sql, query_params = query.sql(text_sql, _state_sql)
@@ -1188,13 +1357,113 @@ class PostgresStore(Store):
         *,
         after: int = 0,
         before: int | None = None,
-    ) -> tuple[str, list[object], bool]:
+    ) -> tuple[str, list[object], bool, BitMap | None]:
         """:meth:`_where` for *query*, its words looked up on *conn*: over ``smtpmock_terms``
-        when the query has only words (the third value says so), else over the messages."""
+        when the query has only words (the third value says so), else over the messages.
+
+        When the postings hold messages (``_postings``) and the query has only words, the
+        condition is the messages above F, and the fourth value the matches up to F (from
+        the postings, in the seq bounds): the matches are both. (Else it is ``None``.)"""
         words = self._lookup(query, conn)
         terms = _words_only(query, words)
-        where, params = self._where(query, after=after, before=before, terms=terms, words=words)
-        return where, params, terms
+        frozen = self._frozen_words(conn, words)
+        if terms and frozen[0] and query is not None:
+            below = self._frozen_matches(conn, query, words, frozen, after=after, before=before)
+            where, params = self._where(
+                query, after=max(after, frozen[0]), before=before, terms=True, words=words
+            )
+            return where, params, True, below
+        where, params = self._where(
+            query, after=after, before=before, terms=terms, words=words, frozen=frozen
+        )
+        return where, params, terms, None
+
+    def _frozen_words(self, conn: psycopg.Connection[Any], words: _Lookup) -> _Frozen:
+        """F, and for each free-text needle looked up in *words* the messages up to F holding
+        one of its words (from the postings, the gone ones taken out), read on *conn*: ``(0,
+        {})`` when no message is in the postings or no needle has words."""
+        needles = [needle for (field, needle), ids in words.items() if not field and ids]
+        if not needles:
+            return 0, {}
+        postings = self._postings
+        upto = postings.frozen(conn)
+        if not upto:
+            return 0, {}
+        gone = postings.removed(conn, upto)
+        held: dict[str, BitMap] = {}
+        for needle in needles:
+            ids = words[("", needle)]
+            assert ids is not None
+            found = postings.held(conn, ids)
+            found -= gone
+            held[needle] = found
+        # A needle whose words are in no message: nothing up to F either.
+        held.update({needle: postings.BitMap() for (field, needle), ids in words.items()
+                     if not field and ids is not None and not ids})  # fmt: skip
+        return upto, held
+
+    def _frozen_matches(
+        self,
+        conn: psycopg.Connection[Any],
+        query: Search,
+        words: _Lookup,
+        frozen: _Frozen,
+        *,
+        after: int,
+        before: int | None,
+    ) -> BitMap:
+        """The matches up to F of *query*, a query of words only (every term a needle inside
+        words, none negated): its free-text needles' postings, ANDed, and its subject
+        needles' messages up to F (from the subject index), within the seq bounds."""
+        upto, held = frozen
+        postings = self._postings
+        found: BitMap | None = None
+        subjects: list[list[int]] = []
+        for term in query.terms:
+            needle = _text(term.value.lower())
+            if term.field.lower():
+                ids = words[("subject", needle)]
+                assert ids is not None
+                subjects.append(ids)
+                continue
+            mine = held[needle]
+            found = postings.BitMap(mine) if found is None else found & mine
+        # (F is only read for a query with a free-text needle: _frozen_words.)
+        assert found is not None
+        for ids in subjects:
+            if not found:
+                break
+            sql, params = _overlap(ids, terms=True, column="subject_words")
+            sql = sql.replace("?", "%s")
+            rows = conn.execute(
+                f"SELECT m.seq FROM smtpmock_terms m WHERE m.seq <= %s AND {sql}", [upto, *params]
+            ).fetchall()
+            found &= postings.BitMap(int(row[0]) for row in rows)
+        found.remove_range(0, after + 1)
+        if before is not None and before < upto:
+            found.remove_range(before + 1, upto + 1)
+        return found
+
+    def _all_matches(
+        self,
+        conn: psycopg.Connection[Any],
+        query: Search | None,
+        where: str,
+        params: list[object],
+        below: BitMap,
+    ) -> BitMap:
+        """Every match of a query of words only: *below* (its matches up to F, see
+        :meth:`_conditions`) and those above F (*where*, over ``smtpmock_terms``)."""
+        self._plan(conn, query)
+        rows = conn.execute(f"SELECT m.seq FROM {_matching(where, terms=True)}", params).fetchall()
+        found: BitMap = self._postings.BitMap(int(row[0]) for row in rows)
+        found |= below
+        return found
+
+    def _snapshot(self, conn: psycopg.Connection[Any]) -> None:
+        """One snapshot for the reads of this transaction (its first statement): the word
+        lookup, F and the postings, and the statements that use them."""
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     def _lookup(self, query: Search | None, conn: psycopg.Connection[Any] | None = None) -> _Lookup:
         """The ids of the words containing each free-text or subject needle of *query* (a
@@ -1362,14 +1631,18 @@ class PostgresStore(Store):
         # With words: the matches first (as pages and counts find them), then their rows, by
         # seq (where a nested loop is what is wanted).
         with self._connection() as conn, conn.transaction():
-            where, params, terms = self._conditions(conn, query, after=after, before=before)
+            self._snapshot(conn)
+            where, params, terms, below = self._conditions(conn, query, after=after, before=before)
             self._plan(conn, query)
-            seqs = [
-                int(row[0])
-                for row in conn.execute(
-                    f"SELECT m.seq FROM {_matching(where, terms=terms)}", params
-                ).fetchall()
-            ]
+            if below is not None:
+                seqs = list(self._all_matches(conn, query, where, params, below))
+            else:
+                seqs = [
+                    int(row[0])
+                    for row in conn.execute(
+                        f"SELECT m.seq FROM {_matching(where, terms=terms)}", params
+                    ).fetchall()
+                ]
             conn.execute("SET LOCAL enable_nestloop = on")
             rows = conn.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM {_FROM_MESSAGES} WHERE m.seq = ANY(%s) "
@@ -1392,6 +1665,7 @@ class PostgresStore(Store):
             query = Search(query.query, tuple(t for t in query.terms if t != _UNREAD))
         key = _memo_key(query, after, before)
         with self._connection() as conn, conn.transaction():
+            self._snapshot(conn)
             conn.execute("SET LOCAL enable_seqscan = off")  # the read messages: their index
             counted = self._counted
             if unread and key is not None and counted[0] == key:
@@ -1403,7 +1677,12 @@ class PostgresStore(Store):
                 ).fetchone()
                 if row is not None and (int(row[0]), int(row[1])) == counted[1] and not row[2]:
                     return counted[2]
-            where, params, terms = self._conditions(conn, query, after=after, before=before)
+            where, params, terms, below = self._conditions(conn, query, after=after, before=before)
+            if below is not None:
+                matches = self._all_matches(conn, query, where, params, below)
+                if unread:
+                    return len(matches) - matches.intersection_cardinality(self._read(conn))
+                return len(matches)
             return self._count(conn, query, where, params, terms=terms, key=key, minus_read=unread)
 
     def _count_with_page(
@@ -1501,6 +1780,7 @@ class PostgresStore(Store):
     ) -> Page:
         order = "DESC" if newest_first else "ASC"
         with self._connection() as conn, conn.transaction():
+            self._snapshot(conn)
             if not query and not after:
                 state = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
                 total = int(state[0]) if state else 0
@@ -1511,8 +1791,13 @@ class PostgresStore(Store):
                     [start, *([limit] if limit is not None else [])],
                 ).fetchall()
             else:
-                where, params, terms = self._conditions(conn, query, after=after)
+                where, params, terms, below = self._conditions(conn, query, after=after)
                 end = start + limit if limit is not None else None
+                if below is not None:
+                    matches = self._all_matches(conn, query, where, params, below)
+                    total = len(matches)
+                    seqs = self._postings.seqs_of(matches, start, end, newest_first=newest_first)
+                    return Page(total, _summaries(self._summary_rows(conn, seqs, order)))
                 total, seqs = self._count_with_page(
                     conn,
                     query,
@@ -1550,13 +1835,20 @@ class PostgresStore(Store):
             # One snapshot for the statements below (what _listing_sql reads decides the shape
             # of the listing's statement).
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            sql, args = self._listing_sql(conn, matches, start, limit, mailbox=mailbox)
+            sql, args, found = self._listing_sql(conn, matches, start, limit, mailbox=mailbox)
             # The partial indexes of the read and the tagged messages; the query's own.
             conn.execute("SET LOCAL enable_seqscan = off")
             self._plan(conn, matches)
             row = conn.execute(sql, args).fetchone()
             assert row is not None
             stored, read_count, tags, total, read_matches, seqs = row
+            if found is not None:  # the matches, from the postings and above F
+                total = len(found)
+                read_matches = (
+                    found.intersection_cardinality(self._read(conn)) if int(read_count) else 0
+                )
+                end = start + limit if limit is not None else None
+                seqs = self._postings.seqs_of(found, start, end, newest_first=True)
             rows = self._summary_rows(conn, [int(seq) for seq in seqs or ()], "DESC")
         stored, read_count = int(stored), int(read_count)
         page = Page(int(total), _summaries(rows))
@@ -1572,10 +1864,11 @@ class PostgresStore(Store):
         limit: int | None,
         *,
         mailbox: str | None,
-    ) -> tuple[str, list[object]]:
+    ) -> tuple[str, list[object], BitMap | None]:
         """:meth:`_listing`'s statement: the figures (those of *mailbox* when given: then
         *query* holds its ``mailbox:`` term), the tags, the matches' count, their read ones
-        and the page's seqs."""
+        and the page's seqs; or, for a query of words only when the postings hold messages,
+        the figures and the tags, and the matches themselves (the third value)."""
         within, within_params = ("", []) if mailbox is None else (" AND mailbox = %s", [mailbox])
         figures = (
             f"(SELECT count(*) FROM smtpmock_messages WHERE read{within}), "
@@ -1588,8 +1881,12 @@ class PostgresStore(Store):
                 f"SELECT s.messages, {figures}s.messages, 0, ARRAY(SELECT seq FROM "
                 "smtpmock_messages ORDER BY seq DESC OFFSET %s LIMIT %s) FROM smtpmock_state s"
             )
-            return sql, [*figures_params, start, limit]
-        where, params, terms = self._conditions(conn, query)
+            return sql, [*figures_params, start, limit], None
+        where, params, terms, below = self._conditions(conn, query)
+        if below is not None:
+            found = self._all_matches(conn, query, where, params, below)
+            sql = f"SELECT s.messages, {figures}0, 0, NULL::bigint[] FROM smtpmock_state s"
+            return sql, figures_params, found
         # The read matches: few, as the read messages are. Over smtpmock_terms (no read
         # column), a hash join with the read ones (from their partial index), when there is
         # one (the join took 2 ms for 12k matches, 4 for 100k).
@@ -1617,7 +1914,13 @@ class PostgresStore(Store):
             f"(SELECT count(*) AS n, count(*) FILTER (WHERE {read}) AS read_n, "
             f"{seqs_sql} AS seqs FROM {_matching(where, terms=terms, join=join)}) c"
         )
-        return sql, [*stored_params, *figures_params, *seqs_params, *params]
+        return sql, [*stored_params, *figures_params, *seqs_params, *params], None
+
+    def _read(self, conn: psycopg.Connection[Any]) -> BitMap:
+        """The read messages' seqs (their partial index)."""
+        rows = conn.execute("SELECT seq FROM smtpmock_messages WHERE read").fetchall()
+        read: BitMap = self._postings.BitMap(int(row[0]) for row in rows)
+        return read
 
     @staticmethod
     def _any_read(conn: psycopg.Connection[Any]) -> bool:
@@ -1831,7 +2134,13 @@ class PostgresStore(Store):
         self._closing.set()
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
+        self._merge_wake.set()
+        merging = self._merge_conn
+        if merging is not None:  # a block being read or written, a VACUUM: cut short
+            with contextlib.suppress(Exception):
+                merging.cancel_safe(timeout=2.0)
         self._listener.join(timeout=10)
+        self._merger.join(timeout=10)
         self._pool.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
