@@ -609,7 +609,9 @@ def _overlap(
         # The matches found once, through the index, then joined (a hash join, negated or
         # not): the fence keeps the planner from testing each message's ids instead, which
         # it thinks cheap and which reads them out of TOAST: 60 us a message, 6 s at 100k.
-        bound = f"t.seq > {int(above)} AND " if above else ""
+        # (seq + 0: not through the primary key, which would read each message's ids out
+        # of TOAST; the word index finds the few messages above F.)
+        bound = f"t.seq + 0 > {int(above)} AND " if above else ""
         sql = (
             f"EXISTS (SELECT 1 FROM (SELECT t.seq FROM smtpmock_terms t WHERE {bound}{sql} "
             "OFFSET 0) w WHERE w.seq = m.seq)"
@@ -1288,12 +1290,14 @@ class PostgresStore(Store):
         terms: bool = False,
         words: _Lookup | None = None,
         frozen: _Frozen | None = None,
+        above: int = 0,
     ) -> tuple[str, list[object]]:
         """A condition over ``smtpmock_messages m`` (and its parameters) for *query* and the
         seq bounds; with *terms*, over ``smtpmock_terms m`` (a query of words only: the
         messages above F, the caller adds those up to it). *words*: the query's
         :meth:`_lookup`, when the caller has made it; *frozen*: its :meth:`_frozen_words`
-        (read in the same snapshot as the condition is), when there are postings."""
+        (read in the same snapshot as the condition is), when there are postings; *above*:
+        with *terms*, only the messages above this seq (F)."""
         if words is None:
             words = self._lookup(query)
         upto, held = frozen if frozen is not None and not terms else (0, {})
@@ -1302,6 +1306,10 @@ class PostgresStore(Store):
         if after:
             clauses.append("m.seq > %s")
             params.append(after)
+        if above:
+            # Over smtpmock_terms, the messages above F (seq + 0: see _overlap).
+            clauses.append("m.seq + 0 > %s")
+            params.append(above)
         if before is not None:
             clauses.append("m.seq <= %s")
             params.append(before)
@@ -1313,7 +1321,7 @@ class PostgresStore(Store):
                 if not upto:
                     return _overlap(ids, terms=terms)
                 tail, tail_params = _overlap(ids, terms=False, above=upto)
-                return f"(m.seq IN (SELECT unnest(?::bigint[])) OR {tail})", [
+                return f"(m.seq IN (SELECT unnest(%b::bigint[])) OR {tail})", [
                     list(held[key]),
                     *tail_params,
                 ]
@@ -1370,7 +1378,7 @@ class PostgresStore(Store):
         if terms and frozen[0] and query is not None:
             below = self._frozen_matches(conn, query, words, frozen, after=after, before=before)
             where, params = self._where(
-                query, after=max(after, frozen[0]), before=before, terms=True, words=words
+                query, after=after, above=frozen[0], before=before, terms=True, words=words
             )
             return where, params, True, below
         where, params = self._where(

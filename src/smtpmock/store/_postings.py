@@ -51,7 +51,8 @@ __all__ = [
 
 BLOCK = 8_192  # seqs per block: the newest messages (up to ~1 block) are searched through GIN
 MAX_SEQ = 2**32 - 1  # the bitmaps hold 32-bit seqs: blocks stop below this
-_READ_ROWS = 512  # terms rows read at once while building a block
+_READ_ROWS = 256  # terms rows read at once while building a block (~300k ids)
+_WRITE_ROWS = 2_000  # postings rows per INSERT
 _EMPTY_ROWS = 1_024  # terms rows emptied per transaction (row locks held that long)
 
 
@@ -64,7 +65,10 @@ def frozen(conn: psycopg.Connection[Any]) -> int:
 def removed(conn: psycopg.Connection[Any], upto: int) -> BitMap:
     """The seqs up to *upto* that the postings may hold and that are gone."""
     gone = BitMap()
-    for (dead,) in conn.execute("SELECT dead FROM smtpmock_blocks WHERE dead IS NOT NULL"):
+    dead_rows = conn.execute(
+        "SELECT dead FROM smtpmock_blocks WHERE dead IS NOT NULL", binary=True
+    ).fetchall()
+    for (dead,) in dead_rows:
         gone |= BitMap.deserialize(bytes(dead))
     rows = conn.execute("SELECT seq FROM smtpmock_gone WHERE seq <= %s", (upto,)).fetchall()
     if rows:
@@ -75,7 +79,7 @@ def removed(conn: psycopg.Connection[Any], upto: int) -> BitMap:
 def held(conn: psycopg.Connection[Any], ids: list[int]) -> BitMap:
     """The seqs the postings give for the words *ids* (some may be gone: see :func:`removed`)."""
     rows = conn.execute(
-        "SELECT seqs FROM smtpmock_postings WHERE word = ANY(%s)", (ids,)
+        "SELECT seqs FROM smtpmock_postings WHERE word = ANY(%s)", (ids,), binary=True
     ).fetchall()
     if not rows:
         return BitMap()
@@ -91,7 +95,9 @@ def build(conn: psycopg.Connection[Any], lo: int, hi: int) -> dict[int, BitMap]:
     while at < hi:
         top = min(at + _READ_ROWS, hi)
         rows = conn.execute(
-            "SELECT seq, words FROM smtpmock_terms WHERE seq > %s AND seq <= %s", (at, top)
+            "SELECT seq, words FROM smtpmock_terms WHERE seq > %s AND seq <= %s",
+            (at, top),
+            binary=True,  # the ids as binary int4: a quarter of the time of their text
         ).fetchall()
         for seq, words in rows:
             for word in words:
@@ -131,11 +137,12 @@ class _Stale(Exception):
 def _write_block(
     conn: psycopg.Connection[Any], lo: int, hi: int, words: list[int], data: list[bytes]
 ) -> None:
-    conn.execute(
-        "INSERT INTO smtpmock_postings (word, block, seqs) "
-        "SELECT u.word, %s, u.seqs FROM unnest(%s::int[], %s::bytea[]) AS u(word, seqs)",
-        (hi, words, data),
-    )
+    for k in range(0, len(words), _WRITE_ROWS):
+        conn.execute(
+            "INSERT INTO smtpmock_postings (word, block, seqs) "
+            "SELECT u.word, %s, u.seqs FROM unnest(%s::int[], %s::bytea[]) AS u(word, seqs)",
+            (hi, words[k : k + _WRITE_ROWS], data[k : k + _WRITE_ROWS]),
+        )
     conn.execute("INSERT INTO smtpmock_blocks (hi, lo) VALUES (%s, %s)", (hi, lo))
     # Last: the state row lock waits for the writer holding it, and is held to the commit.
     moved = conn.execute(
