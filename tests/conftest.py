@@ -105,12 +105,24 @@ def _postgres_store(_tmp: Path, retention: Retention | None) -> Store:
     return postgres_store(retention)
 
 
+def _postgres_postings_store(_tmp: Path, retention: Retention | None) -> Store:
+    """PostgreSQL with blocks of 4 seqs (8,192 in use): most messages of a test's corpus are
+    in the word postings, written in the background while the test runs."""
+    from tests.pg import postgres_store
+
+    store = postgres_store(retention)
+    store._block = 4  # type: ignore[attr-defined]
+    store._merge_wake.set()  # type: ignore[attr-defined]
+    return store
+
+
 # Every backend the contract suite (tests/test_store_contract.py) runs against: name ->
 # maker(fresh temporary directory, retention). A backend with a service adds itself here.
 STORE_BACKENDS: dict[str, Callable[[Path, Retention | None], Store]] = {
     "memory": _memory_store,
     "sqlite": _sqlite_store,
     "postgresql": _postgres_store,  # skipped without PostgreSQL (failed in CI): tests/pg.py
+    "postgresql-postings": _postgres_postings_store,
 }
 
 

@@ -28,7 +28,15 @@ the vocabulary, then ``words && ids``, reading no body; a free-text needle acros
 narrowed the same way by its longest word and the text decides; a needle inside more than
 ``_MANY_WORDS`` words is matched on the texts. When the extension cannot be created (no
 ``postgresql-contrib``, no right to create it), the same queries run as scans, and a log line
-says so. Counts are ``count(*)`` (exact); pages are newest first.
+says so. Counts are exact; pages are newest first.
+
+Word postings. Once a block of 8,192 seqs is full, its free-text word ids move from
+``smtpmock_terms`` to ``smtpmock_postings``: per word, the block's messages holding it, as a
+compressed bitmap (``_postings.py``, written in the background by one instance at a time).
+A needle's messages are then its words' bitmaps ORed (up to F, ``smtpmock_state.frozen``)
+and the word index's answer above F, read in one snapshot: a word inside 140 words held by
+every message is counted from ~1,700 bitmaps rather than 600k index entries. A query of
+words only counts and pages from the bitmap; any other gets the seqs as an array.
 
 Change feed. Every write sends a ``NOTIFY`` in its transaction (delivered at commit, in commit
 order) carrying kinds, seqs, ids and the shared generation, never message contents. Each
@@ -2146,7 +2154,8 @@ class PostgresStore(Store):
         merging = self._merge_conn
         if merging is not None:  # a block being read or written, a VACUUM: cut short
             with contextlib.suppress(Exception):
-                merging.cancel_safe(timeout=2.0)
+                cancel = getattr(merging, "cancel_safe", None)  # psycopg 3.2; 3.1: cancel()
+                cancel() if cancel is not None else merging.cancel()
         self._listener.join(timeout=10)
         self._merger.join(timeout=10)
         self._pool.close()
