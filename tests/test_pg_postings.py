@@ -272,12 +272,13 @@ def test_a_block_read_before_a_delete_and_written_after_it(
             add([store, memory], corpus(BLOCK, seed=7, first=40))
             assert frozen(pg_url)[0] == lo
             block = _postings.build(conn, lo, lo + BLOCK)
+            words = list(block)  # (freeze empties the dict as it writes)
             inside = [m for m in store.messages() if lo < m.seq <= lo + BLOCK]
             victims = [m.id for m in inside[:3]]
             assert store.delete(victims) == memory.delete(victims) == 3
             assert _postings.freeze(conn, lo, lo + BLOCK, block)
             # The block holds the deleted messages (the gone seqs take them out).
-            held = _postings.held(conn, list(block))
+            held = _postings.held(conn, words)
             assert {m.seq for m in inside[:3]} <= set(held)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MERGE_KEY,))

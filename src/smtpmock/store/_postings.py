@@ -114,17 +114,11 @@ def build(conn: psycopg.Connection[Any], lo: int, hi: int) -> dict[int, BitMap]:
 
 
 def freeze(conn: psycopg.Connection[Any], lo: int, hi: int, postings: dict[int, BitMap]) -> bool:
-    """Write the block *lo* < seq <= *hi* and move *F* from *lo* to *hi*, in one transaction;
-    ``False`` (nothing written) if *F* is no longer *lo*."""
-    words = list(postings)
-    data: list[bytes] = []
-    for word in words:
-        bitmap = postings[word]
-        bitmap.run_optimize()
-        data.append(bitmap.serialize())
+    """Write the block *lo* < seq <= *hi* (*postings*, emptied on the way) and move *F* from
+    *lo* to *hi*, in one transaction; ``False`` (nothing written) if *F* is no longer *lo*."""
     try:
         with conn.transaction():
-            _write_block(conn, lo, hi, words, data)
+            _write_block(conn, lo, hi, postings)
     except _Stale:
         return False
     return True
@@ -135,13 +129,22 @@ class _Stale(Exception):
 
 
 def _write_block(
-    conn: psycopg.Connection[Any], lo: int, hi: int, words: list[int], data: list[bytes]
+    conn: psycopg.Connection[Any], lo: int, hi: int, postings: dict[int, BitMap]
 ) -> None:
+    """(Each bitmap serialized as its rows are sent, and dropped then: the block is in memory
+    once, as bitmaps.)"""
+    words = sorted(postings)
     for k in range(0, len(words), _WRITE_ROWS):
+        batch = words[k : k + _WRITE_ROWS]
+        data = []
+        for word in batch:
+            bitmap = postings.pop(word)
+            bitmap.run_optimize()
+            data.append(bitmap.serialize())
         conn.execute(
             "INSERT INTO smtpmock_postings (word, block, seqs) "
-            "SELECT u.word, %s, u.seqs FROM unnest(%s::int[], %s::bytea[]) AS u(word, seqs)",
-            (hi, words[k : k + _WRITE_ROWS], data[k : k + _WRITE_ROWS]),
+            "SELECT u.word, %s, u.seqs FROM unnest(%b::int[], %b::bytea[]) AS u(word, seqs)",
+            (hi, batch, data),
         )
     conn.execute("INSERT INTO smtpmock_blocks (hi, lo) VALUES (%s, %s)", (hi, lo))
     # Last: the state row lock waits for the writer holding it, and is held to the commit.
