@@ -1118,10 +1118,11 @@ class PostgresStore(Store):
             else:
                 delay = _MERGE_BACKOFF[0]
 
-    def _merge(self) -> None:
-        """One round, on a connection of its own, if no other instance is having one: the
-        full blocks above F written, their terms rows emptied (then VACUUM, so that the word
-        index forgets them), the gone seqs folded (:func:`_postings.compact`)."""
+    def _merge(self, *, wait: bool = False) -> None:
+        """One round, on a connection of its own, if no other instance is having one (with
+        *wait*: after it): the full blocks above F written, their terms rows emptied (then
+        VACUUM, so that the word index forgets them), the gone seqs folded
+        (:func:`_postings.compact`)."""
         postings = self._postings
         with self._psycopg.connect(
             self._conninfo, autocommit=True, connect_timeout=max(2, int(self._timeout))
@@ -1129,8 +1130,9 @@ class PostgresStore(Store):
             _configure(conn)
             self._merge_conn = conn
             try:
-                locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_MERGE_KEY,)).fetchone()
-                if not locked or not locked[0]:
+                take = "pg_advisory_lock(%s), true" if wait else "pg_try_advisory_lock(%s)"
+                locked = conn.execute(f"SELECT {take}", (_MERGE_KEY,)).fetchone()
+                if not locked or not locked[-1]:
                     return
                 wrote = False
                 try:
@@ -1164,6 +1166,8 @@ class PostgresStore(Store):
                         postings.compact(conn)
                 finally:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (_MERGE_KEY,))
+                if wrote:
+                    postings.release_memory()
                 if wrote and self._merge_allowed and not self._closing.is_set():
                     conn.execute("VACUUM (ANALYZE) smtpmock_terms")
             finally:
@@ -1472,17 +1476,30 @@ class PostgresStore(Store):
         below: BitMap,
     ) -> BitMap:
         """Every match of a query of words only: *below* (its matches up to F, see
-        :meth:`_conditions`) and those above F (*where*, over ``smtpmock_terms``)."""
-        self._plan(conn, query)
+        :meth:`_conditions`) and those above F (*where*, over ``smtpmock_terms``). (The
+        caller has steered the planner: :meth:`_plan`.)"""
         rows = conn.execute(f"SELECT m.seq FROM {_matching(where, terms=True)}", params).fetchall()
         found: BitMap = self._postings.BitMap(int(row[0]) for row in rows)
         found |= below
         return found
 
-    def _snapshot(self, conn: psycopg.Connection[Any]) -> None:
-        """One snapshot for the reads of this transaction (its first statement): the word
-        lookup, F and the postings, and the statements that use them."""
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a read-only transaction with one snapshot for all its
+        statements (the word lookup, F and the postings, and the statements that use them),
+        begun by its BEGIN (no statement of its own)."""
+        with self._connection() as conn:
+            conn.isolation_level = self._psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            try:
+                with conn.transaction():
+                    yield conn
+            finally:
+                # Back to the defaults for the pool's next user (a broken connection is
+                # discarded by the pool anyway).
+                with contextlib.suppress(self._psycopg.Error):
+                    conn.isolation_level = None
+                    conn.read_only = None
 
     def _lookup(self, query: Search | None, conn: psycopg.Connection[Any] | None = None) -> _Lookup:
         """The ids of the words containing each free-text or subject needle of *query* (a
@@ -1618,7 +1635,9 @@ class PostgresStore(Store):
             )
         )
 
-    def _plan(self, conn: psycopg.Connection[Any], query: Search | None) -> None:
+    def _plan(
+        self, conn: psycopg.Connection[Any], query: Search | None, *, seqscan: bool = False
+    ) -> None:
         """Steer the planner to the trigram indexes for *query* (this transaction only).
 
         Its cost model does not see what a scan costs here (reading each message's text out of
@@ -1629,11 +1648,17 @@ class PostgresStore(Store):
         And no nested loop when *query* has words: the messages holding a word are found once,
         behind a fence (:func:`_overlap`), and a nested loop finds them again for each row of
         its other side; misled by an old estimate (one read message where there were 50), the
-        planner chose one for ``jorlo is:read``: 50 times 45 ms at 100k messages."""
-        if self._indexed(query):
-            conn.execute("SET LOCAL enable_seqscan = off")
+        planner chose one for ``jorlo is:read``: 50 times 45 ms at 100k messages.
+
+        *seqscan*: no sequential scan whatever the query (the caller reads partial indexes).
+        One statement (a round trip is a tenth of a short search)."""
+        settings = []
+        if seqscan or self._indexed(query):
+            settings.append("set_config('enable_seqscan', 'off', true)")
         if _has_words(query):
-            conn.execute("SET LOCAL enable_nestloop = off")
+            settings.append("set_config('enable_nestloop', 'off', true)")
+        if settings:
+            conn.execute(f"SELECT {', '.join(settings)}")
 
     def search(
         self, query: Search | None, *, after: int = 0, before: int | None = None
@@ -1649,10 +1674,9 @@ class PostgresStore(Store):
             return [self._message(*row) for row in rows]
         # With words: the matches first (as pages and counts find them), then their rows, by
         # seq (where a nested loop is what is wanted).
-        with self._connection() as conn, conn.transaction():
-            self._snapshot(conn)
-            where, params, terms, below = self._conditions(conn, query, after=after, before=before)
+        with self._reading() as conn:
             self._plan(conn, query)
+            where, params, terms, below = self._conditions(conn, query, after=after, before=before)
             if below is not None:
                 seqs = list(self._all_matches(conn, query, where, params, below))
             else:
@@ -1683,9 +1707,8 @@ class PostgresStore(Store):
             assert query is not None
             query = Search(query.query, tuple(t for t in query.terms if t != _UNREAD))
         key = _memo_key(query, after, before)
-        with self._connection() as conn, conn.transaction():
-            self._snapshot(conn)
-            conn.execute("SET LOCAL enable_seqscan = off")  # the read messages: their index
+        with self._reading() as conn:
+            self._plan(conn, query, seqscan=True)  # the read messages: their index
             counted = self._counted
             if unread and key is not None and counted[0] == key:
                 # No read message and the same messages as at the last count: that count,
@@ -1720,8 +1743,8 @@ class PostgresStore(Store):
         """The number of messages matching *where*, and the seqs of its page (positions
         *start* to *end* in seq *order*), from one read of the matches: counting visits every
         match anyway, and a second search for the page read the index again (half the time
-        of a search for a recipient at 100k messages) or walked seq order."""
-        self._plan(conn, query)
+        of a search for a recipient at 100k messages) or walked seq order. (The caller has
+        steered the planner.)"""
         seqs_sql, seqs_params = _page_seqs(newest_first=order == "DESC", start=start, end=end)
         row = conn.execute(
             "SELECT s.messages, s.generation, c.n, c.seqs FROM smtpmock_state s, "
@@ -1757,7 +1780,6 @@ class PostgresStore(Store):
         pair (under *key*: the query's terms and seq bounds), and reused when the statement
         that would count again reads the same pair; one statement, one snapshot: the answer
         is as exact as a fresh count."""
-        self._plan(conn, query)
         read_sql = ""
         read_params: list[object] = []
         if minus_read:
@@ -1798,8 +1820,7 @@ class PostgresStore(Store):
         newest_first: bool = True,
     ) -> Page:
         order = "DESC" if newest_first else "ASC"
-        with self._connection() as conn, conn.transaction():
-            self._snapshot(conn)
+        with self._reading() as conn:
             if not query and not after:
                 state = conn.execute("SELECT messages FROM smtpmock_state").fetchone()
                 total = int(state[0]) if state else 0
@@ -1810,6 +1831,7 @@ class PostgresStore(Store):
                     [start, *([limit] if limit is not None else [])],
                 ).fetchall()
             else:
+                self._plan(conn, query)
                 where, params, terms, below = self._conditions(conn, query, after=after)
                 end = start + limit if limit is not None else None
                 if below is not None:
@@ -1850,14 +1872,12 @@ class PostgresStore(Store):
         """:meth:`listing`, of mailbox *mailbox* only (its figures too) when given."""
         # The view's matches: the query in the mailbox.
         matches = in_mailbox(query, mailbox) if mailbox is not None else query
-        with self._connection() as conn, conn.transaction():
-            # One snapshot for the statements below (what _listing_sql reads decides the shape
-            # of the listing's statement).
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            sql, args, found = self._listing_sql(conn, matches, start, limit, mailbox=mailbox)
+        # One snapshot for the statements below (what _listing_sql reads decides the shape
+        # of the listing's statement).
+        with self._reading() as conn:
             # The partial indexes of the read and the tagged messages; the query's own.
-            conn.execute("SET LOCAL enable_seqscan = off")
-            self._plan(conn, matches)
+            self._plan(conn, matches, seqscan=True)
+            sql, args, found = self._listing_sql(conn, matches, start, limit, mailbox=mailbox)
             row = conn.execute(sql, args).fetchone()
             assert row is not None
             stored, read_count, tags, total, read_matches, seqs = row
