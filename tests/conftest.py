@@ -106,12 +106,14 @@ def _postgres_store(_tmp: Path, retention: Retention | None) -> Store:
 
 
 def _postgres_postings_store(_tmp: Path, retention: Retention | None) -> Store:
-    """PostgreSQL with blocks of 4 seqs (8,192 in use): most messages of a test's corpus are
-    in the word postings, written in the background while the test runs."""
+    """PostgreSQL with blocks of 4 seqs (8,192 in use), merged two by two (8 in use): most
+    messages of a test's corpus are in the word postings, written and merged in the
+    background while the test runs."""
     from tests.pg import postgres_store
 
     store = postgres_store(retention)
     store._block = 4  # type: ignore[attr-defined]
+    store._fanout = 2  # type: ignore[attr-defined]  # blocks merged as soon as two are there
     store._merge_wake.set()  # type: ignore[attr-defined]
     return store
 

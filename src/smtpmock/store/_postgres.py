@@ -657,6 +657,7 @@ class PostgresStore(Store):
         pg, pool, postings = _load_drivers()
         self._postings = postings
         self._block: int = postings.BLOCK
+        self._fanout: int = postings.FANOUT
         self.url = url
         self.description = describe_url(url)
         self._psycopg = pg
@@ -1070,13 +1071,12 @@ class PostgresStore(Store):
             conn.execute("DELETE FROM smtpmock_terms")
             cur = conn.execute("DELETE FROM smtpmock_messages")
             count = max(cur.rowcount, 0)
-            # The postings too: nothing up to F is left. (The gone seqs above F stay: a block
-            # being written from a snapshot taken before this needs them.)
-            conn.execute("DELETE FROM smtpmock_postings")
+            # The postings too: nothing up to F is left. (The gone seqs stay, to be folded by
+            # the next merge round: a block written, or blocks merged, meanwhile from what was
+            # read before this holds cleared messages, which they take out.)
+            # (Blocks first, as a merge round locks them: no deadlock with one.)
             conn.execute("DELETE FROM smtpmock_blocks")
-            conn.execute(
-                "DELETE FROM smtpmock_gone WHERE seq <= (SELECT frozen FROM smtpmock_state)"
-            )
+            conn.execute("DELETE FROM smtpmock_postings")
             state = conn.execute(
                 "UPDATE smtpmock_state SET messages = 0, bytes = 0, "
                 "generation = generation + 1 RETURNING generation"
@@ -1084,6 +1084,7 @@ class PostgresStore(Store):
             assert state is not None
             generation = int(state[0])
             self._notify(conn, [{"k": "cleared", "g": generation}])
+        self._merge_wake.set()  # fold the gone seqs soon: every search reads them until then
         with self.changed:
             self.generation = max(self.generation, generation)
             self.changed.notify_all()
@@ -1164,6 +1165,8 @@ class PostgresStore(Store):
                     gone = conn.execute("SELECT EXISTS (SELECT 1 FROM smtpmock_gone)").fetchone()
                     if gone and gone[0]:
                         postings.compact(conn)
+                    while not self._closing.is_set() and postings.merge_blocks(conn, self._fanout):
+                        wrote = True
                 finally:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (_MERGE_KEY,))
                 if wrote:
