@@ -1423,9 +1423,9 @@ class PostgresStore(Store):
             found = postings.held(conn, ids)
             found -= gone
             held[needle] = found
-        # A needle whose words are in no message: nothing up to F either.
-        held.update({needle: postings.BitMap() for (field, needle), ids in words.items()
-                     if not field and ids is not None and not ids})  # fmt: skip
+        for (field, needle), ids in words.items():
+            if not field and ids == []:  # a needle in no word: nothing up to F either
+                held[needle] = postings.BitMap()
         return upto, held
 
     def _frozen_matches(
