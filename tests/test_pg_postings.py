@@ -34,6 +34,8 @@ QUERIES = [
     "mi fen",  # two needles
     '"lo bra"',  # across words
     "-kaka",
+    "-jorlo subject:fen",  # negated needles: the messages' seqs minus theirs
+    "ka -mi -subject:kes",
     "kes to:example.org",
     "clidro is:read",
     "clidro is:unread",

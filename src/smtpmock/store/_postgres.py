@@ -313,15 +313,16 @@ _Lookup = dict[tuple[str, str], "list[int] | None"]
 _Frozen = tuple[int, dict[str, "BitMap"]]
 
 
-def _words_only(query: Search | None, words: _Lookup) -> bool:
+def _words_only(query: Search | None, words: _Lookup, *, negated: bool = False) -> bool:
     """Whether every term of *query* is a free-text needle of word characters answered by the
-    word index alone (*words*: its lookup), none negated: then counts and pages read
-    ``smtpmock_terms`` only (a negated one there would test every row's ids)."""
+    word index alone (*words*: its lookup), none negated (with *negated*: some may be): then
+    counts and pages read ``smtpmock_terms`` only (a negated one there would test every
+    row's ids; with the postings, one is taken out of the messages' seqs instead)."""
     if not query:
         return False
     return all(
         (field := term.field.lower()) in _WORD_FIELDS
-        and not term.negated
+        and (negated or not term.negated)
         and _WORD.fullmatch(needle := _text(term.value.lower())) is not None
         and words.get((field, needle)) is not None
         for term in query.terms
@@ -1399,6 +1400,10 @@ class PostgresStore(Store):
                 query, after=after, above=frozen[0], before=before, terms=True, words=words
             )
             return where, params, True, below
+        if frozen[0] and _words_only(query, words, negated=True):
+            assert query is not None
+            every = self._word_matches(conn, query, words, frozen, after=after, before=before)
+            return "false", [], True, every
         where, params = self._where(
             query, after=after, before=before, terms=terms, words=words, frozen=frozen
         )
@@ -1468,6 +1473,64 @@ class PostgresStore(Store):
         found.remove_range(0, after + 1)
         if before is not None and before < upto:
             found.remove_range(before + 1, upto + 1)
+        return found
+
+    def _word_matches(
+        self,
+        conn: psycopg.Connection[Any],
+        query: Search,
+        words: _Lookup,
+        frozen: _Frozen,
+        *,
+        after: int,
+        before: int | None,
+    ) -> BitMap:
+        """Every match of *query*, whose terms are all needles inside words, some negated:
+        each needle's messages as a bitmap (free text: the postings and the word index above
+        F; subject: the subject index), ANDed, the negated ones taken out (of every message
+        in the seq bounds, the primary key's seqs, when all are negated). A negated needle
+        through SQL tests each message's row: 200 ms for a common one at 100k messages."""
+        upto, held = frozen
+        postings = self._postings
+        found: BitMap | None = None
+        if all(term.negated for term in query.terms):  # taken out of every message
+            bounds, bound_params = "m.seq > %s", [after]
+            if before is not None:
+                bounds += " AND m.seq <= %s"
+                bound_params.append(before)
+            rows = conn.execute(
+                f"SELECT m.seq FROM smtpmock_messages m WHERE {bounds}", bound_params
+            ).fetchall()
+            found = postings.BitMap(int(row[0]) for row in rows)
+        # The needles' own first, then those negated (out of what they found).
+        for term in sorted(query.terms, key=lambda term: term.negated):
+            needle = _text(term.value.lower())
+            if term.field.lower():  # subject: its index covers every message
+                ids = words[("subject", needle)]
+                above, mine = 0, postings.BitMap()
+                column = "subject_words"
+            else:
+                ids = words[("", needle)]
+                above, mine = upto, held[needle]
+                column = "words"
+            assert ids is not None
+            sql, params = _overlap(ids, terms=True, column=column)
+            sql = sql.replace("?", "%s")
+            rows = conn.execute(
+                f"SELECT m.seq FROM smtpmock_terms m WHERE m.seq + 0 > %s AND {sql}",
+                [above, *params],
+            ).fetchall()
+            mine = mine | postings.BitMap(int(row[0]) for row in rows)
+            if found is None:
+                found = mine
+                found.remove_range(0, after + 1)
+                if before is not None:
+                    found.remove_range(before + 1, postings.MAX_SEQ + 1)
+            elif term.negated:
+                found -= mine
+            else:
+                found &= mine
+        assert found is not None
         return found
 
     def _all_matches(
