@@ -1306,14 +1306,12 @@ class PostgresStore(Store):
         terms: bool = False,
         words: _Lookup | None = None,
         frozen: _Frozen | None = None,
-        above: int = 0,
     ) -> tuple[str, list[object]]:
         """A condition over ``smtpmock_messages m`` (and its parameters) for *query* and the
-        seq bounds; with *terms*, over ``smtpmock_terms m`` (a query of words only: the
-        messages above F, the caller adds those up to it). *words*: the query's
-        :meth:`_lookup`, when the caller has made it; *frozen*: its :meth:`_frozen_words`
-        (read in the same snapshot as the condition is), when there are postings; *above*:
-        with *terms*, only the messages above this seq (F)."""
+        seq bounds; with *terms*, over ``smtpmock_terms m`` (a query of words only, while the
+        postings hold no message). *words*: the query's :meth:`_lookup`, when the caller has
+        made it; *frozen*: its :meth:`_frozen_words` (read in the same snapshot as the
+        condition is), when there are postings."""
         if words is None:
             words = self._lookup(query)
         upto, held = frozen if frozen is not None and not terms else (0, {})
@@ -1322,10 +1320,6 @@ class PostgresStore(Store):
         if after:
             clauses.append("m.seq > %s")
             params.append(after)
-        if above:
-            # Over smtpmock_terms, the messages above F (seq + 0: see _overlap).
-            clauses.append("m.seq + 0 > %s")
-            params.append(above)
         if before is not None:
             clauses.append("m.seq <= %s")
             params.append(before)
@@ -1388,18 +1382,12 @@ class PostgresStore(Store):
         """:meth:`_where` for *query*, its words looked up on *conn*: over ``smtpmock_terms``
         when the query has only words (the third value says so), else over the messages.
 
-        When the postings hold messages (``_postings``) and the query has only words, the
-        condition is the messages above F, and the fourth value the matches up to F (from
-        the postings, in the seq bounds): the matches are both. (Else it is ``None``.)"""
+        When the postings hold messages (``_postings``) and the query's terms are all needles
+        inside words (negated or not), the fourth value is its matches, found as bitmaps
+        (:meth:`_word_matches`), and the condition is not to be used. (Else it is ``None``.)"""
         words = self._lookup(query, conn)
         terms = _words_only(query, words)
         frozen = self._frozen_words(conn, words)
-        if terms and frozen[0] and query is not None:
-            below = self._frozen_matches(conn, query, words, frozen, after=after, before=before)
-            where, params = self._where(
-                query, after=after, above=frozen[0], before=before, terms=True, words=words
-            )
-            return where, params, True, below
         if frozen[0] and _words_only(query, words, negated=True):
             assert query is not None
             every = self._word_matches(conn, query, words, frozen, after=after, before=before)
@@ -1432,48 +1420,6 @@ class PostgresStore(Store):
             if not field and ids == []:  # a needle in no word: nothing up to F either
                 held[needle] = postings.BitMap()
         return upto, held
-
-    def _frozen_matches(
-        self,
-        conn: psycopg.Connection[Any],
-        query: Search,
-        words: _Lookup,
-        frozen: _Frozen,
-        *,
-        after: int,
-        before: int | None,
-    ) -> BitMap:
-        """The matches up to F of *query*, a query of words only (every term a needle inside
-        words, none negated): its free-text needles' postings, ANDed, and its subject
-        needles' messages up to F (from the subject index), within the seq bounds."""
-        upto, held = frozen
-        postings = self._postings
-        found: BitMap | None = None
-        subjects: list[list[int]] = []
-        for term in query.terms:
-            needle = _text(term.value.lower())
-            if term.field.lower():
-                ids = words[("subject", needle)]
-                assert ids is not None
-                subjects.append(ids)
-                continue
-            mine = held[needle]
-            found = postings.BitMap(mine) if found is None else found & mine
-        # (F is only read for a query with a free-text needle: _frozen_words.)
-        assert found is not None
-        for ids in subjects:
-            if not found:
-                break
-            sql, params = _overlap(ids, terms=True, column="subject_words")
-            sql = sql.replace("?", "%s")
-            rows = conn.execute(
-                f"SELECT m.seq FROM smtpmock_terms m WHERE m.seq <= %s AND {sql}", [upto, *params]
-            ).fetchall()
-            found &= postings.BitMap(int(row[0]) for row in rows)
-        found.remove_range(0, after + 1)
-        if before is not None and before < upto:
-            found.remove_range(before + 1, upto + 1)
-        return found
 
     def _word_matches(
         self,
@@ -1531,22 +1477,6 @@ class PostgresStore(Store):
             else:
                 found &= mine
         assert found is not None
-        return found
-
-    def _all_matches(
-        self,
-        conn: psycopg.Connection[Any],
-        query: Search | None,
-        where: str,
-        params: list[object],
-        below: BitMap,
-    ) -> BitMap:
-        """Every match of a query of words only: *below* (its matches up to F, see
-        :meth:`_conditions`) and those above F (*where*, over ``smtpmock_terms``). (The
-        caller has steered the planner: :meth:`_plan`.)"""
-        rows = conn.execute(f"SELECT m.seq FROM {_matching(where, terms=True)}", params).fetchall()
-        found: BitMap = self._postings.BitMap(int(row[0]) for row in rows)
-        found |= below
         return found
 
     @contextlib.contextmanager
@@ -1742,9 +1672,9 @@ class PostgresStore(Store):
         # seq (where a nested loop is what is wanted).
         with self._reading() as conn:
             self._plan(conn, query)
-            where, params, terms, below = self._conditions(conn, query, after=after, before=before)
-            if below is not None:
-                seqs = list(self._all_matches(conn, query, where, params, below))
+            where, params, terms, found = self._conditions(conn, query, after=after, before=before)
+            if found is not None:
+                seqs = list(found)
             else:
                 seqs = [
                     int(row[0])
@@ -1785,9 +1715,10 @@ class PostgresStore(Store):
                 ).fetchone()
                 if row is not None and (int(row[0]), int(row[1])) == counted[1] and not row[2]:
                     return counted[2]
-            where, params, terms, below = self._conditions(conn, query, after=after, before=before)
-            if below is not None:
-                matches = self._all_matches(conn, query, where, params, below)
+            where, params, terms, matches = self._conditions(
+                conn, query, after=after, before=before
+            )
+            if matches is not None:
                 if unread:
                     return len(matches) - matches.intersection_cardinality(self._read(conn))
                 return len(matches)
@@ -1898,10 +1829,9 @@ class PostgresStore(Store):
                 ).fetchall()
             else:
                 self._plan(conn, query)
-                where, params, terms, below = self._conditions(conn, query, after=after)
+                where, params, terms, matches = self._conditions(conn, query, after=after)
                 end = start + limit if limit is not None else None
-                if below is not None:
-                    matches = self._all_matches(conn, query, where, params, below)
+                if matches is not None:
                     total = len(matches)
                     seqs = self._postings.seqs_of(matches, start, end, newest_first=newest_first)
                     return Page(total, _summaries(self._summary_rows(conn, seqs, order)))
@@ -1987,9 +1917,8 @@ class PostgresStore(Store):
                 "smtpmock_messages ORDER BY seq DESC OFFSET %s LIMIT %s) FROM smtpmock_state s"
             )
             return sql, [*figures_params, start, limit], None
-        where, params, terms, below = self._conditions(conn, query)
-        if below is not None:
-            found = self._all_matches(conn, query, where, params, below)
+        where, params, terms, found = self._conditions(conn, query)
+        if found is not None:
             sql = f"SELECT s.messages, {figures}0, 0, NULL::bigint[] FROM smtpmock_state s"
             return sql, figures_params, found
         # The read matches: few, as the read messages are. Over smtpmock_terms (no read
