@@ -135,21 +135,7 @@ class _Stale(Exception):
 def _write_block(
     conn: psycopg.Connection[Any], lo: int, hi: int, postings: dict[int, BitMap]
 ) -> None:
-    """(Each bitmap serialized as its rows are sent, and dropped then: the block is in memory
-    once, as bitmaps.)"""
-    words = sorted(postings)
-    for k in range(0, len(words), _WRITE_ROWS):
-        batch = words[k : k + _WRITE_ROWS]
-        data = []
-        for word in batch:
-            bitmap = postings.pop(word)
-            bitmap.run_optimize()
-            data.append(bitmap.serialize())
-        conn.execute(
-            "INSERT INTO smtpmock_postings (word, block, seqs) "
-            "SELECT u.word, %s, u.seqs FROM unnest(%b::int[], %b::bytea[]) AS u(word, seqs)",
-            (hi, batch, data),
-        )
+    _insert(conn, hi, postings)
     conn.execute("INSERT INTO smtpmock_blocks (hi, lo) VALUES (%s, %s)", (hi, lo))
     # Last: the state row lock waits for the writer holding it, and is held to the commit.
     moved = conn.execute(
@@ -222,14 +208,14 @@ def merge_blocks(conn: psycopg.Connection[Any], fanout: int = FANOUT) -> bool:
                     merged[word] = BitMap.union(*found)
                     found = []
                     if len(merged) >= _WRITE_ROWS:
-                        _insert(conn, hi, merged)
+                        _insert(conn, hi, merged, replace=True)
                 word = row_word
                 found.append(BitMap.deserialize(bytes(seqs)))
             if found:
                 assert word is not None
                 merged[word] = BitMap.union(*found)
             rows.close()
-            _insert(conn, hi, merged)
+            _insert(conn, hi, merged, replace=True)
             conn.execute(
                 "DELETE FROM smtpmock_postings WHERE block = ANY(%s) AND block <> %s", (his, hi)
             )
@@ -243,21 +229,32 @@ def merge_blocks(conn: psycopg.Connection[Any], fanout: int = FANOUT) -> bool:
     return True
 
 
-def _insert(conn: psycopg.Connection[Any], block: int, postings: dict[int, BitMap]) -> None:
-    """Insert *postings* as rows of *block*, replacing those of the same word and block (a
-    merge replaces the newest block's rows in place); empties the dict."""
+def _insert(
+    conn: psycopg.Connection[Any],
+    block: int,
+    postings: dict[int, BitMap],
+    *,
+    replace: bool = False,
+) -> None:
+    """Insert *postings* as rows of *block*, :data:`_WRITE_ROWS` per statement, each bitmap
+    serialized as its rows are sent and dropped then (the dict is emptied: the block is in
+    memory once, as bitmaps). *replace*: rows of the same word and block are replaced (a
+    merge writes its block where the newest merged block's rows are)."""
+    conflict = " ON CONFLICT (word, block) DO UPDATE SET seqs = excluded.seqs" if replace else ""
     words = sorted(postings)
-    data = []
-    for word in words:
-        bitmap = postings.pop(word)
-        bitmap.run_optimize()
-        data.append(bitmap.serialize())
-    conn.execute(
-        "INSERT INTO smtpmock_postings (word, block, seqs) "
-        "SELECT u.word, %s, u.seqs FROM unnest(%b::int[], %b::bytea[]) AS u(word, seqs) "
-        "ON CONFLICT (word, block) DO UPDATE SET seqs = excluded.seqs",
-        (block, words, data),
-    )
+    for k in range(0, len(words), _WRITE_ROWS):
+        batch = words[k : k + _WRITE_ROWS]
+        data = []
+        for word in batch:
+            bitmap = postings.pop(word)
+            bitmap.run_optimize()
+            data.append(bitmap.serialize())
+        conn.execute(
+            "INSERT INTO smtpmock_postings (word, block, seqs) "
+            "SELECT u.word, %s, u.seqs FROM unnest(%b::int[], %b::bytea[]) AS u(word, seqs)"
+            + conflict,
+            (block, batch, data),
+        )
 
 
 def compact(conn: psycopg.Connection[Any]) -> int:
