@@ -632,9 +632,7 @@ def search_rows(
                               enumerate(apis)]  # fmt: skip
                     result, cut = halves[0]
                     other, cut_b = halves[1]
-                    result.times += other.times
-                    result.wrong += other.wrong
-                    result.asked += other.asked
+                    result.add(other)
                     cut = cut or cut_b
                     statements = times.read()
                     server_ms = sum(t for t, _, _, _ in statements) / max(1, result.asked)
@@ -801,16 +799,9 @@ def hard_needle_rows(
     rows: list[Row] = []
     for what, query, expected in hard_needles(corpus, stored):
         times.reset()
-        result: KindResult | None = None
+        result = KindResult()
         for k in range(HARD_REPEATS):
-            one, _ = search_latencies(apis[k % 2], [(query, expected)], 600.0)
-            if result is None:
-                result = one
-            else:
-                result.times += one.times
-                result.wrong += one.wrong
-                result.asked += one.asked
-        assert result is not None
+            result.add(search_latencies(apis[k % 2], [(query, expected)], 600.0)[0])
         server_ms = sum(t for t, _, _, _ in times.read()) / max(1, result.asked)
         row = Row(
             f"PostgreSQL: search {what} at {label}, slowest of {HARD_REPEATS}",

@@ -105,6 +105,12 @@ class KindResult:
     slowest: list[tuple[float, str, int]] = field(default_factory=list)  # ms, query, matches
     asked: int = 0
 
+    def add(self, other: KindResult) -> None:
+        """Count *other*'s queries in with these (its times, wrong answers and queries)."""
+        self.times += other.times
+        self.wrong += other.wrong
+        self.asked += other.asked
+
 
 def search_latencies(
     api: HTTP, queries: list[tuple[str, int]], time_limit: float
