@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -362,3 +363,22 @@ def pg_server() -> PostgresServer:
 def pg_url(pg_server: PostgresServer) -> str:
     """The URL of a new, empty store location for this test (a schema of its own)."""
     return pg_server.create_schema()
+
+
+@pytest.fixture
+def open_store(pg_url: str) -> Iterator[Callable[..., Any]]:
+    r"""Open ``PostgresStore``\ s on this test's database (each one an "instance"); all closed
+    at the end."""
+    from smtpmock.store._postgres import PostgresStore
+
+    opened: list[PostgresStore] = []
+
+    def opener(**kwargs: Any) -> PostgresStore:
+        store = PostgresStore(pg_url, **kwargs)
+        opened.append(store)
+        assert store.wait_listening(10)
+        return store
+
+    yield opener
+    for store in opened:
+        store.close()

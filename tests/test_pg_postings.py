@@ -9,8 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -144,18 +143,11 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def open_store(pg_url: str, small_blocks: None) -> Iterator[Callable[..., PostgresStore]]:
-    opened: list[PostgresStore] = []
-
-    def opener(**kwargs: Any) -> PostgresStore:
-        store = PostgresStore(pg_url, **kwargs)
-        opened.append(store)
-        assert store.wait_listening(10)
-        return store
-
-    yield opener
-    for store in opened:
-        store.close()
+def open_store(
+    open_store: Callable[..., PostgresStore], small_blocks: None
+) -> Callable[..., PostgresStore]:
+    """tests/pg.py's, with small blocks."""
+    return open_store
 
 
 def test_answers_agree_while_blocks_are_written_and_after(

@@ -42,22 +42,6 @@ def mail(
     return Message(raw, mail_from=sender, rcpt_tos=[to])
 
 
-@pytest.fixture
-def open_store(pg_url: str) -> Iterator[Callable[..., PostgresStore]]:
-    """Open stores on this test's database (each one an "instance"); all closed at the end."""
-    opened: list[PostgresStore] = []
-
-    def opener(**kwargs: Any) -> PostgresStore:
-        store = PostgresStore(pg_url, **kwargs)
-        opened.append(store)
-        assert store.wait_listening(10)
-        return store
-
-    yield opener
-    for store in opened:
-        store.close()
-
-
 class Recorder:
     """A store listener that lets a test wait for the n-th event (no sleeping)."""
 
