@@ -1405,10 +1405,9 @@ class PostgresStore(Store):
         if not needles:
             return 0, {}
         postings = self._postings
-        upto = postings.frozen(conn)
+        upto, gone = postings.removed(conn)
         if not upto:
             return 0, {}
-        gone = postings.removed(conn, upto)
         held: dict[str, BitMap] = {}
         for needle in needles:
             ids = words[("", needle)]

@@ -66,18 +66,21 @@ def frozen(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def removed(conn: psycopg.Connection[Any], upto: int) -> BitMap:
-    """The seqs up to *upto* that the postings may hold and that are gone."""
-    gone = BitMap()
-    dead_rows = conn.execute(
-        "SELECT dead FROM smtpmock_blocks WHERE dead IS NOT NULL", binary=True
-    ).fetchall()
-    for (dead,) in dead_rows:
+def removed(conn: psycopg.Connection[Any]) -> tuple[int, BitMap]:
+    """*F*, and the seqs up to it that the postings may hold and that are gone (the blocks'
+    dead bitmaps, the gone seqs not folded yet): one statement."""
+    row = conn.execute(
+        "SELECT s.frozen, ARRAY(SELECT dead FROM smtpmock_blocks WHERE dead IS NOT NULL), "
+        "ARRAY(SELECT seq FROM smtpmock_gone WHERE seq <= s.frozen) FROM smtpmock_state s",
+        binary=True,
+    ).fetchone()
+    if row is None:
+        return 0, BitMap()
+    upto, deads, seqs = row
+    gone = BitMap(int(seq) for seq in seqs)
+    for dead in deads:
         gone |= BitMap.deserialize(bytes(dead))
-    rows = conn.execute("SELECT seq FROM smtpmock_gone WHERE seq <= %s", (upto,)).fetchall()
-    if rows:
-        gone.update(int(row[0]) for row in rows)
-    return gone
+    return int(upto), gone
 
 
 def held(conn: psycopg.Connection[Any], ids: list[int]) -> BitMap:
